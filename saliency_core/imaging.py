@@ -1,0 +1,220 @@
+"""Decode user images safely and fit them to a model's input.
+
+Everything here works on ``numpy`` arrays in 0-255 RGB, shape ``(H, W, 3)``.
+
+Decisions a user can see:
+
+* **Formats.** JPEG (and MPO, the multi-picture JPEG many phones write), PNG,
+  WebP, BMP, GIF (first frame only) and TIFF. Anything else, SVG and HTML
+  included, is refused with :class:`ImageError`.
+* **Orientation.** The EXIF orientation tag is applied, so a portrait phone
+  photo is shown, classified and explained upright.
+* **Transparency** (RGBA, LA, PA, and palette images with a transparent
+  colour) is flattened onto **white**, the way most viewers show such files
+  on a page. 16-bit and 32-bit greyscale are scaled to 8 bits by their range
+  (65535 for 16-bit), CMYK is converted by Pillow, 1-bit becomes black/white.
+* **Size.** Files with more than :data:`MAX_PIXELS` pixels are refused as
+  possible decompression bombs before any pixel is decoded. Accepted images
+  are downscaled so their longer side is at most :data:`DISPLAY_MAX_SIDE`
+  right after decoding (JPEGs are decoded directly at reduced scale), so no
+  request holds a full-resolution array.
+* **Fitting to the model.** ``"crop"`` (default) takes the largest centred
+  square, the framing ImageNet models were evaluated on, then resizes it;
+  ``"squash"`` resizes the whole image to the model's input, distorting the
+  aspect ratio but keeping every pixel. Either way :func:`fit_to_model`
+  returns the *view* (the part of the image the model saw) so a saliency map,
+  upsampled with :func:`resize_map`, lines up with it pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 50_000_000
+"""Largest accepted image, in pixels (e.g. 8660 x 5773)."""
+
+DISPLAY_MAX_SIDE = 1024
+"""Longer side of the kept (display) image after decoding."""
+
+ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"}
+FIT_MODES = ("crop", "squash")
+TRANSPARENCY_BACKGROUND = (255, 255, 255)
+
+
+class ImageError(ValueError):
+    """The upload is not an image this app can read; the message says why."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded, upright, RGB image ready for display and for models.
+
+    Attributes:
+        pixels: ``(H, W, 3)`` uint8 RGB, longer side at most ``DISPLAY_MAX_SIDE``.
+        original_size: ``(width, height)`` of the file after EXIF rotation.
+        format: Pillow's format name, e.g. ``"PNG"``.
+        notes: human-readable notes about conversions that were applied.
+        digest: SHA-256 of the file's bytes, a stable cache key.
+    """
+
+    pixels: np.ndarray
+    original_size: tuple[int, int]
+    format: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    digest: str = ""
+
+
+def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+        if mode == "RGB":
+            return img
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            notes.append("transparent areas were flattened onto white")
+        background = Image.new("RGBA", rgba.size, TRANSPARENCY_BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if (mode.startswith("I;16") or arr.max() > 255) else 255.0
+        if mode == "F":
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+            notes.append("floating-point image scaled by its range")
+        else:
+            arr = arr / top * 255.0
+            if top > 255:
+                notes.append("16-bit image scaled to 8 bits")
+        grey = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    return img.convert("RGB")
+
+
+def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
+               display_max_side: int = DISPLAY_MAX_SIDE) -> LoadedImage:
+    """Decode an uploaded file into a bounded, upright RGB image.
+
+    Args:
+        data: the file's bytes.
+        max_pixels: refuse images with more pixels than this.
+        display_max_side: downscale so the longer side is at most this.
+
+    Returns:
+        A :class:`LoadedImage` whose ``pixels`` have shape ``(H, W, 3)``.
+
+    Raises:
+        ImageError: empty, not an image, an unsupported format, truncated or
+            corrupt, or too large.
+    """
+    if not data:
+        raise ImageError("The file is empty.")
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<svg", b"<?xml", b"<!doctype", b"<html")):
+        raise ImageError("This looks like an SVG, XML or HTML file. Vector and web "
+                         "formats are not supported: upload a JPEG, PNG, WebP, BMP, "
+                         "GIF or TIFF photo.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format or "unknown"
+            if fmt not in ALLOWED_FORMATS:
+                raise ImageError(f"{fmt} files are not supported: upload a JPEG, PNG, "
+                                 "WebP, BMP, GIF or TIFF image.")
+            width, height = img.size
+            if width < 1 or height < 1:
+                raise ImageError("The image has no pixels.")
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"The image is {width} x {height} pixels ({width * height / 1e6:.0f} "
+                    f"megapixels), above the limit of {max_pixels / 1e6:.0f} megapixels. "
+                    "Very large images are refused to protect the server (possible "
+                    "decompression bomb); please downscale it first.")
+            notes: list[str] = []
+            if getattr(img, "n_frames", 1) > 1:
+                notes.append(f"only the first of {img.n_frames} frames is used")
+                img.seek(0)
+            if fmt in ("JPEG", "MPO"):
+                # Decode at reduced scale (1/2, 1/4, 1/8) when the image is large.
+                img.draft("RGB", (display_max_side, display_max_side))
+            img = ImageOps.exif_transpose(img)
+            size = img.size
+            if max(img.size) > display_max_side:
+                img.thumbnail((display_max_side, display_max_side), Image.Resampling.LANCZOS)
+            img = _to_rgb(img, notes)
+            pixels = np.asarray(img, dtype=np.uint8).copy()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError("The image is too large to open safely (possible decompression "
+                         "bomb).") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("This file is not an image, or not in a format this app reads "
+                         "(JPEG, PNG, WebP, BMP, GIF, TIFF).") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"The image file is damaged or truncated and cannot be read "
+                         f"({exc}).") from exc
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ImageError("The image could not be converted to RGB.")
+    if size != (width, height):
+        notes.append("rotated upright from its EXIF orientation")
+    return LoadedImage(pixels=pixels, original_size=size, format=fmt, notes=tuple(notes),
+                       digest=hashlib.sha256(data).hexdigest())
+
+
+def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``(H, W, 3)`` uint8 to ``size=(width, height)`` with antialiasing."""
+    img = Image.fromarray(pixels)
+    return np.asarray(img.resize(size, Image.Resampling.BICUBIC, reducing_gap=None))
+
+
+def crop_box(width: int, height: int, fit: str) -> tuple[int, int, int, int]:
+    """The ``(left, top, right, bottom)`` region of the image the model sees."""
+    if fit not in FIT_MODES:
+        raise ValueError(f"fit must be one of {FIT_MODES}, not {fit!r}")
+    if fit == "squash":
+        return 0, 0, width, height
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def fit_to_model(pixels: np.ndarray, input_size: tuple[int, int],
+                 fit: str = "crop") -> tuple[np.ndarray, np.ndarray]:
+    """Fit an image to a model's input and return what the model sees.
+
+    Args:
+        pixels: ``(H, W, 3)`` uint8 RGB.
+        input_size: the model's ``(height, width)``.
+        fit: ``"crop"`` (largest centred square, then resize) or ``"squash"``.
+
+    Returns:
+        ``(model_input, view)``: ``model_input`` is ``(h, w, 3)`` float32 in
+        0-255 for the model; ``view`` is the ``(H', W', 3)`` uint8 region of
+        ``pixels`` that ``model_input`` was made from, at display resolution.
+    """
+    height, width = pixels.shape[:2]
+    left, top, right, bottom = crop_box(width, height, fit)
+    view = pixels[top:bottom, left:right]
+    model_input = _resize(np.ascontiguousarray(view), (input_size[1], input_size[0]))
+    return model_input.astype(np.float32), view
+
+
+def resize_map(saliency: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinearly resize a 2-D map ``(h, w)`` to ``shape=(H, W)`` (float32)."""
+    img = Image.fromarray(np.ascontiguousarray(saliency, dtype=np.float32))
+    return np.asarray(img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR),
+                      dtype=np.float32)

@@ -1,0 +1,37 @@
+"""Vanilla gradient saliency (Simonyan, Vedaldi & Zisserman 2013, arXiv 1312.6034).
+
+The class score S_c is approximated near the image I by its first-order Taylor
+expansion ``S_c(I) ~ w^T I + b`` with ``w = dS_c/dI``; the magnitude of w says
+which pixels need to change least to change the score most. The paper then
+takes ``max_c |w|`` over colour channels (see :mod:`saliency_core.postprocess`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from saliency_core.methods.base import (
+    Attribution,
+    GradientModel,
+    ProgressCallback,
+    SaliencyMethod,
+    Target,
+)
+
+
+class VanillaGradient(SaliencyMethod):
+    """``w = dS_c/dI`` at the input image."""
+
+    key = "vanilla"
+    label = "Vanilla gradient"
+    description = ("How much each pixel would change the class score if nudged: the "
+                   "gradient dS_c/dI of Simonyan et al. 2013.")
+    citation = "Simonyan, Vedaldi & Zisserman 2013, arXiv:1312.6034"
+
+    def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
+                  progress: ProgressCallback | None = None) -> Attribution:
+        """Return the gradient ``(H, W, 3)`` of the target score at ``image``."""
+        grads, scores = model.gradients(np.asarray(image, np.float32)[None], target)
+        if progress is not None:
+            progress(1.0)
+        return Attribution(values=grads[0].astype(np.float32), score=float(scores[0]), info={})

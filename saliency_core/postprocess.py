@@ -1,0 +1,84 @@
+"""Turn a per-channel attribution into a displayable 2-D map.
+
+Pure numpy, shared by every method. Shapes: attributions are ``(H, W, C)``,
+maps are ``(H, W)``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+Reduction = Literal["max_abs", "mean_abs", "l2", "signed"]
+
+REDUCTIONS: dict[str, str] = {
+    "max_abs": "max |w| over channels (the paper's choice)",
+    "mean_abs": "mean |w| over channels",
+    "l2": "L2 norm over channels",
+    "signed": "signed sum over channels (red raises the score, blue lowers it)",
+}
+
+
+def reduce_channels(attribution: np.ndarray, how: Reduction = "max_abs") -> np.ndarray:
+    """Reduce an attribution ``(H, W, C)`` over its channels to ``(H, W)``.
+
+    Simonyan et al. 2013 (arXiv 1312.6034, sec. 3.1) take ``max_c |w_c|``.
+
+    Args:
+        attribution: ``(H, W, C)`` array.
+        how: ``"max_abs"``, ``"mean_abs"``, ``"l2"`` or ``"signed"`` (sum of
+            signed values, so evidence for and against stay apart).
+
+    Returns:
+        ``(H, W)`` float32 map; non-negative except for ``"signed"``.
+    """
+    a = np.asarray(attribution, dtype=np.float64)
+    if a.ndim != 3:
+        raise ValueError(f"expected (H, W, C), got shape {a.shape}")
+    if how == "max_abs":
+        out = np.abs(a).max(axis=-1)
+    elif how == "mean_abs":
+        out = np.abs(a).mean(axis=-1)
+    elif how == "l2":
+        out = np.sqrt((a * a).sum(axis=-1))
+    elif how == "signed":
+        out = a.sum(axis=-1)
+    else:
+        raise ValueError(f"unknown reduction {how!r}; known: {', '.join(REDUCTIONS)}")
+    return out.astype(np.float32)
+
+
+def normalize_map(saliency: np.ndarray, clip_percentile: float | None = None,
+                  signed: bool = False) -> np.ndarray:
+    """Scale a map to ``[0, 1]`` (or ``[-1, 1]`` when ``signed``).
+
+    Unsigned: ``(m - min) / (max - min)``. Signed: ``m / max|m|``, so zero stays
+    zero. With ``clip_percentile`` (e.g. 99.5), values above that percentile of
+    ``m`` (of ``|m|`` when signed) are clipped first, so a few extreme pixels do
+    not wash out the rest. A constant map becomes all zeros.
+
+    Args:
+        saliency: ``(H, W)`` map.
+        clip_percentile: in ``(0, 100]``, or None for no clipping.
+        signed: keep the sign.
+
+    Returns:
+        ``(H, W)`` float32 in ``[0, 1]`` or ``[-1, 1]``.
+    """
+    m = np.asarray(saliency, dtype=np.float64)
+    if not np.all(np.isfinite(m)):
+        m = np.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
+    if clip_percentile is not None and not 0 < clip_percentile <= 100:
+        raise ValueError("clip_percentile must be in (0, 100]")
+    if signed:
+        top = np.percentile(np.abs(m), clip_percentile) if clip_percentile else np.abs(m).max()
+        if top <= 0:
+            return np.zeros_like(m, dtype=np.float32)
+        return np.clip(m / top, -1.0, 1.0).astype(np.float32)
+    if clip_percentile:
+        m = np.minimum(m, np.percentile(m, clip_percentile))
+    lo, hi = m.min(), m.max()
+    if hi <= lo:
+        return np.zeros_like(m, dtype=np.float32)
+    return ((m - lo) / (hi - lo)).astype(np.float32)
