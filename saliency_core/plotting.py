@@ -116,8 +116,8 @@ def _heatmap_trace(view_shape: Sequence[int], saliency: np.ndarray, colormap: st
 
 
 def _image_axes(fig: go.Figure, **kwargs) -> None:
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, **kwargs)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False,
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="", **kwargs)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="",
                      autorange="reversed", scaleanchor="x", **kwargs)
 
 
@@ -157,8 +157,9 @@ def make_side_by_side_figure(view: np.ndarray, saliency: np.ndarray, colormap: s
     fig.add_trace(_image_trace(view), row=1, col=1)
     fig.add_trace(_heatmap_trace(view.shape, saliency, colormap, 1.0, signed), row=1, col=2)
     fig.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed")
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="",
+                     autorange="reversed")
     fig.update_yaxes(scaleanchor="x", row=1, col=1)
     fig.update_yaxes(scaleanchor="x2", row=1, col=2)
     return fig

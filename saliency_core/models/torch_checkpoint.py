@@ -167,7 +167,10 @@ def read_state_dict(source: str | Path | bytes) -> dict[str, np.ndarray]:
         if buf is None:
             raise CheckpointError(f"entry {name!r} has no storage data")
         itemsize = buf.dtype.itemsize
-        extent = value.offset + sum((n - 1) * s for n, s in zip(value.shape, value.stride, strict=True)) + 1
+        if len(value.shape) != len(value.stride):
+            raise CheckpointError(f"entry {name!r} has a malformed shape")
+        pairs = zip(value.shape, value.stride, strict=True)
+        extent = value.offset + sum((n - 1) * s for n, s in pairs) + 1
         if any(n == 0 for n in value.shape):
             extent = value.offset
         if value.offset < 0 or extent > buf.size or any(s < 0 for s in value.stride):

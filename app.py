@@ -1,0 +1,19 @@
+"""Saliency Studio: the router and the sidebar every page shares.
+
+Run with ``streamlit run app.py``.
+"""
+
+import streamlit as st
+
+from pages import ui_common
+
+st.set_page_config(page_title="Saliency Studio", page_icon=":material/visibility:",
+                   layout="wide")
+ui_common.init_state()
+
+navigation = st.navigation([
+    st.Page("pages/explore.py", title="Explore", icon=":material/visibility:", default=True),
+    st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+])
+ui_common.render_sidebar()
+navigation.run()

@@ -1,0 +1,203 @@
+"""Explore: one image, one model, its top-5, and the saliency map of a chosen class."""
+
+import io
+
+import numpy as np
+import streamlit as st
+
+from pages import ui_common as ui
+from saliency_core.imaging import FIT_MODES, fit_to_model
+from saliency_core.labels import shorten_label
+from saliency_core.methods import METHODS
+from saliency_core.models.registry import get_spec
+from saliency_core.pipeline import to_display_map
+from saliency_core.plotting import (
+    COLORMAP_LABELS,
+    COLORMAPS,
+    blend_overlay,
+    encode_png,
+    make_overlay_figure,
+    make_side_by_side_figure,
+    make_topk_figure,
+)
+from saliency_core.postprocess import REDUCTIONS
+from saliency_core.samples import SAMPLES, read_sample
+
+SOURCES = ["Sample", "Upload", "Camera"]
+PHOTO_MAX_MB = 50
+SCORE_LABELS = {
+    "logit": "Class score S_c (pre-softmax, as in the paper)",
+    "probability": "Softmax probability (as in the TF2 blog)",
+}
+SCORE_HELP = ("The paper differentiates the raw class score S_c. The softmax probability "
+              "also depends on every other class's score, so its gradient mixes in evidence "
+              "against competing classes and vanishes when the model is very confident.")
+FIT_LABELS = {"crop": "Centre crop (largest square)", "squash": "Squash whole image"}
+CONFIG = {"displaylogo": False, "toImageButtonOptions": {"filename": "saliency"}}
+
+
+def _persisted_file(widget_key: str, store_key: str, uploaded) -> tuple[str, bytes] | None:
+    """Keep the last upload/snapshot across page switches (Streamlit drops widget state).
+
+    ``returning`` is true when the widget was just re-created after another page was
+    shown; then the stored file is reused. An empty widget that existed before means
+    the user removed the file, so the stored copy is dropped too.
+    """
+    if uploaded is not None:
+        st.session_state[store_key] = (uploaded.name, uploaded.getvalue())
+    elif not st.session_state.get(f"{widget_key}_seen"):
+        pass  # first render after a page switch: keep what was stored
+    else:
+        st.session_state.pop(store_key, None)
+    st.session_state[f"{widget_key}_seen"] = True
+    return st.session_state.get(store_key)
+
+
+def _choose_image() -> tuple[str, bytes] | None:
+    source = ui.bound_widget("source", st.radio, options=SOURCES, label="Image source",
+                             horizontal=True)
+    for other in SOURCES:
+        if other != source:
+            st.session_state.pop(f"{other.lower()}_widget_seen", None)
+    if source == "Sample":
+        key = ui.bound_widget("sample", st.selectbox, options=list(SAMPLES),
+                              label="Sample photo", format_func=lambda k: SAMPLES[k][0])
+        return SAMPLES[key][1], read_sample(key)
+    if source == "Upload":
+        uploaded = st.file_uploader(
+            "Upload a photo", key="upload_widget", max_upload_size=PHOTO_MAX_MB,
+            help="JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF, up to 50 megapixels.")
+        return _persisted_file("upload_widget", "last_upload", uploaded)
+    shot = st.camera_input("Take a snapshot", key="camera_widget")
+    return _persisted_file("camera_widget", "last_snapshot", shot)
+
+
+def _pick_class(preds, class_names, digest: str, model_key: str, fit: str) -> int:
+    """Radio over the top-5 plus a search over all classes; returns the class index."""
+    context = f"{digest[:12]}_{model_key}_{fit}"
+    if st.session_state.get("class_context") not in (None, context):
+        st.session_state[ui.PREFS]["class"] = None  # new image or model: back to top-1
+    st.session_state["class_context"] = context
+    top = [p.index for p in preds]
+    chosen = ui.pref("class")
+    if chosen is None or not 0 <= chosen < len(class_names):
+        chosen = top[0]
+    options = top + [-1]
+    probs = {p.index: p.probability for p in preds}
+    pick = st.radio(
+        "Class to explain", options, index=options.index(chosen if chosen in top else -1),
+        key=f"pick_{context}",
+        format_func=lambda i: ("Another class…" if i == -1 else
+                               f"{shorten_label(class_names[i])} ({100 * probs[i]:.1f}%)"))
+    if pick == -1:
+        pick = st.selectbox(
+            f"Search all {len(class_names)} classes", range(len(class_names)),
+            index=chosen if chosen not in top else 0, key=f"search_{context}",
+            format_func=lambda i: f"{class_names[i]} (#{i})")
+    st.session_state[ui.PREFS]["class"] = int(pick)
+    return int(pick)
+
+
+st.title("Explore")
+st.caption("Pick an image and a class: the map shows which pixels the class score is most "
+           "sensitive to.")
+
+model_key = ui.pref("model")
+spec = get_spec(model_key)
+classifier = ui.classifier_for(model_key)
+if classifier is None:
+    st.stop()
+
+controls, display = st.columns([1, 2], gap="large")
+with controls:
+    st.subheader("1 · Image")
+    chosen_file = _choose_image()
+    if chosen_file is None:
+        st.info("Upload a photo (or take a snapshot) to begin, or pick a sample.")
+        st.stop()
+    file_name, data = chosen_file
+    image, error = ui.load_bytes(data)
+    if error:
+        st.error(f"**{file_name}** could not be used. {error}", icon=":material/error:")
+        st.stop()
+    for note in image.notes:
+        st.caption(f"Note: {note}.")
+
+    with st.expander("Options", expanded=False):
+        fit = ui.bound_widget("fit", st.radio, options=list(FIT_MODES),
+                              label="Fit the image to the model",
+                              format_func=FIT_LABELS.get,
+                              help="Centre crop keeps the aspect ratio, as in ImageNet "
+                                   "evaluation; squash keeps every pixel but distorts shapes.")
+        score = ui.bound_widget("score", st.radio, options=list(SCORE_LABELS),
+                                label="Score to explain", format_func=SCORE_LABELS.get,
+                                help=SCORE_HELP)
+        reduction = ui.bound_widget("reduction", st.selectbox, options=list(REDUCTIONS),
+                                    label="Colour channels", format_func=REDUCTIONS.get)
+        clip = st.slider("Clip the map at this percentile", 90.0, 100.0, step=0.5,
+                         key="clip",
+                         help="Values above this percentile are clipped, so a few extreme "
+                              "pixels do not wash out the rest. 100 turns clipping off.")
+
+    model_input, view = fit_to_model(image.pixels, classifier.input_size, fit)
+    token = ui.weights_token(model_key)
+    preds = ui.cached_predictions(image.digest, model_key, token, fit, classifier, model_input)
+
+    st.subheader("2 · Top-5")
+    class_index = _pick_class(preds, classifier.class_names, image.digest, model_key, fit)
+    top_positions = [p.index for p in preds]
+    st.plotly_chart(
+        make_topk_figure([shorten_label(p.name) for p in preds], [p.probability for p in preds],
+                         highlight=top_positions.index(class_index)
+                         if class_index in top_positions else None),
+        width="stretch", config=CONFIG, key="topk_chart")
+
+    st.subheader("3 · Method")
+    method = ui.bound_widget("method", st.selectbox, options=list(METHODS), label="Method",
+                             format_func=lambda k: METHODS[k].label)
+    st.caption(METHODS[method].description)
+    cmap = ui.bound_widget("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
+                           format_func=COLORMAP_LABELS.get)
+    opacity = st.slider("Opacity (initial view and PNG download)", 0.0, 1.0, step=0.1,
+                        key="opacity")
+
+with display:
+    with st.spinner("Computing the saliency map…"):
+        explanation = ui.cached_explanation(image.digest, model_key, token, fit, method,
+                                            class_index, score, classifier, model_input)
+    values = explanation.attribution.values
+    saliency = to_display_map(values, reduction, None if clip >= 100 else clip)
+    signed = reduction == "signed"
+    class_name = classifier.class_names[class_index]
+    score_name = "S_c" if score == "logit" else "p_c"
+    st.markdown(f"**{METHODS[method].label}** for **{shorten_label(class_name)}** "
+                f"(class {class_index}) · {spec.display_name}")
+    overlay_tab, side_tab = st.tabs(["Overlay", "Side by side"])
+    with overlay_tab:
+        st.plotly_chart(make_overlay_figure(view, saliency, cmap, opacity, signed),
+                        width="stretch", config=CONFIG, key="overlay_chart")
+        st.caption("Drag the slider under the image to change the map's opacity instantly; "
+                   "hover to read values.")
+    with side_tab:
+        st.plotly_chart(make_side_by_side_figure(view, saliency, cmap, signed),
+                        width="stretch", config=CONFIG, key="side_chart")
+    st.caption(f"{score_name} = {explanation.attribution.score:.4g} · computed in "
+               f"{explanation.seconds:.2f} s · model input {classifier.input_size[1]}×"
+               f"{classifier.input_size[0]}, shown at {view.shape[1]}×{view.shape[0]}.")
+
+    stem = f"saliency_{model_key}_{class_index}_{method}"
+    raw = io.BytesIO()
+    np.save(raw, values)
+    col_png, col_npy = st.columns(2)
+    col_png.download_button(
+        "Download overlay (PNG)",
+        data=encode_png(blend_overlay(view, saliency, cmap, opacity, signed)),
+        file_name=f"{stem}.png", mime="image/png", icon=":material/image:",
+        key="download_png")
+    col_npy.download_button(
+        "Download raw map (.npy)", data=raw.getvalue(), file_name=f"{stem}.npy",
+        mime="application/octet-stream", icon=":material/data_array:", key="download_npy",
+        help="The attribution at the model's input resolution, shape (H, W, 3), before "
+             "channel reduction and normalisation.")
+
+ui.sync_query_params(include_sample=ui.pref("source") == "Sample")
