@@ -1,0 +1,161 @@
+"""The pages, run headless with streamlit.testing.v1.AppTest and the real default model."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from saliency_core.samples import read_sample
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 180
+
+
+@pytest.fixture(autouse=True)
+def _navigation_mode(monkeypatch):
+    """Run every AppTest rerun through app.py's st.navigation, as the live server does.
+
+    AppTest resets ``PagesManager.uses_pages_directory`` before each run and, because
+    this project has a ``pages/`` folder, would rerun a page script directly (the old
+    folder-based multipage mode), skipping app.py and its sidebar. The live server
+    clears that flag for good on the first ``st.navigation`` call; this does the same.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def new_app(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def class_radio(at):
+    return next(r for r in at.radio if r.label == "Class to explain")
+
+
+def headline(at) -> str:
+    return next(m.value for m in at.markdown if "for **" in m.value)
+
+
+def assert_ok(at):
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload(at, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    at.file_uploader(key="upload_widget").set_value((name, data, mime))
+    return at.run()
+
+
+def test_explore_renders_the_cat_sample_by_default():
+    at = new_app()
+    assert_ok(at)
+    radio = class_radio(at)
+    assert any("cat" in label for label in radio.options[:5]), radio.options
+    assert radio.index == 0  # top-1 by default
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3  # top-5 bars, overlay, side by side
+    assert "Vanilla gradient" in headline(at)
+    assert at.query_params["sample"] == "chelsea"
+
+
+def cat_top5(classifier) -> list[int]:
+    from saliency_core.imaging import fit_to_model, load_image
+    from saliency_core.pipeline import predict
+
+    model_input, _ = fit_to_model(load_image(read_sample("chelsea")).pixels,
+                                  classifier.input_size)
+    return [p.index for p in predict(classifier, model_input)]
+
+
+def test_changing_the_class_changes_the_map(default_classifier):
+    top5 = cat_top5(default_classifier)
+    at = new_app()
+    assert f"class {top5[0]})" in headline(at)
+    class_radio(at).set_value(top5[1]).run()
+    assert_ok(at)
+    assert f"class {top5[1]})" in headline(at)
+    assert class_radio(at).index == 1
+    assert at.query_params["class"] == str(top5[1])
+
+
+def test_query_string_opens_the_shared_view():
+    at = new_app(sample="coffee", cmap="cividis")
+    assert_ok(at)
+    assert at.selectbox(key="w_sample").value == "coffee"
+    assert at.selectbox(key="w_cmap").value == "cividis"
+    at2 = new_app(**{"class": "281"})
+    assert "class 281" in headline(at2)
+
+
+def test_upload_renders_and_a_bad_file_shows_a_clear_error():
+    at = new_app()
+    at.radio(key="w_source").set_value("Upload").run()
+    assert_ok(at)
+    upload(at, "holiday.jpg", b"this is a text file, not a photo\n" * 20, "image/jpeg")
+    assert_ok(at)
+    errors = [e.value for e in at.error]
+    assert any("holiday.jpg" in e and "not an image" in e for e in errors), errors
+    # the next valid upload works
+    upload(at, "cat.png", read_sample("chelsea"))
+    assert_ok(at)
+    assert not at.error
+    assert "Vanilla gradient" in headline(at)
+    assert "sample" not in at.query_params  # an upload cannot be shared by link
+
+
+def test_uploaded_image_is_classified():
+    at = new_app()
+    at.radio(key="w_source").set_value("Upload").run()
+    rng = np.random.default_rng(0)
+    upload(at, "noise.png", png_bytes(rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)))
+    assert_ok(at)
+    assert len(class_radio(at).options) == 6  # top-5 + "another class"
+
+
+def test_search_over_all_classes():
+    at = new_app()
+    radio = class_radio(at)
+    radio.set_value(-1).run()
+    search = next(s for s in at.selectbox if s.label.startswith("Search all"))
+    assert len(search.options) == 1000
+    search.set_value(919).run()  # "street sign"
+    assert_ok(at)
+    assert "class 919" in headline(at)
+
+
+def test_model_without_weights_explains_how_to_get_them():
+    at = new_app()
+    at.selectbox(key="w_model").set_value("resnet50").run()
+    assert_ok(at)
+    errors = " ".join(e.value for e in at.error)
+    assert "SALIENCY_WEIGHTS_RESNET50" in errors and "Models page" in errors
+    next(b for b in at.button if b.label == "Use the default model").click().run()
+    assert_ok(at)
+    assert at.selectbox(key="w_model").value == "efficientnet_lite0"
+    assert not at.error
+
+
+def test_models_page_renders():
+    at = new_app()
+    at.switch_page("pages/models.py").run()
+    assert_ok(at)
+    assert any("Models" in t.value for t in at.title)
+    assert len(at.dataframe) == 1

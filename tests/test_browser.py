@@ -1,0 +1,150 @@
+"""End-to-end: the real app under `streamlit run`, driven in headless Chromium.
+
+Playwright's Python package drives Debian's ``chromium`` (found with
+``shutil.which``); Playwright's own browser download is never used. Screenshots
+are written to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+ARTIFACTS = ROOT / "test-artifacts"
+SAMPLE = ROOT / "saliency_core" / "samples" / "chelsea.png"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+OVERLAY = "[data-testid='stPlotlyChart'] .js-plotly-plot g.hm image"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Start the app on a free localhost port; stop it afterwards."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = dict(os.environ, SALIENCY_STUDIO_OFFLINE="1", PYTHONUNBUFFERED="1")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    break
+        except OSError:
+            time.sleep(0.5)
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited early:\n{log.read_text()}")
+    else:
+        process.kill()
+        pytest.fail(f"streamlit did not start:\n{log.read_text()}")
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it with apt-get)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  accept_downloads=True)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def assert_no_exception(page) -> None:
+    shown = page.locator("[data-testid='stException']")
+    assert shown.count() == 0, shown.all_inner_texts()
+
+
+def wait_for_overlay(page, timeout_s: float = 120) -> None:
+    page.wait_for_selector(OVERLAY, timeout=timeout_s * 1000)
+
+
+def test_every_page_loads_without_exceptions(server, page):
+    page.goto(server)
+    wait_for_overlay(page)
+    assert_no_exception(page)
+    screenshot(page, "explore-default")
+    page.goto(server + "/models")
+    page.get_by_role("heading", name="Models").first.wait_for(timeout=60_000)
+    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
+    assert_no_exception(page)
+    screenshot(page, "models")
+
+
+def test_upload_shows_cat_classes_and_overlay(server, page):
+    page.goto(server)
+    wait_for_overlay(page)  # the default view: the model is loaded and warm
+    page.get_by_text("Upload", exact=True).click()
+    page.get_by_text("Upload a photo (or take a snapshot) to begin").wait_for(timeout=30_000)
+    page.wait_for_selector(OVERLAY, state="detached", timeout=30_000)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(SAMPLE))
+    start = time.monotonic()
+    radio = page.locator("[data-testid='stRadio']").filter(has_text="Class to explain")
+    radio.wait_for(timeout=60_000)
+    wait_for_overlay(page, 60)
+    elapsed = time.monotonic() - start
+    options = radio.inner_text().splitlines()
+    assert any("cat" in option for option in options), options
+    assert page.get_by_text("chelsea.png could not be used").count() == 0
+    assert_no_exception(page)
+    screenshot(page, "explore-upload-cat")
+    (ARTIFACTS / "upload-to-overlay-seconds.txt").write_text(f"{elapsed:.2f}\n")
+
+
+def test_png_download_is_the_overlay(server, page):
+    page.goto(server)
+    wait_for_overlay(page)
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name="Download overlay (PNG)").click()
+    data = Path(info.value.path()).read_bytes()
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    assert image.size == (300, 300)  # the cat sample (451 x 300), centre-cropped
