@@ -36,40 +36,39 @@ FIT_LABELS = {"crop": "Centre crop (largest square)", "squash": "Squash whole im
 CONFIG = {"displaylogo": False, "toImageButtonOptions": {"filename": "saliency"}}
 
 
-def _persisted_file(widget_key: str, store_key: str, uploaded) -> tuple[str, bytes] | None:
-    """Keep the last upload/snapshot across page switches (Streamlit drops widget state).
+def _persisted_file(widget_key: str, store_key: str, draw) -> tuple[str, bytes] | None:
+    """Keep the last upload/snapshot across page switches.
 
-    ``returning`` is true when the widget was just re-created after another page was
-    shown; then the stored file is reused. An empty widget that existed before means
-    the user removed the file, so the stored copy is dropped too.
+    Streamlit forgets a widget's state when another page is shown, so the file
+    is also kept in session state. If the widget is new in this run (we came back
+    from another page), the kept file is reused; if the widget existed and is now
+    empty, the user removed the file, and the kept copy is dropped too.
     """
+    returning = widget_key not in st.session_state
+    uploaded = draw()
     if uploaded is not None:
         st.session_state[store_key] = (uploaded.name, uploaded.getvalue())
-    elif not st.session_state.get(f"{widget_key}_seen"):
-        pass  # first render after a page switch: keep what was stored
-    else:
+    elif not returning:
         st.session_state.pop(store_key, None)
-    st.session_state[f"{widget_key}_seen"] = True
-    return st.session_state.get(store_key)
+    kept = st.session_state.get(store_key)
+    if kept is not None and uploaded is None:
+        st.caption(f"Using your earlier file, {ui.escape_markdown(kept[0])}.")
+    return kept
 
 
 def _choose_image() -> tuple[str, bytes] | None:
     source = ui.bound_widget("source", st.radio, options=SOURCES, label="Image source",
                              horizontal=True)
-    for other in SOURCES:
-        if other != source:
-            st.session_state.pop(f"{other.lower()}_widget_seen", None)
     if source == "Sample":
         key = ui.bound_widget("sample", st.selectbox, options=list(SAMPLES),
                               label="Sample photo", format_func=lambda k: SAMPLES[k][0])
         return SAMPLES[key][1], read_sample(key)
     if source == "Upload":
-        uploaded = st.file_uploader(
+        return _persisted_file("upload_widget", "last_upload", lambda: st.file_uploader(
             "Upload a photo", key="upload_widget", max_upload_size=PHOTO_MAX_MB,
-            help="JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF, up to 50 megapixels.")
-        return _persisted_file("upload_widget", "last_upload", uploaded)
-    shot = st.camera_input("Take a snapshot", key="camera_widget")
-    return _persisted_file("camera_widget", "last_snapshot", shot)
+            help="JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF, up to 50 megapixels."))
+    return _persisted_file("camera_widget", "last_snapshot",
+                           lambda: st.camera_input("Take a snapshot", key="camera_widget"))
 
 
 def _pick_class(preds, class_names, digest: str, model_key: str, fit: str) -> int:
@@ -118,7 +117,8 @@ with controls:
     file_name, data = chosen_file
     image, error = ui.load_bytes(data)
     if error:
-        st.error(f"**{file_name}** could not be used. {error}", icon=":material/error:")
+        st.error(f"**{ui.escape_markdown(file_name)}** could not be used. "
+                 f"{ui.escape_markdown(error)}", icon=":material/error:")
         st.stop()
     for note in image.notes:
         st.caption(f"Note: {note}.")

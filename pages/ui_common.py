@@ -50,6 +50,12 @@ _VALID: dict[str, Callable[[str], bool]] = {
     "fit": lambda v: v in FIT_MODES,
 }
 PREFS = "prefs"
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:")
+
+
+def escape_markdown(text: str) -> str:
+    """Escape user-supplied text (e.g. a file name) so Markdown shows it literally."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 
 
 def init_state() -> None:

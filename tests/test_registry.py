@@ -79,6 +79,7 @@ def test_local_weights_via_config_file(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Skipping nested container")  # from the wrong-model load
 def test_uploaded_weights_are_validated_and_kept(monkeypatch):
     monkeypatch.delenv("SALIENCY_WEIGHTS_MOBILENET_V2", raising=False)
     with pytest.raises(WeightsUnavailableError, match="not an HDF5"):
