@@ -40,14 +40,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
 
+    rows: list[tuple[str, str, float]] = []
+    (_, import_s) = timed(lambda: __import__("tensorflow"))
+    rows.append(("import tensorflow", "-", import_s))
+
     from saliency_core.imaging import fit_to_model, load_image
     from saliency_core.methods import Target
     from saliency_core.pipeline import explain, load_classifier, predict
     from saliency_core.samples import read_sample
 
-    rows: list[tuple[str, str, float]] = []
-    (_, import_s) = timed(lambda: __import__("tensorflow"))
-    rows.append(("import tensorflow", "-", import_s))
     image = load_image(read_sample("chelsea"))
     models = ["efficientnet_lite0"]
     shared = ROOT.parent / "shared" / "models" / "mobilenet_v2_1.0_224_dequant.weights.h5"
