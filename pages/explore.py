@@ -134,8 +134,8 @@ with controls:
                                 help=SCORE_HELP)
         reduction = ui.bound_widget("reduction", st.selectbox, options=list(REDUCTIONS),
                                     label="Colour channels", format_func=REDUCTIONS.get)
-        clip = st.slider("Clip the map at this percentile", 90.0, 100.0, step=0.5,
-                         key="clip",
+        clip = ui.bound_widget("clip", st.slider, label="Clip the map at this percentile",
+                               min_value=90.0, max_value=100.0, step=0.5,
                          help="Values above this percentile are clipped, so a few extreme "
                               "pixels do not wash out the rest. 100 turns clipping off.")
 
@@ -158,8 +158,9 @@ with controls:
     st.caption(METHODS[method].description)
     cmap = ui.bound_widget("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
                            format_func=COLORMAP_LABELS.get)
-    opacity = st.slider("Opacity (initial view and PNG download)", 0.0, 1.0, step=0.1,
-                        key="opacity")
+    opacity = ui.bound_widget("opacity", st.slider,
+                              label="Opacity (initial view and PNG download)",
+                              min_value=0.0, max_value=1.0, step=0.1)
 
 with display:
     with st.spinner("Computing the saliency map…"):

@@ -49,6 +49,8 @@ _VALID: dict[str, Callable[[str], bool]] = {
     "score": lambda v: v in ("logit", "probability"),
     "fit": lambda v: v in FIT_MODES,
 }
+# Session-only settings (not in the URL).
+LOCAL_DEFAULTS: dict[str, Any] = {"source": "Sample", "clip": 99.5, "opacity": 0.5}
 PREFS = "prefs"
 _MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:")
 
@@ -67,11 +69,9 @@ def init_state() -> None:
         raw = st.query_params.get(name)
         if raw is not None and valid(raw):
             prefs[name] = int(raw) if name == "class" else raw
-    prefs["source"] = "Sample"  # not part of the URL
+    prefs.update(LOCAL_DEFAULTS)
     st.session_state[PREFS] = prefs
     st.session_state["weights_errors"] = {}
-    st.session_state["opacity"] = 0.5
-    st.session_state["clip"] = 99.5
 
 
 def pref(name: str) -> Any:

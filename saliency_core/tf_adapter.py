@@ -105,8 +105,7 @@ class KerasClassifier:
         self.trace_count = 0
         image_spec = tf.TensorSpec((None, *self.input_size, 3), tf.float32)
         index_spec = tf.TensorSpec((None,), tf.int32)
-        self._logits_fn = tf.function(self._logits, input_signature=[image_spec],
-                                      reduce_retracing=True)
+        self._logits_fn = tf.function(self._logits, input_signature=[image_spec])
         self._gradient_fn = tf.function(
             self._gradients,
             input_signature=[image_spec, index_spec, index_spec, tf.TensorSpec((), tf.bool)])

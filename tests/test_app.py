@@ -198,3 +198,16 @@ def test_camera_snapshot_is_explained():
     assert_ok(at)
     assert "Vanilla gradient" in headline(at)
     assert any("cup" in option or "espresso" in option for option in class_radio(at).options)
+
+
+def test_settings_survive_a_visit_to_another_page():
+    at = new_app()
+    at.slider(key="w_opacity").set_value(0.8).run()
+    at.slider(key="w_clip").set_value(95.0).run()
+    at.selectbox(key="w_cmap").set_value("viridis").run()
+    at.switch_page("pages/models.py").run()
+    at.switch_page("pages/explore.py").run()
+    assert_ok(at)
+    assert at.slider(key="w_opacity").value == 0.8
+    assert at.slider(key="w_clip").value == 95.0
+    assert at.selectbox(key="w_cmap").value == "viridis"
