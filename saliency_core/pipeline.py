@@ -36,7 +36,8 @@ def load_classifier(key: str, allow_download: bool = True) -> tuple[KerasClassif
     """
     spec = get_spec(key)
     model, source = load_registered_model(key, allow_download=allow_download)
-    classifier = KerasClassifier(model, get_preprocessor(spec.preprocessing), spec.class_names)
+    classifier = KerasClassifier(model, get_preprocessor(spec.preprocessing), spec.class_names,
+                                 batch_size=spec.batch_size)
     return classifier, source
 
 
@@ -61,10 +62,12 @@ class Explanation:
 
 
 def explain(classifier: KerasClassifier, model_input: np.ndarray, target: Target,
-            method: str = "vanilla", progress: ProgressCallback | None = None) -> Explanation:
-    """Run attribution ``method`` on one image ``(H, W, 3)`` for ``target``."""
+            method: str = "vanilla", params: dict | None = None,
+            progress: ProgressCallback | None = None) -> Explanation:
+    """Run attribution ``method`` (with its ``params``) on one image ``(H, W, 3)``."""
     start = time.perf_counter()
-    attribution = get_method(method).attribute(classifier, model_input, target, progress)
+    attribution = get_method(method, **(params or {})).attribute(classifier, model_input,
+                                                                 target, progress)
     return Explanation(attribution, time.perf_counter() - start)
 
 

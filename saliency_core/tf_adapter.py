@@ -32,6 +32,73 @@ class UnsupportedModelError(ValueError):
     """The model is not a single-image-input, 2-D-output classifier."""
 
 
+_POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
+            keras.layers.GlobalMaxPooling2D, keras.layers.GlobalAveragePooling2D)
+
+
+def _contains(model: keras.Model, target: keras.layers.Layer) -> bool:
+    return any(layer is target or (isinstance(layer, keras.Model) and _contains(layer, target))
+               for layer in model.layers)
+
+
+def list_spatial_layers(model: keras.Model, prefix: str = "") -> list[tuple[str, object]]:
+    """Layers with a 4-D ``(B, h, w, k)`` output (h, w > 1), in graph order.
+
+    Nested models are searched too; their layers are named ``outer/inner``.
+    Pooling layers are left out, so the last entry is the last convolutional
+    block's output, the usual Grad-CAM layer.
+    """
+    found: list[tuple[str, object]] = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.extend(list_spatial_layers(layer, f"{prefix}{layer.name}/"))
+            continue
+        if isinstance(layer, (keras.layers.InputLayer, *_POOLING)):
+            continue
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) == 4 and (shape[1] or 2) > 1 and (shape[2] or 2) > 1:
+            found.append((prefix + layer.name, layer))
+    return found
+
+
+def build_capture_model(model: keras.Model, target: keras.layers.Layer) -> keras.Model:
+    """A model ``image -> [target layer's output, model output]`` sharing ``model``'s layers.
+
+    The graph is rebuilt layer by layer (nested models are flattened into it), so
+    the inner activation and the final score live in one graph and the score can
+    be differentiated with respect to the activation. No layer is copied or changed.
+    """
+    captured: dict[str, object] = {}
+
+    def rebuild(sub: keras.Model, x):
+        if isinstance(sub, keras.Sequential):
+            for layer in sub.layers:
+                x = call(layer, x)
+            return x
+        structured = [x] if isinstance(sub.input, (list, tuple)) else x
+        clone = keras.models.clone_model(sub, input_tensors=structured,
+                                         clone_function=lambda lyr: lyr, call_function=call)
+        return clone.outputs[0]
+
+    def call(layer, *args, **kwargs):
+        if isinstance(layer, keras.Model) and _contains(layer, target):
+            out = rebuild(layer, args[0])
+        else:
+            out = layer(*args, **kwargs)
+        if layer is target:
+            captured["activation"] = out
+        return out
+
+    inputs = keras.Input(tuple(model.inputs[0].shape[1:]))
+    outputs = rebuild(model, inputs)
+    if "activation" not in captured:
+        raise ValueError(f"layer {target.name!r} is not part of the model")
+    return keras.Model(inputs, [captured["activation"], outputs])
+
+
 def _is_softmax(fn) -> bool:
     return fn is keras.activations.softmax or getattr(fn, "__name__", "") == "softmax"
 
@@ -105,26 +172,57 @@ class KerasClassifier:
         self.trace_count = 0
         image_spec = tf.TensorSpec((None, *self.input_size, 3), tf.float32)
         index_spec = tf.TensorSpec((None,), tf.int32)
+        self._target_signature = [image_spec, index_spec, index_spec, tf.TensorSpec((), tf.bool)]
         self._logits_fn = tf.function(self._logits, input_signature=[image_spec])
-        self._gradient_fn = tf.function(
-            self._gradients,
-            input_signature=[image_spec, index_spec, index_spec, tf.TensorSpec((), tf.bool)])
+        self._gradient_fn = tf.function(self._gradients, input_signature=self._target_signature)
+        self._scores_fn = tf.function(self._scores, input_signature=self._target_signature)
+        self._spatial_layers = list_spatial_layers(self.logit_model)
+        self._layer_fns: dict[str, Callable] = {}
 
     # Traced bodies ---------------------------------------------------------
     def _logits(self, images):
         return self.logit_model(self.preprocess(images), training=False)
 
+    def _target_scores(self, logits, class_index, contrast_index, use_probability):
+        values = tf.where(use_probability, tf.nn.softmax(logits, axis=-1), logits)
+        # one_hot(-1) is all zeros, so contrast_index = -1 means "no contrast".
+        weights = (tf.one_hot(class_index, self.num_classes)
+                   - tf.one_hot(contrast_index, self.num_classes))
+        return tf.reduce_sum(values * weights, axis=-1)
+
     def _gradients(self, images, class_index, contrast_index, use_probability):
         self.trace_count += 1  # Python side effect: runs only while tracing.
         with tf.GradientTape() as tape:
             tape.watch(images)
-            logits = self._logits(images)
-            values = tf.where(use_probability, tf.nn.softmax(logits, axis=-1), logits)
-            # one_hot(-1) is all zeros, so contrast_index = -1 means "no contrast".
-            weights = (tf.one_hot(class_index, self.num_classes)
-                       - tf.one_hot(contrast_index, self.num_classes))
-            scores = tf.reduce_sum(values * weights, axis=-1)
+            scores = self._target_scores(self._logits(images), class_index, contrast_index,
+                                         use_probability)
         return tape.gradient(scores, images), scores
+
+    def _scores(self, images, class_index, contrast_index, use_probability):
+        self.trace_count += 1
+        return self._target_scores(self._logits(images), class_index, contrast_index,
+                                   use_probability)
+
+    def _layer_fn(self, layer_name: str) -> Callable:
+        """One traced function per layer: ``(activations, d score/d activations, scores)``."""
+        if layer_name not in self._layer_fns:
+            layers = dict(self._spatial_layers)
+            if layer_name not in layers:
+                raise ValueError(f"{layer_name!r} is not a spatial layer of this model; "
+                                 f"choose one of {', '.join(self.spatial_layer_names())}")
+            capture = build_capture_model(self.logit_model, layers[layer_name])
+
+            def run(images, class_index, contrast_index, use_probability):
+                self.trace_count += 1
+                with tf.GradientTape() as tape:
+                    activations, logits = capture(self.preprocess(images), training=False)
+                    tape.watch(activations)
+                    scores = self._target_scores(logits, class_index, contrast_index,
+                                                 use_probability)
+                return activations, tape.gradient(scores, activations), scores
+
+            self._layer_fns[layer_name] = tf.function(run, input_signature=self._target_signature)
+        return self._layer_fns[layer_name]
 
     # Public API ------------------------------------------------------------
     def _chunks(self, images: np.ndarray):
@@ -147,6 +245,20 @@ class KerasClassifier:
         exp = np.exp(logits)
         return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
+    def _run_batched(self, fn: Callable, images: np.ndarray, target: Target) -> list[np.ndarray]:
+        """Call a traced ``fn(images, class, contrast, use_probability)`` chunk by chunk."""
+        self._check_target(target)
+        contrast = -1 if target.contrast_index is None else target.contrast_index
+        parts: list[list[np.ndarray]] = []
+        for _, chunk in self._chunks(images):
+            n = len(chunk)
+            outputs = fn(tf.constant(chunk), tf.fill([n], tf.constant(target.class_index)),
+                         tf.fill([n], tf.constant(contrast)),
+                         tf.constant(target.score == "probability"))
+            parts.append([o.numpy() for o in (outputs if isinstance(outputs, tuple)
+                                               else (outputs,))])
+        return [np.concatenate(column, axis=0) for column in zip(*parts, strict=True)]
+
     def gradients(self, images: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray]:
         """Gradient of the target score with respect to the input pixels.
 
@@ -157,19 +269,37 @@ class KerasClassifier:
         Returns:
             ``(gradients, scores)`` with shapes ``(B, H, W, 3)`` and ``(B,)``.
         """
-        self._check_target(target)
-        grads, scores = [], []
-        for _, chunk in self._chunks(images):
-            n = len(chunk)
-            g, s = self._gradient_fn(
-                tf.constant(chunk),
-                tf.fill([n], tf.constant(target.class_index, tf.int32)),
-                tf.fill([n], tf.constant(-1 if target.contrast_index is None
-                                         else target.contrast_index, tf.int32)),
-                tf.constant(target.score == "probability"))
-            grads.append(g.numpy())
-            scores.append(s.numpy())
-        return np.concatenate(grads, axis=0), np.concatenate(scores, axis=0)
+        grads, scores = self._run_batched(self._gradient_fn, images, target)
+        return grads, scores
+
+    def scores(self, images: np.ndarray, target: Target) -> np.ndarray:
+        """The target score of each image ``(B, H, W, 3)``, shape ``(B,)`` (no gradients)."""
+        return self._run_batched(self._scores_fn, images, target)[0]
+
+    def spatial_layer_names(self) -> list[str]:
+        """Layers Grad-CAM can use, in graph order (``outer/inner`` inside nested models)."""
+        return [name for name, _ in self._spatial_layers]
+
+    def default_cam_layer(self) -> str:
+        """The last convolutional (spatial, non-pooling) layer.
+
+        Raises:
+            UnsupportedModelError: the model has no such layer.
+        """
+        if not self._spatial_layers:
+            raise UnsupportedModelError("The model has no convolutional layer for Grad-CAM.")
+        return self._spatial_layers[-1][0]
+
+    def layer_gradients(self, images: np.ndarray, target: Target, layer: str | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Activations of ``layer`` and the target score's gradient with respect to them.
+
+        Returns:
+            ``(activations, gradients, scores)``: ``(B, h, w, k)``, ``(B, h, w, k)``, ``(B,)``.
+        """
+        fn = self._layer_fn(layer or self.default_cam_layer())
+        activations, grads, scores = self._run_batched(fn, images, target)
+        return activations, grads, scores
 
     def _check_target(self, target: Target) -> None:
         for index in (target.class_index, target.contrast_index):

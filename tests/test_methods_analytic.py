@@ -3,19 +3,38 @@
 import numpy as np
 import pytest
 
-from saliency_core.methods import METHODS, Target, VanillaGradient, get_method
+from saliency_core.methods import (
+    METHODS,
+    GradientTimesInput,
+    IntegratedGradients,
+    Occlusion,
+    SmoothGrad,
+    SmoothGradSquared,
+    Target,
+    VanillaGradient,
+    VarGrad,
+    get_method,
+)
+from saliency_core.methods.gradcam import cam_map, gradcam_weights
+from saliency_core.methods.integrated_gradients import make_baseline
 
 
 class QuadraticModel:
     """S_c(x) = sum(W_c * x) + 0.5 * sum(x**2) per class; dS_c/dx = W_c + x."""
 
-    def __init__(self, weights: np.ndarray):
+    def __init__(self, weights: np.ndarray, batch_size: int = 16):
         self.weights = weights  # (K, H, W, 3)
         self.input_size = weights.shape[1:3]
+        self.batch_size = batch_size
         self.calls = 0
+        self.largest_batch = 0
+
+    def scores(self, images, target):
+        return self.gradients(images, target)[1]
 
     def gradients(self, images, target):
         self.calls += 1
+        self.largest_batch = max(self.largest_batch, len(images))
         w = self.weights[target.class_index]
         if target.contrast_index is not None:
             w = w - self.weights[target.contrast_index]
@@ -62,3 +81,177 @@ def test_registry_and_target_validation():
         get_method("nope")
     with pytest.raises(ValueError):
         Target(0, score="entropy")
+
+
+# --------------------------------------------------------------------- SmoothGrad family
+
+
+def test_smoothgrad_with_zero_noise_equals_vanilla(model):
+    image = np.random.default_rng(3).uniform(0, 255, (4, 5, 3))
+    vanilla = VanillaGradient().attribute(model, image, Target(1)).values
+    smooth = SmoothGrad(noise=0.0, samples=7).attribute(model, image, Target(1))
+    np.testing.assert_allclose(smooth.values, vanilla, rtol=1e-6)
+    assert smooth.score == pytest.approx(VanillaGradient().attribute(model, image,
+                                                                     Target(1)).score)
+
+
+@pytest.mark.parametrize("cls", [SmoothGrad, SmoothGradSquared, VarGrad])
+def test_smoothgrad_batched_equals_unbatched(model, cls):
+    image = np.random.default_rng(4).uniform(0, 255, (4, 5, 3))
+    one = cls(samples=9, batch_size=1).attribute(model, image, Target(0)).values
+    many = cls(samples=9, batch_size=4).attribute(model, image, Target(0)).values
+    np.testing.assert_allclose(one, many, rtol=1e-5, atol=1e-6)
+
+
+def test_samples_are_sent_in_batches(model):
+    model.batch_size = 5
+    SmoothGrad(samples=12).attribute(model, np.zeros((4, 5, 3)), Target(0))
+    assert model.largest_batch == 5
+
+
+def test_smoothgrad_aggregations_match_the_noise_statistics():
+    # Gradient = W + x + noise for this model, so over many samples SmoothGrad -> W + x,
+    # SmoothGrad^2 -> (W + x)^2 + sigma^2 and VarGrad -> sigma^2.
+    model = QuadraticModel(np.zeros((1, 6, 6, 3)))
+    image = np.zeros((6, 6, 3))
+    image[0, 0, 0] = 100.0  # value range 100 -> sigma = noise * 100
+    kwargs = dict(noise=0.1, samples=400, batch_size=64)
+    sigma2 = (0.1 * 100.0) ** 2
+    mean = SmoothGrad(**kwargs).attribute(model, image, Target(0)).values
+    assert abs(mean.mean() - image.mean()) < 0.3
+    var = VarGrad(**kwargs).attribute(model, image, Target(0)).values
+    assert var.mean() == pytest.approx(sigma2, rel=0.05)
+    square = SmoothGradSquared(**kwargs).attribute(model, image, Target(0)).values
+    np.testing.assert_allclose(square.mean(), (image ** 2).mean() + sigma2, rtol=0.05)
+
+
+def test_smoothgrad_rejects_bad_settings():
+    with pytest.raises(ValueError):
+        SmoothGrad(samples=0)
+    with pytest.raises(ValueError):
+        SmoothGrad(aggregate="median")
+
+
+# --------------------------------------------------------------- Integrated Gradients
+def test_integrated_gradients_is_exact_for_a_quadratic(model):
+    # For S = W.x + |x|^2 / 2 from a black baseline, dS/dx along the path is W + a x,
+    # linear in a, so the trapezoid rule is exact: IG = x * (W + x / 2).
+    image = np.random.default_rng(5).uniform(0, 255, (4, 5, 3))
+    result = IntegratedGradients(steps=4).attribute(model, image, Target(2))
+    np.testing.assert_allclose(result.values, image * (model.weights[2] + image / 2),
+                               rtol=1e-4)
+    assert result.info["completeness gap"] < 1e-5
+    assert result.info["score at baseline"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_integrated_gradients_batched_equals_unbatched(model):
+    image = np.random.default_rng(6).uniform(0, 255, (4, 5, 3))
+    for baseline in ("black", "blurred", "noise"):
+        one = IntegratedGradients(steps=10, baseline=baseline, batch_size=1)
+        many = IntegratedGradients(steps=10, baseline=baseline, batch_size=4)
+        np.testing.assert_allclose(one.attribute(model, image, Target(0)).values,
+                                   many.attribute(model, image, Target(0)).values, rtol=1e-5)
+
+
+def test_baselines():
+    image = np.full((32, 32, 3), 200.0)
+    image[:16] = 0.0
+    assert not make_baseline(image, "black").any()
+    blurred = make_baseline(image, "blurred")
+    assert 0 < blurred[16, 16, 0] < 200  # the edge is smoothed
+    noise = make_baseline(image, "noise", seed=1)
+    assert noise.min() >= 0 and noise.max() <= 255 and noise.std() > 50
+    np.testing.assert_array_equal(noise, make_baseline(image, "noise", seed=1))
+    with pytest.raises(ValueError):
+        make_baseline(image, "white")
+
+
+def test_gradient_times_input(model):
+    image = np.random.default_rng(7).uniform(0, 255, (4, 5, 3))
+    result = GradientTimesInput().attribute(model, image, Target(0))
+    np.testing.assert_allclose(result.values, image * (model.weights[0] + image), rtol=1e-5)
+
+
+# ------------------------------------------------------------------------- Occlusion
+class LinearModel(QuadraticModel):
+    """S_c(x) = sum(W_c * x): an occluded patch lowers the score by W_c . (x - fill)."""
+
+    def gradients(self, images, target):
+        self.largest_batch = max(self.largest_batch, len(images))
+        w = self.weights[target.class_index]
+        return np.broadcast_to(w, images.shape), (images * w).sum(axis=(1, 2, 3))
+
+
+def test_occlusion_with_one_whole_image_patch_equals_the_score_drop():
+    rng = np.random.default_rng(8)
+    model = LinearModel(rng.normal(size=(2, 8, 8, 3)))
+    image = rng.uniform(0, 255, (8, 8, 3))
+    result = Occlusion(patch=8, stride=8).attribute(model, image, Target(1))
+    full = (image * model.weights[1]).sum()
+    grey = (np.full_like(image, 127.5) * model.weights[1]).sum()
+    assert result.values.shape == (8, 8, 1)
+    np.testing.assert_allclose(result.values, full - grey, rtol=1e-5)
+    assert result.info["occluded images"] == 1
+
+
+def test_occlusion_single_pixel_patches_recover_linear_contributions():
+    rng = np.random.default_rng(9)
+    model = LinearModel(rng.normal(size=(1, 4, 4, 3)))
+    image = rng.uniform(0, 255, (4, 4, 3))
+    result = Occlusion(patch=1, stride=1).attribute(model, image, Target(0))
+    expected = ((image - 127.5) * model.weights[0]).sum(axis=-1)
+    np.testing.assert_allclose(result.values[..., 0], expected, rtol=1e-5)
+
+
+def test_occlusion_batched_equals_unbatched_and_covers_edges():
+    rng = np.random.default_rng(10)
+    model = LinearModel(rng.normal(size=(1, 10, 10, 3)))
+    image = rng.uniform(0, 255, (10, 10, 3))
+    one = Occlusion(patch=4, stride=3, batch_size=1).attribute(model, image, Target(0))
+    many = Occlusion(patch=4, stride=3, batch_size=5).attribute(model, image, Target(0))
+    np.testing.assert_allclose(one.values, many.values, rtol=1e-6)
+    assert np.all(one.values != 0)  # every pixel, the last row and column too, was covered
+    assert model.largest_batch == 5
+
+
+# -------------------------------------------------------------------------- Grad-CAM
+def test_gradcam_weights_and_map_by_hand():
+    acts = np.zeros((2, 2, 2))
+    acts[..., 0] = [[1, 0], [0, 0]]
+    acts[..., 1] = [[0, 0], [0, 2]]
+    grads = np.zeros((2, 2, 2))
+    grads[..., 0] = 4.0  # mean 4
+    grads[..., 1] = -1.0  # mean -1
+    weights = gradcam_weights(acts, grads, plus_plus=False)
+    np.testing.assert_allclose(weights, [4.0, -1.0])
+    np.testing.assert_allclose(cam_map(acts, weights), [[4, 0], [0, 0]])  # relu removes -2
+
+
+def test_gradcam_plus_plus_weights_by_hand():
+    acts = np.ones((1, 2, 1))  # sum over locations = 2
+    grads = np.array([[[1.0], [-1.0]]])
+    # alpha = g^2 / (2 g^2 + 2 g^3): 1/4 at g = 1; g = -1 gives 1/0 -> 0. weight = 1/4 * 1.
+    np.testing.assert_allclose(gradcam_weights(acts, grads, plus_plus=True), [0.25])
+
+
+def test_trapezoid_weights_and_adaptive_nodes():
+    from saliency_core.methods.integrated_gradients import adaptive_nodes, trapezoid_weights
+
+    nodes = np.array([0.0, 0.1, 0.5, 1.0])
+    weights = trapezoid_weights(nodes)
+    np.testing.assert_allclose(weights, [0.05, 0.25, 0.45, 0.25])
+    assert (weights * nodes ** 1).sum() == pytest.approx(0.5)  # exact for linear g
+    # a score that jumps between the 1st and 2nd of 11 probes pulls nodes into that interval
+    probe = np.array([0.0, 10.0] + [10.0] * 9)
+    placed = adaptive_nodes(probe)
+    assert placed[0] == 0.0 and placed[-1] == 1.0 and np.all(np.diff(placed) > 0)
+    assert (placed < 0.1).sum() >= 4  # half the nodes follow the jump
+    np.testing.assert_allclose(adaptive_nodes(np.ones(5)), np.linspace(0, 1, 5))
+
+
+def test_integrated_gradients_uniform_grid_is_exact_too(model):
+    image = np.random.default_rng(11).uniform(0, 255, (4, 5, 3))
+    result = IntegratedGradients(steps=3, grid="uniform").attribute(model, image, Target(0))
+    np.testing.assert_allclose(result.values, image * (model.weights[0] + image / 2), rtol=1e-4)
+    with pytest.raises(ValueError):
+        IntegratedGradients(grid="gauss")

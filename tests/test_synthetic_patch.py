@@ -62,3 +62,26 @@ def test_vanilla_map_peaks_inside_the_patch(trained):
         inside += (y <= py < y + PATCH) and (x <= px < x + PATCH)
     fraction = inside / len(images)
     assert fraction >= 0.9, f"map maximum inside the patch on only {fraction:.0%} of images"
+
+
+def fraction_inside(classifier, method, images, labels, boxes) -> float:
+    inside = 0
+    for image, label, (y, x) in zip(images, labels, boxes, strict=True):
+        saliency = reduce_channels(method.attribute(classifier, image, Target(int(label))).values,
+                                   "max_abs")
+        py, px = np.unravel_index(np.argmax(saliency), saliency.shape)
+        inside += (y <= py < y + PATCH) and (x <= px < x + PATCH)
+    return inside / len(images)
+
+
+@pytest.mark.slow
+def test_gradcam_and_smoothgrad_point_inside_as_often_as_vanilla(trained):
+    from saliency_core.methods import GradCAM, SmoothGrad
+
+    images, labels, boxes = make_dataset(100, seed=7)
+    classifier = KerasClassifier(trained, lambda x: x, ("red", "blue"))
+    vanilla = fraction_inside(classifier, VanillaGradient(), images, labels, boxes)
+    gradcam = fraction_inside(classifier, GradCAM(), images, labels, boxes)
+    smooth = fraction_inside(classifier, SmoothGrad(samples=10), images, labels, boxes)
+    assert gradcam >= vanilla, (gradcam, vanilla)
+    assert smooth >= vanilla, (smooth, vanilla)

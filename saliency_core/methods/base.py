@@ -1,22 +1,26 @@
 """The contract every attribution method follows.
 
-A method turns one image and one :class:`Target` into an attribution with the
-image's shape ``(H, W, 3)``, asking a :class:`GradientModel` only for scores and
-gradients. Methods never import TensorFlow: :mod:`saliency_core.tf_adapter`
-implements :class:`GradientModel` for Keras, and tests implement it with
-analytic numpy functions. Sampling methods (SmoothGrad, Integrated Gradients,
-occlusion) send their samples as batches through the same call.
+A method turns one image ``(H, W, 3)`` (0-255 RGB) and one :class:`Target` into an
+:class:`Attribution` whose values have shape ``(H, W, C)``: ``C = 3`` for
+pixel-space methods (gradients, Integrated Gradients), ``C = 1`` for methods that
+give one value per pixel (Grad-CAM, occlusion). Methods never import TensorFlow:
+they ask a :class:`GradientModel` for scores and gradients, which
+:mod:`saliency_core.tf_adapter` implements for Keras and tests implement with
+analytic numpy functions. Sampling methods send their samples in batches
+(:meth:`SaliencyMethod.attribute_batch`), so a model evaluates many at once.
 
-Channel reduction and normalisation are separate steps
-(:mod:`saliency_core.postprocess`), so every method shares them.
+Channel reduction and normalisation are separate, shared steps
+(:mod:`saliency_core.postprocess`). The design follows PAIR ``saliency`` and
+Captum: a base contract, SmoothGrad written once as a wrapper around any
+method, and a registry in :mod:`saliency_core.methods`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -29,8 +33,8 @@ class Target:
     """What to explain.
 
     Attributes:
-        class_index: the class c whose score S_c is differentiated.
-        contrast_index: if set, explain ``S_c - S_contrast`` instead.
+        class_index: the class c whose score S_c is explained.
+        contrast_index: if set, explain ``S_c - S_contrast`` (what separates two classes).
         score: ``"logit"`` (the paper's pre-softmax score, default) or
             ``"probability"`` (the softmax output, as the TF2 blog did).
     """
@@ -45,12 +49,51 @@ class Target:
 
 
 class GradientModel(Protocol):
-    """What a method may ask of a model."""
+    """What a method may ask of a model. Images are ``(B, H, W, 3)`` float 0-255."""
 
     input_size: tuple[int, int]
+    batch_size: int
 
     def gradients(self, images: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray]:
-        """``(d score / d images, score)`` with shapes ``(B, H, W, 3)`` and ``(B,)``."""
+        """``(d score / d images, score)``, shapes ``(B, H, W, 3)`` and ``(B,)``."""
+
+    def scores(self, images: np.ndarray, target: Target) -> np.ndarray:
+        """The target score of each image, shape ``(B,)``."""
+
+
+class LayerGradientModel(GradientModel, Protocol):
+    """A model that can also expose an inner layer (for CAM methods)."""
+
+    def layer_gradients(self, images: np.ndarray, target: Target, layer: str | None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(activations, d score / d activations, score)``: ``(B, h, w, k)`` twice, ``(B,)``."""
+
+    def default_cam_layer(self) -> str:
+        """Name of the last spatial (convolutional) layer."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One user-facing parameter of a method, for building its controls.
+
+    Attributes:
+        name: keyword argument of the method's constructor.
+        label: shown next to the control.
+        default: default value; its type decides the control.
+        help: one line of explanation.
+        minimum, maximum, step: numeric bounds (sliders).
+        options: allowed values (a select box), with ``labels`` to show.
+    """
+
+    name: str
+    label: str
+    default: Any
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    options: tuple = ()
+    labels: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,25 +101,58 @@ class Attribution:
     """A method's result for one image.
 
     Attributes:
-        values: ``(H, W, 3)`` float32 attribution per pixel and channel.
+        values: ``(H, W, C)`` float32 attribution, C = 3 or 1.
         score: the target score at the input image.
-        info: method-specific extras shown to the user (e.g. completeness).
+        info: method-specific facts shown to the user (e.g. completeness).
     """
 
     values: np.ndarray
     score: float
-    info: dict
+    info: dict = field(default_factory=dict)
 
 
 class SaliencyMethod(ABC):
-    """Base class: subclasses set the class attributes and implement ``attribute``."""
+    """Base class: subclasses set the class attributes and implement ``attribute``.
+
+    Class attributes:
+        key: registry key, e.g. ``"vanilla"``.
+        label: display name.
+        description: one line for users.
+        citation: the paper.
+        params: the constructor's user-facing parameters.
+        sampling: whether the method evaluates many samples (shows progress).
+    """
 
     key: ClassVar[str]
     label: ClassVar[str]
     description: ClassVar[str]
     citation: ClassVar[str]
+    params: ClassVar[tuple[Param, ...]] = ()
+    sampling: ClassVar[bool] = False
 
     @abstractmethod
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
                   progress: ProgressCallback | None = None) -> Attribution:
         """Attribute ``target``'s score to the pixels of ``image`` ``(H, W, 3)``."""
+
+    def attribute_batch(self, model: GradientModel, images: np.ndarray,
+                        target: Target) -> tuple[np.ndarray, np.ndarray]:
+        """Attributions ``(B, H, W, C)`` and scores ``(B,)`` for a batch.
+
+        The default loops over :meth:`attribute`; gradient methods override it
+        with one batched model call.
+        """
+        results = [self.attribute(model, image, target) for image in images]
+        return (np.stack([r.values for r in results]),
+                np.array([r.score for r in results], dtype=np.float32))
+
+
+def score_at(model: GradientModel, image: np.ndarray, target: Target) -> float:
+    """The target score of one image ``(H, W, 3)``."""
+    return float(model.scores(np.asarray(image, np.float32)[None], target)[0])
+
+
+def report(progress: ProgressCallback | None, fraction: float) -> None:
+    """Call ``progress`` with a fraction in ``[0, 1]`` if one was given."""
+    if progress is not None:
+        progress(min(1.0, max(0.0, float(fraction))))

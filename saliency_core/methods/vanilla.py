@@ -16,6 +16,7 @@ from saliency_core.methods.base import (
     ProgressCallback,
     SaliencyMethod,
     Target,
+    report,
 )
 
 
@@ -28,10 +29,15 @@ class VanillaGradient(SaliencyMethod):
                    "gradient dS_c/dI of Simonyan et al. 2013.")
     citation = "Simonyan, Vedaldi & Zisserman 2013, arXiv:1312.6034"
 
+    def attribute_batch(self, model: GradientModel, images: np.ndarray,
+                        target: Target) -> tuple[np.ndarray, np.ndarray]:
+        """Gradients ``(B, H, W, 3)`` and scores ``(B,)`` in one batched call."""
+        grads, scores = model.gradients(np.asarray(images, np.float32), target)
+        return grads.astype(np.float32), scores
+
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
                   progress: ProgressCallback | None = None) -> Attribution:
         """Return the gradient ``(H, W, 3)`` of the target score at ``image``."""
-        grads, scores = model.gradients(np.asarray(image, np.float32)[None], target)
-        if progress is not None:
-            progress(1.0)
-        return Attribution(values=grads[0].astype(np.float32), score=float(scores[0]), info={})
+        grads, scores = self.attribute_batch(model, np.asarray(image, np.float32)[None], target)
+        report(progress, 1.0)
+        return Attribution(values=grads[0], score=float(scores[0]))
