@@ -5,7 +5,7 @@ import io
 import numpy as np
 import streamlit as st
 
-from pages import ui_common as ui
+from pages.lib import ui_common as ui
 from saliency_core.imaging import FIT_MODES, fit_to_model
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS
@@ -21,10 +21,7 @@ from saliency_core.plotting import (
     make_topk_figure,
 )
 from saliency_core.postprocess import REDUCTIONS
-from saliency_core.samples import SAMPLES, read_sample
 
-SOURCES = ["Sample", "Upload", "Camera"]
-PHOTO_MAX_MB = 50
 SCORE_LABELS = {
     "logit": "Class score S_c (pre-softmax, as in the paper)",
     "probability": "Softmax probability (as in the TF2 blog)",
@@ -34,41 +31,6 @@ SCORE_HELP = ("The paper differentiates the raw class score S_c. The softmax pro
               "against competing classes and vanishes when the model is very confident.")
 FIT_LABELS = {"crop": "Centre crop (largest square)", "squash": "Squash whole image"}
 CONFIG = {"displaylogo": False, "toImageButtonOptions": {"filename": "saliency"}}
-
-
-def _persisted_file(widget_key: str, store_key: str, draw) -> tuple[str, bytes] | None:
-    """Keep the last upload/snapshot across page switches.
-
-    Streamlit forgets a widget's state when another page is shown, so the file
-    is also kept in session state. If the widget is new in this run (we came back
-    from another page), the kept file is reused; if the widget existed and is now
-    empty, the user removed the file, and the kept copy is dropped too.
-    """
-    returning = widget_key not in st.session_state
-    uploaded = draw()
-    if uploaded is not None:
-        st.session_state[store_key] = (uploaded.name, uploaded.getvalue())
-    elif not returning:
-        st.session_state.pop(store_key, None)
-    kept = st.session_state.get(store_key)
-    if kept is not None and uploaded is None:
-        st.caption(f"Using your earlier file, {ui.escape_markdown(kept[0])}.")
-    return kept
-
-
-def _choose_image() -> tuple[str, bytes] | None:
-    source = ui.bound_widget("source", st.radio, options=SOURCES, label="Image source",
-                             horizontal=True)
-    if source == "Sample":
-        key = ui.bound_widget("sample", st.selectbox, options=list(SAMPLES),
-                              label="Sample photo", format_func=lambda k: SAMPLES[k][0])
-        return SAMPLES[key][1], read_sample(key)
-    if source == "Upload":
-        return _persisted_file("upload_widget", "last_upload", lambda: st.file_uploader(
-            "Upload a photo", key="upload_widget", max_upload_size=PHOTO_MAX_MB,
-            help="JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF, up to 50 megapixels."))
-    return _persisted_file("camera_widget", "last_snapshot",
-                           lambda: st.camera_input("Take a snapshot", key="camera_widget"))
 
 
 def _pick_class(preds, class_names, digest: str, model_key: str, fit: str) -> int:
@@ -97,6 +59,31 @@ def _pick_class(preds, class_names, digest: str, model_key: str, fit: str) -> in
     return int(pick)
 
 
+def _pick_contrast(preds, class_names, class_index: int) -> int | None:
+    """Optional second class: explain S_a - S_b, what separates the two classes."""
+    on = ui.bound_widget("contrast_on", st.toggle, default=False,
+                         label="Contrast with another class",
+                         help="Explain the difference of two class scores (S_a − S_b): what "
+                              "makes the model prefer one class over the other.")
+    if not on:
+        return None
+    others = [p.index for p in preds if p.index != class_index]
+    options = others + [i for i in range(len(class_names)) if i not in others
+                        and i != class_index]
+    return ui.bound_widget(f"contrast.{class_index}", st.selectbox, options=options,
+                           default=others[0], label="Minus the score of",
+                           format_func=lambda i: f"{class_names[i]} (#{i})")
+
+
+def _format_info(key: str, value) -> str:
+    if key == "completeness gap":
+        return f"completeness gap {100 * value:.2f}%"
+    if isinstance(value, float):
+        return f"{key} {value:.4g}"
+    return f"{key} {value}"
+
+
+ui.page_setup()
 st.title("Explore")
 st.caption("Pick an image and a class: the map shows which pixels the class score is most "
            "sensitive to.")
@@ -110,18 +97,9 @@ if classifier is None:
 controls, display = st.columns([1, 2], gap="large")
 with controls:
     st.subheader("1 · Image")
-    chosen_file = _choose_image()
-    if chosen_file is None:
-        st.info("Upload a photo (or take a snapshot) to begin, or pick a sample.")
+    image = ui.choose_image()
+    if image is None:
         st.stop()
-    file_name, data = chosen_file
-    image, error = ui.load_bytes(data)
-    if error:
-        st.error(f"**{ui.escape_markdown(file_name)}** could not be used. "
-                 f"{ui.escape_markdown(error)}", icon=":material/error:")
-        st.stop()
-    for note in image.notes:
-        st.caption(f"Note: {note}.")
 
     with st.expander("Options", expanded=False):
         fit = ui.bound_widget("fit", st.radio, options=list(FIT_MODES),
@@ -155,7 +133,9 @@ with controls:
     st.subheader("3 · Method")
     method = ui.bound_widget("method", st.selectbox, options=list(METHODS), label="Method",
                              format_func=lambda k: METHODS[k].label)
-    st.caption(METHODS[method].description)
+    st.caption(f"{METHODS[method].description} ({METHODS[method].citation})")
+    params = ui.render_method_params(method, classifier)
+    contrast_index = _pick_contrast(preds, classifier.class_names, class_index)
     cmap = ui.bound_widget("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
                            format_func=COLORMAP_LABELS.get)
     opacity = ui.bound_widget("opacity", st.slider,
@@ -163,16 +143,20 @@ with controls:
                               min_value=0.0, max_value=1.0, step=0.1)
 
 with display:
-    with st.spinner("Computing the saliency map…"):
-        explanation = ui.cached_explanation(image.digest, model_key, token, fit, method,
-                                            class_index, score, classifier, model_input)
+    explanation = ui.run_explanation(
+        METHODS[method].label, image.digest, model_key, token, fit, method,
+        tuple(sorted(params.items())), class_index, contrast_index, score, classifier,
+        model_input)
     values = explanation.attribution.values
     saliency = to_display_map(values, reduction, None if clip >= 100 else clip)
     signed = reduction == "signed"
     class_name = classifier.class_names[class_index]
     score_name = "S_c" if score == "logit" else "p_c"
+    contrast_text = ("" if contrast_index is None else
+                     f" minus **{shorten_label(classifier.class_names[contrast_index])}** "
+                     f"(class {contrast_index})")
     st.markdown(f"**{METHODS[method].label}** for **{shorten_label(class_name)}** "
-                f"(class {class_index}) · {spec.display_name}")
+                f"(class {class_index}){contrast_text} · {spec.display_name}")
     overlay_tab, side_tab = st.tabs(["Overlay", "Side by side"])
     with overlay_tab:
         st.plotly_chart(make_overlay_figure(view, saliency, cmap, opacity, signed),
@@ -182,6 +166,11 @@ with display:
     with side_tab:
         st.plotly_chart(make_side_by_side_figure(view, saliency, cmap, signed),
                         width="stretch", config=CONFIG, key="side_chart")
+    if contrast_index is not None:
+        score_name = f"{score_name} − {score_name.replace('c', 'd')}"
+    info = explanation.attribution.info
+    if info:
+        st.caption(" · ".join(_format_info(k, v) for k, v in info.items()))
     st.caption(f"{score_name} = {explanation.attribution.score:.4g} · computed in "
                f"{explanation.seconds:.2f} s · model input {classifier.input_size[1]}×"
                f"{classifier.input_size[0]}, shown at {view.shape[1]}×{view.shape[0]}.")

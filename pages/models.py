@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from pages.lib import ui_common as ui
 from saliency_core.models.registry import (
     DEFAULT_MODEL_KEY,
     MODELS,
@@ -13,6 +14,7 @@ from saliency_core.models.registry import (
 
 MAX_WEIGHTS_MB = 600
 
+ui.page_setup()
 st.title("Models")
 st.markdown(
     "Every model explains its **pre-softmax class score** and runs its own preprocessing "

@@ -183,3 +183,38 @@ def make_topk_figure(names: Sequence[str], probabilities: Sequence[float],
                       xaxis={"title": "probability (%)", "range": [0, 100]},
                       yaxis={"autorange": "reversed"})
     return fig
+
+
+def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]],
+                           row_labels: Sequence[str], column_labels: Sequence[str],
+                           cell_notes: Sequence[Sequence[str]], colormap: str = "jet",
+                           opacity: float = 0.6, signed: bool = False) -> go.Figure:
+    """A grid of overlays: one row per method, one column per class.
+
+    Args:
+        view: ``(H, W, 3)`` uint8 image shown under every map.
+        maps: ``maps[row][column]`` is an ``(h, w)`` map, already normalised so
+            that each row shares one scale (``[0, 1]``, or ``[-1, 1]`` if signed).
+        row_labels, column_labels: method and class names.
+        cell_notes: a short note per cell (e.g. the time it took).
+    """
+    rows, cols = len(row_labels), len(column_labels)
+    titles = [f"{column_labels[c]}<br><sup>{cell_notes[r][c]}</sup>"
+              for r in range(rows) for c in range(cols)]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
+                        horizontal_spacing=0.02, vertical_spacing=0.08 / max(rows, 1))
+    for r in range(rows):
+        for c in range(cols):
+            fig.add_trace(_image_trace(view), row=r + 1, col=c + 1)
+            heat = _heatmap_trace(view.shape, maps[r][c], colormap, opacity, signed,
+                                  show_colorbar=(r == 0 and c == 0))
+            fig.add_trace(heat, row=r + 1, col=c + 1)
+        fig.update_yaxes(title_text=row_labels[r], row=r + 1, col=1)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="",
+                     autorange="reversed")
+    for i in range(1, rows * cols + 1):
+        suffix = "" if i == 1 else str(i)
+        fig.update_layout({f"yaxis{suffix}": {"scaleanchor": f"x{suffix}"}})
+    fig.update_layout(height=80 + 230 * rows, margin={"l": 60, "r": 10, "t": 60, "b": 10})
+    return fig

@@ -82,3 +82,25 @@ def normalize_map(saliency: np.ndarray, clip_percentile: float | None = None,
     if hi <= lo:
         return np.zeros_like(m, dtype=np.float32)
     return ((m - lo) / (hi - lo)).astype(np.float32)
+
+
+def normalize_jointly(maps: list[np.ndarray], clip_percentile: float | None = None,
+                      signed: bool = False) -> list[np.ndarray]:
+    """Normalise several maps with one shared scale, so they can be compared.
+
+    Same rules as :func:`normalize_map`, but the minimum, maximum and clipping
+    percentile are taken over all maps together (e.g. one method's maps for
+    several classes on the Compare page).
+
+    Args:
+        maps: ``(H, W)`` maps, all the same shape.
+
+    Returns:
+        The maps in ``[0, 1]`` (``[-1, 1]`` when ``signed``), in the same order.
+    """
+    if not maps:
+        return []
+    stacked = np.stack([np.asarray(m, dtype=np.float64) for m in maps])
+    joined = normalize_map(stacked.reshape(stacked.shape[0] * stacked.shape[1], -1),
+                           clip_percentile, signed)
+    return list(joined.reshape(stacked.shape))

@@ -211,3 +211,53 @@ def test_settings_survive_a_visit_to_another_page():
     assert at.slider(key="w_opacity").value == 0.8
     assert at.slider(key="w_clip").value == 95.0
     assert at.selectbox(key="w_cmap").value == "viridis"
+
+
+def test_compare_page_renders_a_grid_of_methods_and_classes():
+    at = new_app()
+    at.switch_page("pages/compare.py").run()
+    assert_ok(at)
+    methods = at.multiselect(key="w_compare.methods")
+    assert methods.value == ["vanilla", "smoothgrad", "integrated_gradients", "gradcam"]
+    classes = next(m for m in at.multiselect if m.label == "Classes (columns)")
+    assert len(classes.value) == 3  # the top-3 by default
+    chart = at.get("plotly_chart")[0]
+    import json
+
+    figure = json.loads(chart.proto.spec)
+    heatmaps = [t for t in figure["data"] if t["type"] == "heatmap"]
+    assert len(heatmaps) == 4 * 3
+    titles = [a["text"] for a in figure["layout"]["annotations"] if " s</sup>" in a["text"]]
+    assert len(titles) == 12  # every cell shows its time
+    methods.set_value(["vanilla", "occlusion"]).run()
+    assert_ok(at)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len([t for t in figure["data"] if t["type"] == "heatmap"]) == 2 * 3
+
+
+def test_method_picker_parameters_and_contrast():
+    at = new_app()
+    at.selectbox(key="w_method").set_value("integrated_gradients").run()
+    assert_ok(at)
+    assert at.slider(key="w_integrated_gradients.steps").value == 50
+    assert any("completeness gap" in c.value for c in at.caption)
+    at.selectbox(key="w_method").set_value("gradcam").run()
+    assert_ok(at)
+    layer = at.selectbox(key="w_gradcam.layer")
+    assert layer.value == layer.options[-1] or layer.value.startswith("re_lu")
+    assert any("layer re_lu" in c.value for c in at.caption)
+    at.toggle(key="w_contrast_on").set_value(True).run()
+    assert_ok(at)
+    assert " minus **" in headline(at)
+
+
+def test_bounded_store_evicts_least_recently_used():
+    from pages.lib.ui_common import BoundedStore
+
+    store = BoundedStore(max_entries=2)
+    store.put("a", 1)
+    store.put("b", 2)
+    assert store.get("a") == 1  # "a" is now the most recent
+    store.put("c", 3)
+    assert store.get("b") is None and store.get("a") == 1 and store.get("c") == 3
+    assert len(store) == 2

@@ -40,7 +40,18 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """Start the app on a free localhost port; stop it afterwards."""
+    """The app on a free localhost port, shared by the tests of this module."""
+    yield from run_server(tmp_path_factory)
+
+
+@pytest.fixture
+def fresh_server(tmp_path_factory):
+    """A newly started app whose first request has not happened yet."""
+    yield from run_server(tmp_path_factory)
+
+
+def run_server(tmp_path_factory):
+    """Start ``streamlit run app.py`` on a free localhost port; stop it afterwards."""
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     env = dict(os.environ, SALIENCY_STUDIO_OFFLINE="1", PYTHONUNBUFFERED="1")
@@ -112,11 +123,28 @@ def test_every_page_loads_without_exceptions(server, page):
     wait_for_overlay(page)
     assert_no_exception(page)
     screenshot(page, "explore-default")
+    page.goto(server + "/compare")
+    page.get_by_role("heading", name="Compare").first.wait_for(timeout=60_000)
+    wait_for_overlay(page, 180)
+    assert_no_exception(page)
+    screenshot(page, "compare")
     page.goto(server + "/models")
     page.get_by_role("heading", name="Models").first.wait_for(timeout=60_000)
     page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
     assert_no_exception(page)
     screenshot(page, "models")
+
+
+def test_a_shared_link_to_a_page_works_as_the_first_request(fresh_server, page):
+    """The first request after start-up runs in Streamlit's folder-based mode (see
+    pages/lib/ui_common.page_setup); a teacher's deep link must still work then."""
+    page.goto(fresh_server + "/compare?sample=coffee&cmap=cividis")
+    page.get_by_role("heading", name="Compare").first.wait_for(timeout=120_000)
+    wait_for_overlay(page, 180)
+    assert_no_exception(page)
+    sidebar = page.locator("[data-testid='stSidebar']")
+    assert sidebar.get_by_text("Classifier", exact=True).count() == 1  # the model picker
+    screenshot(page, "compare-first-request")
 
 
 def test_upload_shows_cat_classes_and_overlay(server, page):

@@ -64,3 +64,16 @@ def test_to_display_map_chains_both_steps():
     out = to_display_map(ATTR, "max_abs", clip_percentile=None)
     np.testing.assert_allclose(out, [[1.0, 0.0]])
     assert out.dtype == np.float32
+
+
+def test_normalize_jointly_shares_one_scale():
+    from saliency_core.postprocess import normalize_jointly
+
+    a, b = np.array([[0.0, 1.0]]), np.array([[2.0, 4.0]])
+    out = normalize_jointly([a, b])
+    np.testing.assert_allclose(out[0], [[0.0, 0.25]])
+    np.testing.assert_allclose(out[1], [[0.5, 1.0]])
+    signed = normalize_jointly([np.array([[-1.0, 0.0]]), np.array([[2.0, 0.5]])], signed=True)
+    np.testing.assert_allclose(signed[0], [[-0.5, 0.0]])
+    np.testing.assert_allclose(signed[1], [[1.0, 0.25]])
+    assert normalize_jointly([]) == []
