@@ -121,14 +121,8 @@ with controls:
     token = ui.weights_token(model_key)
     preds = ui.cached_predictions(image.digest, model_key, token, fit, classifier, model_input)
 
-    st.subheader("2 · Top-5")
+    st.subheader("2 · Class")
     class_index = _pick_class(preds, classifier.class_names, image.digest, model_key, fit)
-    top_positions = [p.index for p in preds]
-    st.plotly_chart(
-        make_topk_figure([shorten_label(p.name) for p in preds], [p.probability for p in preds],
-                         highlight=top_positions.index(class_index)
-                         if class_index in top_positions else None),
-        width="stretch", config=CONFIG, key="topk_chart")
 
     st.subheader("3 · Method")
     method = ui.bound_widget("method", st.selectbox, options=list(METHODS), label="Method",
@@ -187,7 +181,16 @@ with display:
     col_npy.download_button(
         "Download raw map (.npy)", data=raw.getvalue(), file_name=f"{stem}.npy",
         mime="application/octet-stream", icon=":material/data_array:", key="download_npy",
-        help="The attribution at the model's input resolution, shape (H, W, 3), before "
+        help="The attribution at the model's input resolution, shape (H, W, 3) (or (H, W, 1) "
+             "for Grad-CAM and occlusion), before "
              "channel reduction and normalisation.")
+
+    st.markdown("**Top-5 predictions**")
+    top_positions = [p.index for p in preds]
+    st.plotly_chart(
+        make_topk_figure([shorten_label(p.name) for p in preds], [p.probability for p in preds],
+                         highlight=top_positions.index(class_index)
+                         if class_index in top_positions else None),
+        width="stretch", config=CONFIG, key="topk_chart")
 
 ui.sync_query_params(include_sample=ui.pref("source") == "Sample")
