@@ -9,7 +9,6 @@ from pages.lib import ui_common as ui
 from saliency_core.imaging import FIT_MODES, fit_to_model
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS
-from saliency_core.models.registry import get_spec
 from saliency_core.pipeline import to_display_map
 from saliency_core.plotting import (
     COLORMAP_LABELS,
@@ -89,7 +88,7 @@ st.caption("Pick an image and a class: the map shows which pixels the class scor
            "sensitive to.")
 
 model_key = ui.pref("model")
-spec = get_spec(model_key)
+model_name = ui.model_display_name(model_key)
 classifier = ui.classifier_for(model_key)
 if classifier is None:
     st.stop()
@@ -150,7 +149,7 @@ with display:
                      f" minus **{shorten_label(classifier.class_names[contrast_index])}** "
                      f"(class {contrast_index})")
     st.markdown(f"**{METHODS[method].label}** for **{shorten_label(class_name)}** "
-                f"(class {class_index}){contrast_text} · {spec.display_name}")
+                f"(class {class_index}){contrast_text} · {ui.escape_markdown(model_name)}")
     overlay_tab, side_tab = st.tabs(["Overlay", "Side by side"])
     with overlay_tab:
         st.plotly_chart(make_overlay_figure(view, saliency, cmap, opacity, signed),

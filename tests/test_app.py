@@ -261,3 +261,50 @@ def test_bounded_store_evicts_least_recently_used():
     store.put("c", 3)
     assert store.get("b") is None and store.get("a") == 1 and store.get("c") == 3
     assert len(store) == 2
+
+
+def test_own_model_upload_is_usable_on_every_page(tmp_path):
+    import keras
+
+    inputs = keras.Input((48, 48, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    model.save(tmp_path / "mine.keras")
+    at = new_app()
+    at.switch_page("pages/models.py").run()
+    at.file_uploader(key="custom_model_upload").set_value(
+        ("mine.keras", (tmp_path / "mine.keras").read_bytes(), "application/octet-stream"))
+    at.file_uploader(key="custom_labels_upload").set_value(
+        ("labels.txt", b"round\nsquare\n", "text/plain"))
+    at.selectbox(key="custom_preprocessing").set_value("unit")
+    at.run()
+    next(b for b in at.button if b.label == "Add this model").click().run()
+    assert_ok(at)
+    assert any("Added mine.keras" in s.value.replace("\\", "") for s in at.success)
+    assert at.session_state["w_model"].startswith("custom:")
+    at.switch_page("pages/explore.py").run()
+    assert_ok(at)
+    assert "Your model: mine" in headline(at).replace("\\", "")
+    assert {o.split(" (")[0] for o in class_radio(at).options[:2]} == {"round", "square"}
+    at.switch_page("pages/compare.py").run()
+    assert_ok(at)
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_own_model_with_code_is_refused_in_the_ui(tmp_path):
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 2)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    model.save(tmp_path / "lambda.keras")
+    at = new_app()
+    at.switch_page("pages/models.py").run()
+    at.file_uploader(key="custom_model_upload").set_value(
+        ("lambda.keras", (tmp_path / "lambda.keras").read_bytes(), "application/octet-stream"))
+    at.run()
+    next(b for b in at.button if b.label == "Add this model").click().run()
+    assert_ok(at)
+    assert any("Python code" in e.value for e in at.error)
+    assert at.selectbox(key="w_model").value == "efficientnet_lite0"

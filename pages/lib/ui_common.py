@@ -18,6 +18,8 @@ import streamlit as st
 
 from saliency_core.imaging import FIT_MODES, ImageError, LoadedImage, load_image
 from saliency_core.methods import METHODS, Target
+from saliency_core.models.custom import load_custom_model, make_classifier
+from saliency_core.models.preprocessing import get_preprocessor
 from saliency_core.models.registry import (
     DEFAULT_MODEL_KEY,
     MODELS,
@@ -43,7 +45,7 @@ VIEW_DEFAULTS: dict[str, Any] = {
     "fit": "crop",
 }
 _VALID: dict[str, Callable[[str], bool]] = {
-    "model": lambda v: v in MODELS,
+    "model": lambda v: v in MODELS,  # a custom model is never in a shared link
     "sample": lambda v: v in SAMPLES,
     "class": lambda v: v.isdigit() and 0 <= int(v) < 100_000,
     "method": lambda v: v in METHODS,
@@ -124,7 +126,8 @@ def bound_widget(name: str, widget: Callable[..., Any], options: list | None = N
 def sync_query_params(include_sample: bool) -> None:
     """Write the view settings to the URL so the view can be shared as a link."""
     wanted = {name: str(pref(name)) for name in VIEW_DEFAULTS
-              if pref(name) is not None and (name != "sample" or include_sample)}
+              if pref(name) is not None and (name != "sample" or include_sample)
+              and not str(pref(name)).startswith(CUSTOM_PREFIX)}
     current = {k: st.query_params.get(k) for k in st.query_params.keys()}
     if current != wanted:
         st.query_params.from_dict(wanted)
@@ -133,10 +136,59 @@ def sync_query_params(include_sample: bool) -> None:
 # ----------------------------------------------------------------- cached core calls
 
 
+CUSTOM_PREFIX = "custom:"
+
+
+def custom_models() -> dict[str, dict]:
+    """This session's uploaded models: key -> {name, data, labels, preprocessing}."""
+    return st.session_state.setdefault("custom_models", {})
+
+
+def model_options() -> list[str]:
+    """Keys for the model picker: the registered models, then this session's own."""
+    return list(MODELS) + list(custom_models())
+
+
+_CUSTOM_NAMES: dict[str, str] = {}  # key -> file name; keys are content hashes
+
+
+def model_display_name(key: str) -> str:
+    """What the model picker shows for ``key`` (no session state: format functions may
+    run outside a script run)."""
+    if key.startswith(CUSTOM_PREFIX):
+        return f"Your model: {_CUSTOM_NAMES.get(key, key[len(CUSTOM_PREFIX):])}"
+    return MODELS[key].display_name
+
+
+def add_custom_model(name: str, data: bytes, labels: bytes | None,
+                     preprocessing: str) -> str:
+    """Validate an uploaded ``.keras`` model and add it to this session's models.
+
+    Raises:
+        CustomModelError: the model cannot be used (the message says why).
+    """
+    custom = get_custom_model(hashlib.sha256(data).hexdigest(),
+                              hashlib.sha256(labels or b"").hexdigest(), data, labels)
+    key = f"{CUSTOM_PREFIX}{custom.digest[:12]}-{preprocessing}"
+    _CUSTOM_NAMES[key] = name
+    custom_models()[key] = {"name": name, "data": data, "labels": labels,
+                            "preprocessing": preprocessing, "note": custom.head_note,
+                            "classes": len(custom.class_names)}
+    return key
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def get_custom_model(digest: str, labels_digest: str, _data: bytes, _labels: bytes | None):
+    """Load an uploaded model once per (file, labels), shared by sessions that upload it."""
+    return load_custom_model(_data, _labels)
+
+
 def weights_token(model_key: str) -> str:
     """Changes whenever the weights a model would load change (e.g. a new upload)."""
     if model_key == DEFAULT_MODEL_KEY:
         return "bundled"
+    if model_key.startswith(CUSTOM_PREFIX):
+        return model_key
     try:
         source = find_local_weights(get_spec(model_key))
     except WeightsUnavailableError as exc:
@@ -277,6 +329,16 @@ def classifier_for(model_key: str) -> KerasClassifier | None:
     A failure is remembered for the session (no repeated download attempts on
     every rerun) until the user asks to try again.
     """
+    if model_key.startswith(CUSTOM_PREFIX):
+        entry = custom_models().get(model_key)
+        if entry is None:
+            st.error("Your uploaded model is no longer in this session; upload it again on the "
+                     "Models page.")
+            return None
+        custom = get_custom_model(hashlib.sha256(entry["data"]).hexdigest(),
+                                  hashlib.sha256(entry["labels"] or b"").hexdigest(),
+                                  entry["data"], entry["labels"])
+        return _custom_classifier(model_key, custom, entry["preprocessing"])
     errors: dict[str, str] = st.session_state["weights_errors"]
     spec = get_spec(model_key)
     if model_key in errors:
@@ -360,6 +422,11 @@ def choose_image() -> LoadedImage | None:
     return image
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _custom_classifier(key: str, _custom, preprocessing: str) -> KerasClassifier:
+    return make_classifier(_custom, get_preprocessor(preprocessing))
+
+
 # --------------------------------------------------------------------------- sidebar
 
 
@@ -392,14 +459,20 @@ def page_setup() -> None:
 
 def render_sidebar() -> None:
     """The sidebar every page shares: the model picker and a short explanation."""
+    if "pending_model" in st.session_state:  # chosen elsewhere, e.g. after an upload
+        set_pref("model", st.session_state.pop("pending_model"))
     with st.sidebar:
         st.markdown("### Model")
-        bound_widget("model", st.selectbox, options=list(MODELS), label="Classifier",
-                     format_func=lambda k: MODELS[k].display_name,
-                     help="EfficientNet-Lite0 works offline. The others need their ImageNet "
-                          "weights: see the Models page.")
-        spec = get_spec(pref("model"))
-        st.caption(spec.summary)
+        key = bound_widget("model", st.selectbox, options=model_options(), label="Classifier",
+                           format_func=model_display_name,
+                           help="EfficientNet-Lite0 works offline. The others need their "
+                                "ImageNet weights; your own .keras model can be uploaded. "
+                                "See the Models page.")
+        if key.startswith(CUSTOM_PREFIX):
+            entry = custom_models()[key]
+            st.caption(f"{entry['classes']} classes; {entry['note']}.")
+        else:
+            st.caption(get_spec(key).summary)
         st.divider()
         st.caption(
             "Saliency Studio shows which pixels a classifier's score depends on: the "

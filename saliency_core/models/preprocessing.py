@@ -11,6 +11,7 @@ to the 0-255 RGB pixels the user sees, not the normalised tensor. Each input is
 * ``"caffe"``: RGB -> BGR, minus the ImageNet BGR mean (VGG16, ResNet50;
   Keras ``mode="caffe"``).
 * ``"raw"``: identity, for models that rescale inside themselves (EfficientNetB0).
+* ``"unit"``: ``x / 255``, common for models trained on ``[0, 1]`` images.
 """
 
 from __future__ import annotations
@@ -39,7 +40,20 @@ def _raw(x):
     return x
 
 
-PREPROCESSORS: dict[str, Callable] = {"lite": _lite, "tf": _tf, "caffe": _caffe, "raw": _raw}
+def _unit(x):
+    return x / 255.0
+
+
+PREPROCESSORS: dict[str, Callable] = {"lite": _lite, "tf": _tf, "caffe": _caffe, "raw": _raw,
+                                      "unit": _unit}
+
+PREPROCESSING_LABELS: dict[str, str] = {
+    "raw": "none: the model takes 0-255 pixels",
+    "unit": "x / 255 (pixels in [0, 1])",
+    "tf": "x / 127.5 - 1 (pixels in [-1, 1]; MobileNet, Inception)",
+    "lite": "(x - 127) / 128 (EfficientNet-Lite)",
+    "caffe": "RGB to BGR minus the ImageNet mean (VGG, ResNet)",
+}
 
 
 def get_preprocessor(name: str) -> Callable:
