@@ -176,3 +176,119 @@ def test_png_download_is_the_overlay(server, page):
     image = Image.open(io.BytesIO(data))
     assert image.format == "PNG"
     assert image.size == (300, 300)  # the cat sample (451 x 300), centre-cropped
+
+
+def overlay_state(page) -> dict:
+    """The overlay figure's heat-map opacity and a fingerprint of its values, read in-page."""
+    return page.evaluate("""() => {
+        const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+        const fig = plots.find(p => (p.data || []).some(t => t.type === 'heatmap'));
+        const heat = fig.data.find(t => t.type === 'heatmap');
+        const z = heat.z;  // {dtype, bdata, shape} from Plotly 6, or nested arrays
+        return {opacity: heat.opacity, total: z.bdata || JSON.stringify(z)};
+    }""")
+
+
+def test_class_change_opacity_and_download(server, page):
+    page.goto(server)
+    wait_for_overlay(page)
+    first = overlay_state(page)
+    radio = page.locator("[data-testid='stRadio']").filter(has_text="Class to explain")
+    second_label = radio.locator("label").filter(has_text="%").nth(1)
+    second_name = second_label.inner_text().split(" (")[0]
+    second_label.click()
+    page.get_by_text(f"for {second_name}").first.wait_for(timeout=60_000)
+    wait_for_overlay(page)
+    page.wait_for_function(
+        "(before) => { const f = Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".find(p => (p.data||[]).some(t => t.type === 'heatmap'));"
+        " const z = f.data.find(t => t.type === 'heatmap').z;"
+        " return (z.bdata || JSON.stringify(z)) !== before; }",
+        arg=first["total"], timeout=60_000)
+    assert overlay_state(page)["total"] != first["total"]  # the map itself changed
+    # the opacity slider under the overlay works in the browser, without a rerun
+    overlay = page.locator(".js-plotly-plot").filter(has=page.locator("g.hm")).first
+    step = overlay.locator("g.slider-label-group", has_text="0.9").first.bounding_box()
+    rail = overlay.locator("rect.slider-rail-touch-rect").first.bounding_box()
+    page.mouse.click(step["x"] + step["width"] / 2, rail["y"] + rail["height"] / 2)
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(p => (p.data||[])"
+        ".some(t => t.type === 'heatmap' && Math.abs(t.opacity - 0.9) < 1e-6))", timeout=10_000)
+    screenshot(page, "explore-second-class-opacity-0.9")
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name="Download overlay (PNG)").click()
+    image = Image.open(io.BytesIO(Path(info.value.path()).read_bytes()))
+    assert image.format == "PNG" and image.size == (300, 300)
+    assert_no_exception(page)
+
+
+def test_file_above_the_upload_limit_is_refused(server, page, tmp_path):
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(b"\xff\xd8" + b"\0" * (51 * 1024 * 1024))
+    page.goto(server)
+    wait_for_overlay(page)
+    page.get_by_text("Upload", exact=True).click()
+    page.get_by_text("Upload a photo (or take a snapshot) to begin").wait_for(timeout=30_000)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(big))
+    page.get_by_text("50", exact=False).filter(has_text="MB").first.wait_for(timeout=30_000)
+    message = page.locator("[data-testid='stFileUploader']").inner_text()
+    assert "must be 50" in message or "exceeds" in message.lower(), message
+    screenshot(page, "upload-too-large")
+    # the next valid upload works
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(SAMPLE))
+    wait_for_overlay(page, 60)
+    assert_no_exception(page)
+
+
+def test_eight_simultaneous_sessions_get_their_own_results(server, browser, tmp_path,
+                                                           default_classifier):
+    """Eight browser sessions upload eight different photos at once; each sees the top-1
+    class of its own photo (checked against the core) and its own overlay image."""
+    from saliency_core.imaging import fit_to_model, load_image
+    from saliency_core.labels import shorten_label
+    from saliency_core.pipeline import predict
+    from saliency_core.samples import SAMPLES, read_sample
+
+    files = []
+    for key in SAMPLES:
+        data = read_sample(key)
+        for flip in (False, True):
+            image = Image.open(io.BytesIO(data)).convert("RGB")
+            if flip:
+                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            path = tmp_path / f"{key}-{'flipped' if flip else 'plain'}.png"
+            image.save(path)
+            files.append(path)
+    expected = []
+    for path in files:
+        pixels = load_image(path.read_bytes()).pixels
+        x, _ = fit_to_model(pixels, default_classifier.input_size)
+        expected.append(shorten_label(predict(default_classifier, x)[0].name))
+
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in files]
+    pages = [c.new_page() for c in contexts]
+    try:
+        for page in pages:
+            page.goto(server)
+        for page in pages:
+            wait_for_overlay(page)
+            page.get_by_text("Upload", exact=True).click()
+        for page in pages:
+            page.get_by_text("Upload a photo (or take a snapshot) to begin").wait_for(
+                timeout=60_000)
+        for page, path in zip(pages, files, strict=True):  # all uploads in flight together
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+                str(path))
+        sources = []
+        for page, name in zip(pages, expected, strict=True):
+            wait_for_overlay(page, 180)
+            page.get_by_text(f"for {name}").first.wait_for(timeout=180_000)
+            assert_no_exception(page)
+            sources.append(page.evaluate(
+                "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                ".flatMap(p => (p.data||[]).filter(t => t.type === 'image'))[0].source"))
+        assert len(set(sources)) == len(files)  # every session shows its own image
+        screenshot(pages[-1], "eight-sessions-last")
+    finally:
+        for context in contexts:
+            context.close()

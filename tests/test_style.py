@@ -53,3 +53,29 @@ def test_pages_do_not_import_tensorflow_directly():
     for path in [ROOT / "app.py", *(ROOT / "pages").glob("*.py")]:
         assert "tensorflow" not in imported_modules(path), path
     assert sys.version_info >= (3, 11)
+
+
+def test_security_defaults_in_the_streamlit_config():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["enableXsrfProtection"] is True
+    assert config["browser"]["gatherUsageStats"] is False
+    assert 0 < config["server"]["maxUploadSize"] <= 1024
+
+
+def test_no_user_controlled_html_is_rendered():
+    for path in [ROOT / "app.py", *(ROOT / "pages").rglob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        assert "unsafe_allow_html" not in text, path
+        assert "st.html(" not in text and "components.html" not in text, path
+
+
+def test_uploads_are_never_written_under_their_own_names():
+    """Upload names may only be shown (escaped), never joined into a path."""
+    for path in (ROOT / "pages").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for name_use in (".name)", ".name}"):
+            for line in text.splitlines():
+                if name_use in line:
+                    assert "open(" not in line and "Path(" not in line, (path, line)
