@@ -147,6 +147,22 @@ class SaliencyMethod(ABC):
                 np.array([r.score for r in results], dtype=np.float32))
 
 
+class BatchedMethod(SaliencyMethod):
+    """A method computed for a whole batch in one model call; one image is a batch of one."""
+
+    @abstractmethod
+    def attribute_batch(self, model: GradientModel, images: np.ndarray,
+                        target: Target) -> tuple[np.ndarray, np.ndarray]:
+        """Attributions ``(B, H, W, C)`` and scores ``(B,)`` for ``images`` ``(B, H, W, 3)``."""
+
+    def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
+                  progress: ProgressCallback | None = None) -> Attribution:
+        """:meth:`attribute_batch` on a batch holding only ``image`` ``(H, W, 3)``."""
+        values, scores = self.attribute_batch(model, np.asarray(image, np.float32)[None], target)
+        report(progress, 1.0)
+        return Attribution(values=values[0], score=float(scores[0]))
+
+
 def score_at(model: GradientModel, image: np.ndarray, target: Target) -> float:
     """The target score of one image ``(H, W, 3)``."""
     return float(model.scores(np.asarray(image, np.float32)[None], target)[0])

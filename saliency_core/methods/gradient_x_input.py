@@ -8,17 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from saliency_core.methods.base import (
-    Attribution,
-    GradientModel,
-    ProgressCallback,
-    SaliencyMethod,
-    Target,
-    report,
-)
+from saliency_core.methods.base import BatchedMethod, GradientModel, Target
 
 
-class GradientTimesInput(SaliencyMethod):
+class GradientTimesInput(BatchedMethod):
     """``x * dS_c/dx``, shape ``(H, W, 3)``."""
 
     key = "gradient_x_input"
@@ -33,10 +26,3 @@ class GradientTimesInput(SaliencyMethod):
         images = np.asarray(images, np.float32)
         grads, scores = model.gradients(images, target)
         return (grads * images).astype(np.float32), scores
-
-    def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
-                  progress: ProgressCallback | None = None) -> Attribution:
-        """Return ``image * dS/dimage`` for one image ``(H, W, 3)``."""
-        values, scores = self.attribute_batch(model, np.asarray(image, np.float32)[None], target)
-        report(progress, 1.0)
-        return Attribution(values=values[0], score=float(scores[0]))

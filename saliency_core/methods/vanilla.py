@@ -10,17 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from saliency_core.methods.base import (
-    Attribution,
-    GradientModel,
-    ProgressCallback,
-    SaliencyMethod,
-    Target,
-    report,
-)
+from saliency_core.methods.base import BatchedMethod, GradientModel, Target
 
 
-class VanillaGradient(SaliencyMethod):
+class VanillaGradient(BatchedMethod):
     """``w = dS_c/dI`` at the input image."""
 
     key = "vanilla"
@@ -34,10 +27,3 @@ class VanillaGradient(SaliencyMethod):
         """Gradients ``(B, H, W, 3)`` and scores ``(B,)`` in one batched call."""
         grads, scores = model.gradients(np.asarray(images, np.float32), target)
         return grads.astype(np.float32), scores
-
-    def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
-                  progress: ProgressCallback | None = None) -> Attribution:
-        """Return the gradient ``(H, W, 3)`` of the target score at ``image``."""
-        grads, scores = self.attribute_batch(model, np.asarray(image, np.float32)[None], target)
-        report(progress, 1.0)
-        return Attribution(values=grads[0], score=float(scores[0]))
