@@ -409,7 +409,9 @@ def choose_image() -> LoadedImage | None:
     """
     chosen = _choose_file()
     if chosen is None:
-        st.info("Upload a photo (or take a snapshot) to begin, or pick a sample.")
+        st.info("Upload a photo (or take a snapshot) to begin, or pick a sample. Photos: JPEG, "
+                f"PNG, WebP, BMP, GIF or TIFF, up to {PHOTO_MAX_MB} MB and 50 megapixels; a "
+                "file marked in red was refused (hover it to see why).")
         return None
     file_name, data = chosen
     image, error = load_bytes(data)
