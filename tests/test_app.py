@@ -308,3 +308,15 @@ def test_own_model_with_code_is_refused_in_the_ui(tmp_path):
     assert_ok(at)
     assert any("Python code" in e.value for e in at.error)
     assert at.selectbox(key="w_model").value == "efficientnet_lite0"
+
+
+def test_gradcam_layer_choice_is_reset_for_another_model(tmp_path):
+    at = new_app()
+    at.selectbox(key="w_method").set_value("gradcam").run()
+    layers = at.selectbox(key="w_gradcam.layer").options
+    at.selectbox(key="w_gradcam.layer").set_value(layers[0]).run()  # an early layer
+    assert_ok(at)
+    at.session_state["prefs"]["gradcam.layer"] = "no_such_layer"  # as if set for another model
+    at.switch_page("pages/compare.py").run()
+    at.multiselect(key="w_compare.methods").set_value(["gradcam"]).run()
+    assert_ok(at)

@@ -116,7 +116,7 @@ def bound_widget(name: str, widget: Callable[..., Any], options: list | None = N
     if key not in st.session_state or not valid(st.session_state[key]):
         current = st.session_state[PREFS].get(name, default)
         if not valid(current):
-            current = [] if multi else options[0]
+            current = default if valid(default) else ([] if multi else options[0])
         st.session_state[key] = current
     value = widget(key=key, **kwargs)
     st.session_state[PREFS][name] = value
@@ -285,16 +285,18 @@ def method_params(method: str, classifier: KerasClassifier) -> dict:
     prefs = st.session_state[PREFS]
     values = {}
     for param in METHODS[method].params:
-        default = classifier.default_cam_layer() if param.name == "layer" else param.default
-        values[param.name] = prefs.get(f"{method}.{param.name}", default)
+        value = prefs.get(f"{method}.{param.name}", param.default)
+        if param.name == "layer" and value not in classifier.spatial_layer_names():
+            value = classifier.default_cam_layer()  # chosen for another model
+        values[param.name] = value
     return values
 
 
-def render_method_params(method: str, classifier: KerasClassifier, prefix: str = "") -> dict:
+def render_method_params(method: str, classifier: KerasClassifier) -> dict:
     """Controls for ``method``'s parameters; returns their values (remembered per method)."""
     values = {}
     for param in METHODS[method].params:
-        name = f"{prefix}{method}.{param.name}"
+        name = f"{method}.{param.name}"
         if param.name == "layer":
             layers = classifier.spatial_layer_names()
             values["layer"] = bound_widget(name, st.selectbox, options=layers,
