@@ -6,6 +6,7 @@ and render what the pure core returns.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -167,11 +168,11 @@ def add_custom_model(name: str, data: bytes, labels: bytes | None,
     Raises:
         CustomModelError: the model cannot be used (the message says why).
     """
-    custom = get_custom_model(hashlib.sha256(data).hexdigest(),
-                              hashlib.sha256(labels or b"").hexdigest(), data, labels)
+    digests = (hashlib.sha256(data).hexdigest(), hashlib.sha256(labels or b"").hexdigest())
+    custom = get_custom_model(*digests, data, labels)
     key = f"{CUSTOM_PREFIX}{custom.digest[:12]}-{preprocessing}"
     _CUSTOM_NAMES[key] = name
-    custom_models()[key] = {"name": name, "data": data, "labels": labels,
+    custom_models()[key] = {"name": name, "data": data, "labels": labels, "digests": digests,
                             "preprocessing": preprocessing, "note": custom.head_note,
                             "classes": len(custom.class_names)}
     return key
@@ -316,9 +317,9 @@ def render_method_params(method: str, classifier: KerasClassifier) -> dict:
     return values
 
 
-def load_bytes(data: bytes) -> tuple[LoadedImage | None, str | None]:
-    """Decode bytes through the cache; return ``(image, None)`` or ``(None, error)``."""
-    digest = hashlib.sha256(data).hexdigest()
+def load_bytes(data: bytes, digest: str) -> tuple[LoadedImage | None, str | None]:
+    """Decode bytes (SHA-256 ``digest``) through the cache: ``(image, None)`` or
+    ``(None, error)``."""
     try:
         return decode_upload(digest, data), None
     except ImageError as exc:
@@ -337,9 +338,7 @@ def classifier_for(model_key: str) -> KerasClassifier | None:
             st.error("Your uploaded model is no longer in this session; upload it again on the "
                      "Models page.")
             return None
-        custom = get_custom_model(hashlib.sha256(entry["data"]).hexdigest(),
-                                  hashlib.sha256(entry["labels"] or b"").hexdigest(),
-                                  entry["data"], entry["labels"])
+        custom = get_custom_model(*entry["digests"], entry["data"], entry["labels"])
         return _custom_classifier(model_key, custom, entry["preprocessing"])
     errors: dict[str, str] = st.session_state["weights_errors"]
     spec = get_spec(model_key)
@@ -368,7 +367,16 @@ SOURCES = ["Sample", "Upload", "Camera"]
 PHOTO_MAX_MB = 50
 
 
-def _persisted_file(widget_key: str, store_key: str, draw) -> tuple[str, bytes] | None:
+KeptFile = tuple[str, bytes, str]  # (file name, bytes, SHA-256)
+
+
+@functools.lru_cache(maxsize=len(SAMPLES))
+def _sample_file(key: str) -> KeptFile:
+    data = read_sample(key)
+    return SAMPLES[key][1], data, hashlib.sha256(data).hexdigest()
+
+
+def _persisted_file(widget_key: str, store_key: str, draw) -> KeptFile | None:
     """Keep the last upload/snapshot across page switches.
 
     Streamlit forgets a widget's state when another page is shown, so the file
@@ -379,22 +387,26 @@ def _persisted_file(widget_key: str, store_key: str, draw) -> tuple[str, bytes] 
     returning = widget_key not in st.session_state
     uploaded = draw()
     if uploaded is not None:
-        st.session_state[store_key] = (uploaded.name, uploaded.getvalue())
+        if st.session_state.get(f"{store_key}_id") != uploaded.file_id:  # copy and hash once
+            data = uploaded.getvalue()
+            st.session_state[store_key] = (uploaded.name, data, hashlib.sha256(data).hexdigest())
+            st.session_state[f"{store_key}_id"] = uploaded.file_id
     elif not returning:
         st.session_state.pop(store_key, None)
+        st.session_state.pop(f"{store_key}_id", None)
     kept = st.session_state.get(store_key)
     if kept is not None and uploaded is None:
         st.caption(f"Using your earlier file, {escape_markdown(kept[0])}.")
     return kept
 
 
-def _choose_file() -> tuple[str, bytes] | None:
+def _choose_file() -> KeptFile | None:
     source = bound_widget("source", st.radio, options=SOURCES, label="Image source",
-                             horizontal=True)
+                          horizontal=True)
     if source == "Sample":
         key = bound_widget("sample", st.selectbox, options=list(SAMPLES),
-                              label="Sample photo", format_func=lambda k: SAMPLES[k][0])
-        return SAMPLES[key][1], read_sample(key)
+                           label="Sample photo", format_func=lambda k: SAMPLES[k][0])
+        return _sample_file(key)
     if source == "Upload":
         return _persisted_file("upload_widget", "last_upload", lambda: st.file_uploader(
             "Upload a photo", key="upload_widget", max_upload_size=PHOTO_MAX_MB,
@@ -415,8 +427,8 @@ def choose_image() -> LoadedImage | None:
                 f"PNG, WebP, BMP, GIF or TIFF, up to {PHOTO_MAX_MB} MB and 50 megapixels; a "
                 "file marked in red was refused (hover it to see why).")
         return None
-    file_name, data = chosen
-    image, error = load_bytes(data)
+    file_name, data, digest = chosen
+    image, error = load_bytes(data, digest)
     if error:
         st.error(f"**{escape_markdown(file_name)}** could not be used. "
                  f"{escape_markdown(error)}", icon=":material/error:")
