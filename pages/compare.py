@@ -3,7 +3,6 @@
 import streamlit as st
 
 from pages.lib import ui_common as ui
-from saliency_core.imaging import fit_to_model
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS
 from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS, make_comparison_figure
@@ -29,9 +28,7 @@ with controls:
     if image is None:
         st.stop()
     fit = ui.pref("fit")
-    model_input, view = fit_to_model(image.pixels, classifier.input_size, fit)
-    token = ui.weights_token(model_key)
-    preds = ui.cached_predictions(image.digest, model_key, token, fit, classifier, model_input)
+    model_input, view, token, preds = ui.prepare_image(model_key, classifier, image, fit)
     names = classifier.class_names
     top = [p.index for p in preds]
     methods = ui.bound_widget("compare.methods", st.multiselect, options=list(METHODS),

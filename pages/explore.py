@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from pages.lib import ui_common as ui
-from saliency_core.imaging import FIT_MODES, fit_to_model
+from saliency_core.imaging import FIT_MODES
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS
 from saliency_core.pipeline import to_display_map
@@ -113,12 +113,11 @@ with controls:
                                     label="Colour channels", format_func=REDUCTIONS.get)
         clip = ui.bound_widget("clip", st.slider, label="Clip the map at this percentile",
                                min_value=90.0, max_value=100.0, step=0.5,
-                         help="Values above this percentile are clipped, so a few extreme "
-                              "pixels do not wash out the rest. 100 turns clipping off.")
+                               help="Values above this percentile are clipped, so a few "
+                                    "extreme pixels do not wash out the rest. 100 turns "
+                                    "clipping off.")
 
-    model_input, view = fit_to_model(image.pixels, classifier.input_size, fit)
-    token = ui.weights_token(model_key)
-    preds = ui.cached_predictions(image.digest, model_key, token, fit, classifier, model_input)
+    model_input, view, token, preds = ui.prepare_image(model_key, classifier, image, fit)
 
     st.subheader("2 · Class")
     class_index = _pick_class(preds, classifier.class_names, image.digest, model_key, fit)

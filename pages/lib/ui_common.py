@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from saliency_core.imaging import FIT_MODES, ImageError, LoadedImage, load_image
+from saliency_core.imaging import FIT_MODES, ImageError, LoadedImage, fit_to_model, load_image
 from saliency_core.methods import METHODS, Target
 from saliency_core.models.custom import load_custom_model, make_classifier
 from saliency_core.models.preprocessing import get_preprocessor
@@ -201,10 +201,9 @@ def weights_token(model_key: str) -> str:
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
-def get_classifier(model_key: str, token: str) -> tuple[KerasClassifier, str]:
+def get_classifier(model_key: str, token: str) -> KerasClassifier:
     """Load a registered model once per (model, weights) and share it between sessions."""
-    classifier, source = load_classifier(model_key)
-    return classifier, source.origin
+    return load_classifier(model_key)[0]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -218,6 +217,15 @@ def cached_predictions(digest: str, model_key: str, token: str, fit: str,
                        _classifier: KerasClassifier, _model_input: np.ndarray) -> list[Prediction]:
     """Top-5 predictions keyed by image hash, model, weights and fit."""
     return predict(_classifier, _model_input, k=5)
+
+
+def prepare_image(model_key: str, classifier: KerasClassifier, image: LoadedImage, fit: str
+                  ) -> tuple[np.ndarray, np.ndarray, str, list[Prediction]]:
+    """Fit ``image`` to the model and predict: ``(model_input, view, weights token, top-5)``."""
+    model_input, view = fit_to_model(image.pixels, classifier.input_size, fit)
+    token = weights_token(model_key)
+    return model_input, view, token, cached_predictions(image.digest, model_key, token, fit,
+                                                        classifier, model_input)
 
 
 class BoundedStore:
@@ -354,7 +362,7 @@ def classifier_for(model_key: str) -> KerasClassifier | None:
     token = weights_token(model_key)
     try:
         with st.spinner(f"Loading {spec.display_name}…"):
-            classifier, _origin = get_classifier(model_key, token)
+            classifier = get_classifier(model_key, token)
     except WeightsUnavailableError as exc:
         errors[model_key] = str(exc)
         st.rerun()
