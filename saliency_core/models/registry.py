@@ -200,6 +200,23 @@ def _config_weights(spec: ModelSpec) -> Path | None:
     return Path(value).expanduser() if isinstance(value, str) else None
 
 
+def shared_uploads_allowed() -> bool:
+    """Whether weights uploaded on the Models page serve every visitor.
+
+    Off by default: an upload then serves only the browser session that made it.
+    The operator turns sharing on with ``shared_weights = true`` under
+    ``[uploads]`` in ``saliency_studio.toml``.
+    """
+    config = Path(os.environ.get("SALIENCY_STUDIO_CONFIG", "saliency_studio.toml"))
+    if not config.is_file():
+        return False
+    try:
+        table = tomllib.loads(config.read_text(encoding="utf-8")).get("uploads", {})
+    except (tomllib.TOMLDecodeError, OSError):
+        return False
+    return isinstance(table, dict) and table.get("shared_weights") is True
+
+
 def _keras_cache_path(spec: ModelSpec) -> Path | None:
     if not spec.weights_filename:
         return None
