@@ -8,39 +8,49 @@ downloaded overlay looks like the one on screen.
 from __future__ import annotations
 
 import base64
+import html
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from saliency_core.imaging import resize_map
 
 COLORMAPS: dict[str, str] = {
-    "jet": "Jet",
     "viridis": "Viridis",
     "cividis": "Cividis",
     "inferno": "Inferno",
     "greys": "Greys",
+    "jet": "Jet",
 }
-"""Unsigned colour maps: key -> Plotly colour scale. ``cividis`` is designed to be
-read the same by people with colour-vision deficiency; ``jet`` is the blog's."""
+"""Unsigned colour maps: key -> Plotly colour scale. Viridis (the default), Cividis
+and Inferno are perceptually uniform: equal steps in value look like equal steps
+in colour. ``cividis`` also reads the same with colour-vision deficiency; ``jet``
+(the blog's choice) is not uniform and invents edges where there are none."""
 
 COLORMAP_LABELS: dict[str, str] = {
-    "jet": "Jet (as in the blog)",
-    "viridis": "Viridis",
-    "cividis": "Cividis (colour-blind safe)",
-    "inferno": "Inferno",
-    "greys": "Greys",
+    "viridis": "Viridis (perceptually uniform)",
+    "cividis": "Cividis (uniform, colour-blind safe)",
+    "inferno": "Inferno (uniform, dark to bright)",
+    "greys": "Greys (black to white)",
+    "jet": "Jet (the blog's choice, not uniform)",
 }
 
 SIGNED_COLORSCALE = "RdBu_r"
 """Diverging scale for signed maps: blue lowers the score, red raises it."""
 
 OPACITY_STEPS = tuple(round(i / 10, 1) for i in range(11))
+
+
+def escape_plotly(text: str) -> str:
+    """Escape text for Plotly labels, hover text and titles, which render a subset of
+    HTML (links, images, styles): user-supplied names are shown literally."""
+    return html.escape(str(text), quote=True)
 
 
 def _colorscale(colormap: str, signed: bool) -> str:
@@ -58,7 +68,7 @@ def colormap_lut(colormap: str, signed: bool = False, size: int = 256) -> np.nda
     return np.clip(np.rint(np.array(colors) * 255), 0, 255).astype(np.uint8)
 
 
-def colorize(saliency: np.ndarray, colormap: str = "jet", signed: bool = False) -> np.ndarray:
+def colorize(saliency: np.ndarray, colormap: str = "viridis", signed: bool = False) -> np.ndarray:
     """Colour a map ``(H, W)`` in ``[0, 1]`` (``[-1, 1]`` if signed) to ``(H, W, 3)`` uint8."""
     m = np.asarray(saliency, dtype=np.float32)
     unit = (m + 1.0) / 2.0 if signed else m
@@ -66,7 +76,7 @@ def colorize(saliency: np.ndarray, colormap: str = "jet", signed: bool = False) 
     return colormap_lut(colormap, signed)[index]
 
 
-def blend_overlay(view: np.ndarray, saliency: np.ndarray, colormap: str = "jet",
+def blend_overlay(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
                   opacity: float = 0.5, signed: bool = False) -> np.ndarray:
     """Alpha-blend a coloured map over the image, as the overlay figure shows it.
 
@@ -93,25 +103,88 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _image_trace(view: np.ndarray) -> go.Image:
+@dataclass(frozen=True)
+class MapLegend:
+    """How to read a map's colours, shown on its colour bar and in the PNG download.
+
+    Attributes:
+        title: what the colours measure, in plain words.
+        low: what the low end of the scale means.
+        high: what the high end means.
+        signed: the scale is diverging, ``[-1, 1]`` with 0 in the middle.
+    """
+
+    title: str
+    low: str
+    high: str
+    signed: bool = False
+
+
+def make_legend(signed: bool = False, contrast: tuple[str, str] | None = None) -> MapLegend:
+    """The legend for an unsigned map, a signed one, or a class contrast ``S_a − S_b``.
+
+    Args:
+        signed: the map keeps its sign (``[-1, 1]``).
+        contrast: ``(name of class a, name of class b)`` when the map explains
+            ``S_a − S_b``; implies ``signed``.
+    """
+    if contrast is not None:
+        first, second = contrast
+        return MapLegend("which class a pixel favours", f"favours {second}",
+                         f"favours {first}", signed=True)
+    if signed:
+        return MapLegend("signed attribution", "lowers the score", "raises the score",
+                         signed=True)
+    return MapLegend("attribution (normalised)", "0 = least", "1 = most")
+
+
+def _image_trace(view: np.ndarray, extent: tuple[int, int] | None = None) -> go.Image:
+    """The photo as an image trace; with ``extent=(h, w)`` it is scaled to span the
+    ``w x h`` pixel grid of the model input, so axes count model-input pixels."""
     uri = "data:image/png;base64," + base64.b64encode(encode_png(view)).decode("ascii")
-    return go.Image(source=uri, name="image", hoverinfo="skip")
+    if extent is None:
+        return go.Image(source=uri, name="image", hoverinfo="skip")
+    dy, dx = extent[0] / view.shape[0], extent[1] / view.shape[1]
+    return go.Image(source=uri, name="image", hoverinfo="skip", dx=dx, dy=dy,
+                    x0=dx / 2 - 0.5, y0=dy / 2 - 0.5)
+
+
+def _colorbar(legend: MapLegend | None) -> dict:
+    if legend is None:
+        return {"title": {"text": "saliency"}, "thickness": 14}
+    values = [-1.0, 0.0, 1.0] if legend.signed else [0.0, 1.0]
+    texts = ([legend.low, "0", legend.high] if legend.signed else [legend.low, legend.high])
+    return {"title": {"text": escape_plotly(legend.title), "side": "right"}, "thickness": 14,
+            "tickvals": values, "ticktext": [escape_plotly(t) for t in texts]}
 
 
 def _heatmap_trace(view_shape: Sequence[int], saliency: np.ndarray, colormap: str,
-                   opacity: float, signed: bool, show_colorbar: bool = True) -> go.Heatmap:
-    height, width = view_shape[:2]
+                   opacity: float, signed: bool, show_colorbar: bool = True,
+                   legend: MapLegend | None = None, raw: np.ndarray | None = None,
+                   model_grid: bool = False) -> go.Heatmap:
+    """The map as a heat map; over the view's pixels, or (``model_grid``) on the
+    map's own pixel grid with the view scaled to it."""
     rows, cols = saliency.shape
-    dx, dy = width / cols, height / rows
+    if model_grid:
+        placement = {"x0": 0, "dx": 1, "y0": 0, "dy": 1}
+        where = "pixel (%{x}, %{y}) of the model's " + f"{cols}×{rows} input"
+    else:
+        height, width = view_shape[:2]
+        dx, dy = width / cols, height / rows
+        placement = {"x0": dx / 2 - 0.5, "dx": dx, "y0": dy / 2 - 0.5, "dy": dy}
+        where = "x %{x:.0f}, y %{y:.0f}"
+    hover = f"{where}<br>map value %{{z:.3f}} (normalised)"
+    extra = {}
+    if raw is not None:
+        extra["customdata"] = np.asarray(raw, dtype=np.float32)
+        hover += "<br>raw attribution %{customdata:.4g}"
     return go.Heatmap(
-        z=np.round(np.asarray(saliency, dtype=np.float32), 3),
-        x0=dx / 2 - 0.5, dx=dx, y0=dy / 2 - 0.5, dy=dy,
+        z=np.round(np.asarray(saliency, dtype=np.float32), 3), **placement,
         colorscale=_colorscale(colormap, signed),
         zmin=-1.0 if signed else 0.0, zmax=1.0,
         opacity=opacity, zsmooth="best", name="saliency",
-        showscale=show_colorbar,
-        colorbar={"title": {"text": "saliency"}, "thickness": 14},
-        hovertemplate="x %{x:.0f}, y %{y:.0f}<br>saliency %{z:.3f}<extra></extra>",
+        showscale=show_colorbar, colorbar=_colorbar(legend),
+        hovertemplate=hover + "<extra></extra>", **extra,
     )
 
 
@@ -121,22 +194,40 @@ def _image_axes(fig: go.Figure, **kwargs) -> None:
                      autorange="reversed", scaleanchor="x", **kwargs)
 
 
-def make_overlay_figure(view: np.ndarray, saliency: np.ndarray, colormap: str = "jet",
+def make_overlay_figure(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
                         opacity: float = 0.5, signed: bool = False,
-                        title: str | None = None) -> go.Figure:
+                        title: str | None = None, legend: MapLegend | None = None,
+                        raw: np.ndarray | None = None) -> go.Figure:
     """The image with the saliency map on top and a client-side opacity slider.
 
-    The map ``(h, w)`` (usually the model's input resolution) is stretched over
-    the image ``(H, W, 3)``; since the model's input was resized from exactly
-    this view, the two line up pixel for pixel. Moving the slider restyles the
-    heat map's opacity in the browser, with no server round-trip.
+    The axes count the model-input pixels of the map ``(h, w)``; the image
+    ``(H, W, 3)`` is scaled over that grid. Since the model's input was resized
+    from exactly this view, the two line up pixel for pixel. Hovering shows the
+    model-input pixel, the normalised map value and (with ``raw``) the raw
+    attribution there. Moving the slider restyles the heat map's opacity in the
+    browser, with no server round-trip.
+
+    Args:
+        view: ``(H, W, 3)`` uint8, the part of the photo the model saw.
+        saliency: ``(h, w)`` map in ``[0, 1]`` (``[-1, 1]`` if signed).
+        colormap: a key of :data:`COLORMAPS` (ignored when signed).
+        opacity: the heat map's initial opacity, snapped to the slider's steps.
+        signed: diverging colours around 0.
+        title: optional figure title.
+        legend: the colour bar's title and end labels (default: plain "saliency").
+        raw: ``(h, w)`` raw attribution (after channel reduction), for hover.
     """
-    fig = go.Figure([_image_trace(view), _heatmap_trace(view.shape, saliency, colormap,
-                                                        opacity, signed)])
+    if legend is not None:
+        signed = legend.signed
     active = int(np.argmin([abs(s - opacity) for s in OPACITY_STEPS]))
+    fig = go.Figure([
+        _image_trace(view, extent=saliency.shape),
+        _heatmap_trace(view.shape, saliency, colormap, OPACITY_STEPS[active], signed,
+                       legend=legend, raw=raw, model_grid=True)])
     fig.update_layout(
         title=title,
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        dragmode=False,
         sliders=[{
             "active": active,
             "currentvalue": {"prefix": "Map opacity: "},
@@ -146,17 +237,29 @@ def make_overlay_figure(view: np.ndarray, saliency: np.ndarray, colormap: str = 
         }],
     )
     _image_axes(fig)
+    fig.update_xaxes(range=[-0.5, saliency.shape[1] - 0.5], constrain="domain")
+    fig.update_yaxes(range=[saliency.shape[0] - 0.5, -0.5], autorange=False,
+                     constrain="domain")
     return fig
 
 
-def make_side_by_side_figure(view: np.ndarray, saliency: np.ndarray, colormap: str = "jet",
-                             signed: bool = False) -> go.Figure:
-    """Image | map, side by side with linked zoom, like the blog's figure."""
+def make_side_by_side_figure(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
+                             signed: bool = False, legend: MapLegend | None = None,
+                             raw: np.ndarray | None = None) -> go.Figure:
+    """Image | map, side by side with linked zoom, like the blog's figure.
+
+    Args:
+        view: ``(H, W, 3)`` uint8 image.
+        saliency: ``(h, w)`` map; ``legend`` and ``raw`` as in :func:`make_overlay_figure`.
+    """
+    if legend is not None:
+        signed = legend.signed
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Image", "Saliency map"),
                         horizontal_spacing=0.04, shared_xaxes=True, shared_yaxes=True)
     fig.add_trace(_image_trace(view), row=1, col=1)
-    fig.add_trace(_heatmap_trace(view.shape, saliency, colormap, 1.0, signed), row=1, col=2)
-    fig.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.add_trace(_heatmap_trace(view.shape, saliency, colormap, 1.0, signed, legend=legend,
+                                 raw=raw), row=1, col=2)
+    fig.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, dragmode=False)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="",
                      autorange="reversed")
@@ -176,7 +279,8 @@ def make_topk_figure(names: Sequence[str], probabilities: Sequence[float],
     """
     colors = ["#e4572e" if i == highlight else "#4c78a8" for i in range(len(names))]
     fig = go.Figure(go.Bar(
-        x=[100 * p for p in probabilities], y=list(names), orientation="h",
+        x=[100 * p for p in probabilities], y=[escape_plotly(n) for n in names],
+        orientation="h",
         marker_color=colors, text=[f"{100 * p:.1f}%" for p in probabilities],
         textposition="auto", hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
     fig.update_layout(height=60 + 36 * len(names), margin={"l": 10, "r": 10, "t": 10, "b": 30},
@@ -187,7 +291,7 @@ def make_topk_figure(names: Sequence[str], probabilities: Sequence[float],
 
 def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]],
                            row_labels: Sequence[str], column_labels: Sequence[str],
-                           cell_notes: Sequence[Sequence[str]], colormap: str = "jet",
+                           cell_notes: Sequence[Sequence[str]], colormap: str = "viridis",
                            opacity: float = 0.6, signed: bool = False) -> go.Figure:
     """A grid of overlays: one row per method, one column per class.
 
@@ -199,7 +303,7 @@ def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]
         cell_notes: a short note per cell (e.g. the time it took).
     """
     rows, cols = len(row_labels), len(column_labels)
-    titles = [f"{column_labels[c]}<br><sup>{cell_notes[r][c]}</sup>"
+    titles = [f"{escape_plotly(column_labels[c])}<br><sup>{escape_plotly(cell_notes[r][c])}</sup>"
               for r in range(rows) for c in range(cols)]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
                         horizontal_spacing=0.02, vertical_spacing=0.08 / max(rows, 1))
@@ -209,12 +313,101 @@ def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]
             heat = _heatmap_trace(view.shape, maps[r][c], colormap, opacity, signed,
                                   show_colorbar=(r == 0 and c == 0))
             fig.add_trace(heat, row=r + 1, col=c + 1)
-        fig.update_yaxes(title_text=row_labels[r], row=r + 1, col=1)
+        fig.update_yaxes(title_text=escape_plotly(row_labels[r]), row=r + 1, col=1)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="",
                      autorange="reversed")
     for i in range(1, rows * cols + 1):
         suffix = "" if i == 1 else str(i)
         fig.update_layout({f"yaxis{suffix}": {"scaleanchor": f"x{suffix}"}})
-    fig.update_layout(height=80 + 230 * rows, margin={"l": 60, "r": 10, "t": 60, "b": 10})
+    fig.update_layout(height=80 + 230 * rows, margin={"l": 60, "r": 10, "t": 60, "b": 10},
+                      dragmode=False)
     return fig
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow built without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
+    """``text`` shortened with an ellipsis so it fits in ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def render_overlay_png(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
+                       opacity: float = 0.5, legend: MapLegend | None = None,
+                       caption: str = "") -> bytes:
+    """The overlay as a self-describing PNG: image, colour bar and a caption line.
+
+    Args:
+        view: ``(H, W, 3)`` uint8 image.
+        saliency: ``(h, w)`` map in ``[0, 1]`` (``[-1, 1]`` if ``legend.signed``).
+        colormap: a key of :data:`COLORMAPS` (ignored for signed maps).
+        opacity: the map's weight in the blend, 0 to 1.
+        legend: the colour bar's title and end labels.
+        caption: one line under the image (e.g. model, class, method).
+
+    Returns:
+        PNG bytes of a ``(H + caption, W + colour bar)`` RGB image; the image
+        part equals :func:`blend_overlay`.
+    """
+    legend = legend or make_legend()
+    overlay = blend_overlay(view, saliency, colormap, opacity, legend.signed)
+    height, width = overlay.shape[:2]
+    size = max(11, min(16, width // 30))
+    font = _font(size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    labels = [legend.high, legend.low] + (["0"] if legend.signed else [])
+    label_width = max(probe.textlength(t, font=font) for t in labels)
+    bar = max(12, size)
+    side = int(bar + 12 + min(label_width, width * 0.6))
+    line = size + 10
+    canvas = Image.new("RGB", (width + side, height + line), "white")
+    canvas.paste(Image.fromarray(overlay), (0, 0))
+    lut = colormap_lut(colormap, legend.signed)[::-1]  # top of the bar = high end
+    strip = np.repeat(lut[np.linspace(0, len(lut) - 1, height).astype(int)][:, None, :], bar,
+                      axis=1)
+    canvas.paste(Image.fromarray(strip), (width + 4, 0))
+    draw = ImageDraw.Draw(canvas)
+    text_x, room = width + bar + 8, side - bar - 10
+    draw.text((text_x, 0), _fit_text(draw, legend.high, font, room), fill="black", font=font)
+    draw.text((text_x, height - size - 2), _fit_text(draw, legend.low, font, room),
+              fill="black", font=font)
+    if legend.signed:
+        draw.text((text_x, height // 2 - size // 2), "0", fill="black", font=font)
+    draw.text((4, height + 4), _fit_text(draw, caption, font, width + side - 8), fill="black",
+              font=font)
+    return encode_png(np.asarray(canvas))
+
+
+def make_crop_preview(pixels: np.ndarray, box: tuple[int, int, int, int],
+                      dim: float = 0.3) -> np.ndarray:
+    """The whole photo with what the model does not see dimmed and its region framed.
+
+    Args:
+        pixels: ``(H, W, 3)`` uint8 photo.
+        box: ``(left, top, right, bottom)`` of the region the model sees.
+        dim: brightness kept outside the region, 0 (black) to 1 (unchanged).
+
+    Returns:
+        ``(H, W, 3)`` uint8.
+    """
+    left, top, right, bottom = box
+    out = pixels.astype(np.float32) * dim
+    out[top:bottom, left:right] = pixels[top:bottom, left:right]
+    preview = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if (left, top, right, bottom) != (0, 0, pixels.shape[1], pixels.shape[0]):
+        edge = max(1, round(min(pixels.shape[:2]) / 150))
+        frame = np.array([228, 87, 46], dtype=np.uint8)
+        preview[top:top + edge, left:right] = frame
+        preview[bottom - edge:bottom, left:right] = frame
+        preview[top:bottom, left:left + edge] = frame
+        preview[top:bottom, right - edge:right] = frame
+    return preview

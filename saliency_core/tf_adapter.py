@@ -280,6 +280,19 @@ class KerasClassifier:
         """Layers Grad-CAM can use, in graph order (``outer/inner`` inside nested models)."""
         return [name for name, _ in self._spatial_layers]
 
+    def describe_layer(self, name: str) -> str:
+        """A layer's name with its output grid and place, for people choosing one.
+
+        E.g. ``"re_lu_15 · 7×7 grid, 1280 channels (last)"``: later layers see
+        larger regions but give coarser maps.
+        """
+        names = self.spatial_layer_names()
+        if name not in names:
+            return name
+        shape = dict(self._spatial_layers)[name].output.shape
+        place = "last" if name == names[-1] else f"{names.index(name) + 1} of {len(names)}"
+        return f"{name} · {shape[1]}×{shape[2]} grid, {shape[3]} channels ({place})"
+
     def default_cam_layer(self) -> str:
         """The last convolutional (spatial, non-pooling) layer.
 

@@ -121,6 +121,7 @@ class SaliencyMethod(ABC):
         citation: the paper.
         params: the constructor's user-facing parameters.
         sampling: whether the method evaluates many samples (shows progress).
+        reading: what a bright (high) value means, in plain words, for users.
     """
 
     key: ClassVar[str]
@@ -129,6 +130,7 @@ class SaliencyMethod(ABC):
     citation: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
     sampling: ClassVar[bool] = False
+    reading: ClassVar[str] = "Bright pixels matter most to the class score."
 
     @abstractmethod
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,

@@ -52,8 +52,10 @@ class GradCAM(SaliencyMethod):
     key = "gradcam"
     label = "Grad-CAM"
     description = ("Where in the last convolutional layer's feature maps the class evidence "
-                   "sits: coarse but robust.")
+                   "sits: coarse but robust. Grad-CAM++ often gives almost the same map.")
     citation = "Selvaraju et al. 2017, arXiv:1610.02391"
+    reading = ("Bright regions are where the chosen layer's features that raise the class score "
+               "sit. The map is as coarse as that layer's grid (7×7 for most models' last layer).")
     plus_plus: ClassVar[bool] = False
     params: ClassVar[tuple[Param, ...]] = (
         Param("layer", "Layer", None, "The convolutional layer to explain; the default is "
@@ -82,6 +84,8 @@ class GradCAMPlusPlus(GradCAM):
 
     key = "gradcam_pp"
     label = "Grad-CAM++"
-    description = "Grad-CAM with per-location gradient weights; better with several objects."
+    description = ("Grad-CAM with per-location gradient weights; better with several objects. "
+                   "With one object, or a small last-layer grid (7×7), it often looks almost "
+                   "the same as Grad-CAM: that is expected.")
     citation = "Chattopadhyay et al. 2018, arXiv:1710.11063"
     plus_plus = True

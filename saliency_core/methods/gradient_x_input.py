@@ -19,6 +19,8 @@ class GradientTimesInput(BatchedMethod):
     description = ("The gradient times the pixel value: a first-order estimate of each "
                    "pixel's contribution compared with a black image.")
     citation = "Shrikumar et al. 2016, arXiv:1605.01713"
+    reading = ("Bright pixels are those whose value, times the score's sensitivity to it, adds "
+               "most to the score (a first-order estimate of each pixel's contribution).")
 
     def attribute_batch(self, model: GradientModel, images: np.ndarray,
                         target: Target) -> tuple[np.ndarray, np.ndarray]:

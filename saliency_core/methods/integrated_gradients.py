@@ -88,6 +88,8 @@ class IntegratedGradients(SaliencyMethod):
     description = ("Gradients averaged along a straight path from a baseline image to this "
                    "one, times the difference: attributions add up to the score change.")
     citation = "Sundararajan, Taly & Yan 2017, arXiv:1703.01365"
+    reading = ("Bright pixels contributed most to the score's rise from the baseline image to "
+               "this one; the contributions add up to that rise (see the completeness gap).")
     sampling = True
     params: ClassVar[tuple[Param, ...]] = (
         Param("steps", "Steps", 50, "Intervals of the path integral (trapezoid rule); "

@@ -48,6 +48,9 @@ class SmoothGrad(SaliencyMethod):
     description = ("The vanilla gradient averaged over noisy copies of the image, which "
                    "removes much of its speckle.")
     citation = "Smilkov et al. 2017, arXiv:1706.03825"
+    reading = ("Bright pixels are where small changes move the class score the most, averaged "
+               "over noisy copies of the image, so a bright spot is not a fluke of one exact "
+               "pixel value.")
     sampling = True
     params: ClassVar[tuple[Param, ...]] = (
         Param("noise", "Noise level", 0.15, "Standard deviation of the added noise, as a "
@@ -106,7 +109,9 @@ class SmoothGradSquared(SmoothGrad):
 
     key = "smoothgrad_sq"
     label = "SmoothGrad²"
-    description = "SmoothGrad averaging squared gradients: sharper and always positive."
+    description = ("SmoothGrad averaging squared gradients: sharper and always positive. "
+                   "Often looks almost the same as VarGrad: when the noisy gradients average "
+                   "out near zero, their mean square and their variance are nearly equal.")
     citation = "Hooker et al. 2019, arXiv:1806.10758"
     default_aggregate = "square"
 
@@ -116,6 +121,7 @@ class VarGrad(SmoothGrad):
 
     key = "vargrad"
     label = "VarGrad"
-    description = "The variance of the gradient over noisy copies of the image."
+    description = ("The variance of the gradient over noisy copies of the image. Often looks "
+                   "almost the same as SmoothGrad² (see there): that is expected, not a bug.")
     citation = "Adebayo et al. 2018, arXiv:1810.03307"
     default_aggregate = "variance"

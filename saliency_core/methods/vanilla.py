@@ -21,6 +21,9 @@ class VanillaGradient(BatchedMethod):
     description = ("How much each pixel would change the class score if nudged: the "
                    "gradient dS_c/dI of Simonyan et al. 2013.")
     citation = "Simonyan, Vedaldi & Zisserman 2013, arXiv:1312.6034"
+    reading = ("Bright pixels are where a small change to the pixel would move the class score "
+               "the most. It measures sensitivity, not evidence: a bright pixel need not be part "
+               "of the object.")
 
     def attribute_batch(self, model: GradientModel, images: np.ndarray,
                         target: Target) -> tuple[np.ndarray, np.ndarray]:
