@@ -6,8 +6,11 @@ Safety rules:
   refuses to deserialise Python code (a ``Lambda`` layer carrying a lambda, or
   any pickled function); such a model gets a clear refusal and its code never
   runs;
-* the file's size and the uncompressed size of the ``.keras`` zip are bounded
-  before anything is read from it (no zip bombs);
+* before Keras sees the file, :mod:`saliency_core.safety` inspects it: zip
+  members and their declared sizes, ``config.json`` (size, nesting, an
+  allowlist of built-in layers and functions, fixed input of bounded size, an
+  estimated parameter count), then walks and loads it in a child process with
+  a memory limit and timeouts; only a model that passed there is loaded here;
 * the upload's file name is never used as a path: the bytes are written to a
   private temporary file;
 * the model must be an image classifier: one ``(B, H, W, 3)`` input with fixed
@@ -19,20 +22,29 @@ its line count must match the number of outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import io
 import os
-import tempfile
-import zipfile
 from dataclasses import dataclass
 
 import keras
 
+from saliency_core.safety.errors import UnsafeUploadError, describe_exception
+from saliency_core.safety.isolation import (
+    IsolatedLoadError,
+    make_workdir,
+    remove_workdir,
+    run_isolated,
+)
+from saliency_core.safety.keras_archive import CODE_MESSAGE, inspect_keras_archive
+from saliency_core.safety.limits import DEFAULT_LIMITS, Limits, format_bytes, load_limits
 from saliency_core.tf_adapter import KerasClassifier, UnsupportedModelError, build_logit_model
 
-MAX_MODEL_BYTES = 200 * 1024 * 1024
-MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
-MAX_LABEL_BYTES = 2 * 1024 * 1024
+MAX_MODEL_BYTES = DEFAULT_LIMITS.max_model_bytes
+MAX_UNPACKED_BYTES = DEFAULT_LIMITS.max_unpacked_bytes
+MAX_LABEL_BYTES = DEFAULT_LIMITS.max_labels_bytes
+"""Defaults of the limits in :mod:`saliency_core.safety.limits` (set them in
+``saliency_studio.toml``); changing a constant here in code overrides the file."""
 
 
 class CustomModelError(ValueError):
@@ -64,8 +76,9 @@ def parse_labels(data: bytes | None, num_classes: int) -> tuple[str, ...]:
     """
     if data is None:
         return tuple(f"class {i}" for i in range(num_classes))
-    if len(data) > MAX_LABEL_BYTES:
-        raise CustomModelError("The labels file is larger than 2 MB.")
+    limit = _limits().max_labels_bytes
+    if len(data) > limit:
+        raise CustomModelError(f"The labels file is larger than {format_bytes(limit)}.")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -77,22 +90,37 @@ def parse_labels(data: bytes | None, num_classes: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _check_archive(data: bytes) -> None:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = archive.namelist()
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile as exc:
-        raise CustomModelError("This is not a .keras model file (a Keras 3 zip archive). "
-                               "Save your model with model.save('name.keras').") from exc
-    if "config.json" not in names:
-        raise CustomModelError("The archive has no config.json: it is not a .keras model.")
-    if unpacked > MAX_UNPACKED_BYTES:
-        raise CustomModelError("The model unpacks to more than 1 GB, which is refused.")
+def _limits() -> Limits:
+    """The limits in force; a module constant changed in code (tests) wins over the file."""
+    limits = load_limits()
+    overrides = {name: value for name, value in (("max_model_bytes", MAX_MODEL_BYTES),
+                                                  ("max_unpacked_bytes", MAX_UNPACKED_BYTES),
+                                                  ("max_labels_bytes", MAX_LABEL_BYTES))
+                 if value != getattr(DEFAULT_LIMITS, name)}
+    return dataclasses.replace(limits, **overrides)
+
+
+def _load_failure(message: str) -> CustomModelError:
+    """The user-facing error for a model that Keras could not load."""
+    if any(word in message for word in ("Lambda", "lambda", "safe_mode", "Python code")):
+        return CustomModelError(CODE_MESSAGE)
+    if "Unknown" in message or "custom" in message.lower():
+        return CustomModelError(
+            "The model uses custom layers or functions that this app does not know; only "
+            "built-in Keras layers are supported.")
+    return CustomModelError(f"The model could not be loaded: {message}")
 
 
 def load_custom_model(data: bytes, labels: bytes | None = None) -> CustomModel:
     """Validate and load a ``.keras`` image classifier from its bytes.
+
+    Three steps, each only after the previous one passed: the pre-flight
+    inspection of the archive in the server
+    (:func:`~saliency_core.safety.keras_archive.inspect_keras_archive`), the
+    load in an isolated child process with a memory limit and timeouts
+    (:func:`~saliency_core.safety.isolation.run_isolated`), then the real load
+    with ``safe_mode=True``. Each load has its own temporary folder, removed
+    in ``finally`` whatever Keras does.
 
     Args:
         data: the ``.keras`` file's bytes.
@@ -101,34 +129,33 @@ def load_custom_model(data: bytes, labels: bytes | None = None) -> CustomModel:
     Raises:
         CustomModelError: with a message for the user, for every way it can fail.
     """
+    limits = _limits()
     if not data:
         raise CustomModelError("The model file is empty.")
-    if len(data) > MAX_MODEL_BYTES:
-        raise CustomModelError(f"The model file is {len(data) / 2**20:.0f} MB; the limit is "
-                               f"{MAX_MODEL_BYTES // 2**20} MB.")
-    _check_archive(data)
-    handle, path = tempfile.mkstemp(suffix=".keras")
+    if len(data) > limits.max_model_bytes:
+        raise CustomModelError(f"The model file is {format_bytes(len(data))}; the limit is "
+                               f"{format_bytes(limits.max_model_bytes)}.")
     try:
-        with os.fdopen(handle, "wb") as out:
+        inspect_keras_archive(data, limits)
+    except UnsafeUploadError as exc:
+        raise CustomModelError(str(exc)) from exc
+    workdir = make_workdir("model")
+    try:
+        path = os.path.join(workdir, "upload.keras")
+        with open(path, "wb") as out:
             out.write(data)
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except CustomModelError:
-        raise
-    except Exception as exc:
-        message = str(exc)
-        if "Lambda" in message or "safe_mode" in message or "lambda" in message:
-            raise CustomModelError(
-                "The model contains Python code (for example a Lambda layer), which is never "
-                "run here for safety. Replace it with built-in Keras layers and save again."
-            ) from exc
-        if "Unknown" in message or "custom" in message.lower():
-            raise CustomModelError(
-                "The model uses custom layers or functions that this app does not know; only "
-                "built-in Keras layers are supported.") from exc
-        raise CustomModelError(f"The model could not be loaded: {message.splitlines()[0][:300]}"
-                               ) from exc
+        try:
+            run_isolated("keras_archive", {"path": path, "workdir": workdir}, limits)
+        except UnsafeUploadError as exc:
+            raise CustomModelError(str(exc)) from exc
+        except IsolatedLoadError as exc:
+            raise _load_failure(str(exc)) from exc
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:
+            raise _load_failure(describe_exception(exc, limit=300)) from exc
     finally:
-        os.unlink(path)
+        remove_workdir(workdir)
     if not isinstance(model, keras.Model):
         raise CustomModelError("The file does not hold a Keras model.")
     try:

@@ -1,0 +1,326 @@
+"""Open untrusted model and weights files in a child process with a memory limit.
+
+The pre-flight checks bound what a file *declares*; this is the second line,
+and the only defence against a hang inside the HDF5 library. The child:
+
+* is a fresh Python interpreter (``python -m saliency_core.safety.isolation``,
+  the "spawn" way of starting a process): nothing is forked from the server,
+  which has TensorFlow and its threads loaded, and unlike ``multiprocessing``
+  nothing re-runs the server's main script. Requests and answers are JSON
+  lines on the child's stdin and stdout (no pickle);
+* limits its own address space (``RLIMIT_AS``) to what it has mapped after
+  importing its libraries plus :attr:`Limits.isolation_memory_bytes`, with
+  glibc's malloc arenas capped so threads do not reserve address space;
+* first walks the HDF5 file (:mod:`saliency_core.safety.hdf5`) within
+  :attr:`Limits.isolation_walk_timeout_seconds`, then imports Keras, builds
+  the model, compares its weight shapes with the file, loads the weights and
+  (for uploaded models) runs one prediction, all within
+  :attr:`Limits.isolation_timeout_seconds`.
+
+The parent kills the child's process group on timeout. A child that runs out
+of memory, crashes or hangs gives a clean refusal; the server and every other
+session keep running. Only a file that passed here is then opened in the
+server. At most :data:`MAX_CONCURRENT_CHECKS` children run at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from saliency_core.safety.errors import UnsafeUploadError, describe_exception
+from saliency_core.safety.hdf5 import WeightsMismatchError, check_expected_shapes, walk_hdf5
+from saliency_core.safety.limits import MIB, Limits, format_bytes
+
+MAX_CONCURRENT_CHECKS = 2
+"""At most this many checks run at once, so parallel uploads cannot multiply the memory limit."""
+
+_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_MAX_MESSAGE_BYTES = 1 << 20
+
+
+class IsolatedLoadError(Exception):
+    """The file is not hostile as far as the checks can tell, but it did not load.
+
+    ``str(exc)`` is a one-line, user-safe description of what failed.
+    """
+
+
+# ----------------------------------------------------------------- in the child
+
+
+def _mapped_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 2048 * MIB  # no /proc: assume a TensorFlow-sized process
+
+
+def limit_address_space(extra_bytes: int) -> int:
+    """Set this process's soft ``RLIMIT_AS`` to what it maps now plus ``extra_bytes``.
+
+    Only the soft limit changes, so trusted code may raise it again after a
+    large import; a file being loaded runs no code and cannot.
+
+    Returns:
+        The limit set, in bytes.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _mapped_bytes() + int(extra_bytes)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return limit
+
+
+def _extract_weights(archive_path: str, workdir: str, limits: Limits) -> str | None:
+    with zipfile.ZipFile(archive_path) as archive:
+        if "model.weights.h5" not in archive.namelist():
+            return None
+        target = os.path.join(workdir, "model.weights.h5")
+        with archive.open("model.weights.h5") as source, open(target, "wb") as out:
+            copied = 0
+            while chunk := source.read(1 << 20):
+                copied += len(chunk)
+                if copied > limits.max_member_bytes:
+                    raise UnsafeUploadError("The weights in the archive are larger than the "
+                                            "archive declares, which is refused.")
+                out.write(chunk)
+        return target
+
+
+def _zeros_for(model) -> list:
+    import numpy as np
+
+    return [np.zeros((1, *tensor.shape[1:]), dtype="float32") for tensor in model.inputs]
+
+
+def _task_keras_archive(args: dict, limits: Limits, phase: Callable[[str], None]) -> dict:
+    workdir = args["workdir"]
+    weights = _extract_weights(args["path"], workdir, limits)
+    report = walk_hdf5(weights, limits) if weights else None
+    phase("load")
+    import keras  # noqa: F401  (imported before the limit is raised for the load)
+
+    limit_address_space(limits.isolation_memory_bytes)
+    with zipfile.ZipFile(args["path"]) as archive:
+        config = json.loads(archive.read("config.json").decode("utf-8"))
+    config.pop("compile_config", None)
+    model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    if not isinstance(model, keras.Model):
+        raise IsolatedLoadError("The file does not hold a Keras model.")
+    parameters = int(model.count_params())
+    if parameters > limits.max_parameters:
+        raise UnsafeUploadError(
+            f"The model has {parameters / 1e6:,.0f} million parameters; the limit is "
+            f"{limits.max_parameters / 1e6:,.0f} million.")
+    if weights is not None:
+        check_expected_shapes(report, [tuple(v.shape) for v in model.weights], "the model")
+        model.load_weights(weights)
+    outputs = model(_zeros_for(model), training=False)
+    del outputs
+    return {"parameters": parameters}
+
+
+def _task_weights(args: dict, limits: Limits, phase: Callable[[str], None]) -> dict:
+    report = walk_hdf5(args["path"], limits)
+    phase("load")
+    import keras  # noqa: F401
+
+    limit_address_space(limits.isolation_memory_bytes)
+    from saliency_core.models.registry import get_spec
+
+    spec = get_spec(args["key"])
+    model = spec.build()
+    check_expected_shapes(report, [tuple(v.shape) for v in model.weights], spec.display_name)
+    suffix = ".h5" if report.legacy else ".weights.h5"
+    target = os.path.join(args["workdir"], "check" + suffix)
+    os.link(args["path"], target)
+    model.load_weights(target)
+    return {"legacy": report.legacy}
+
+
+_TASKS = {"keras_archive": _task_keras_archive, "weights": _task_weights}
+
+
+def child_main() -> None:
+    """Entry point of the child process: one request on stdin, JSON lines on stdout."""
+    channel = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)  # anything a library prints goes to stderr, not into the channel
+
+    def send(kind: str, value: object = "") -> None:
+        channel.write(json.dumps({"kind": kind, "value": value}) + "\n")
+
+    try:
+        request = json.loads(sys.stdin.read(_MAX_MESSAGE_BYTES))
+        limits = Limits(**request["limits"])
+        args = request["args"]
+        tempfile.tempdir = args["workdir"]
+        limit_address_space(limits.isolation_memory_bytes)
+        send("phase", "walk")
+        send("ok", _TASKS[request["task"]](args, limits, lambda name: send("phase", name)))
+    except WeightsMismatchError as exc:
+        send("failed", str(exc))
+    except UnsafeUploadError as exc:
+        send("refused", str(exc))
+    except MemoryError:
+        send("memory")
+    except IsolatedLoadError as exc:
+        send("failed", str(exc))
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+        send("failed", _failure_text(exc))
+    finally:
+        channel.close()
+
+
+def _failure_text(exc: BaseException) -> str:
+    text = describe_exception(exc, limit=300)
+    if "Lambda" in str(exc) or "lambda" in str(exc) or "safe_mode" in str(exc):
+        return "Python code: " + text
+    return text
+
+
+# ---------------------------------------------------------------- in the parent
+
+
+def _memory_message(limits: Limits) -> str:
+    return (f"Checking the file needed more than the memory limit "
+            f"({format_bytes(limits.isolation_memory_bytes)}), so it is refused to protect "
+            "the server.")
+
+
+def run_isolated(task: str, args: dict, limits: Limits) -> dict:
+    """Run one check task in a child process under the memory limit and timeouts.
+
+    Args:
+        task: ``"keras_archive"`` or ``"weights"``.
+        args: the task's arguments; ``args["workdir"]`` is a private folder
+            the child uses as its temporary directory.
+        limits: the limits in force.
+
+    Returns:
+        The task's small result dictionary.
+
+    Raises:
+        UnsafeUploadError: refused by a check, out of memory, timed out or crashed.
+        IsolatedLoadError: the file did not load for an ordinary reason.
+    """
+    if not _SLOTS.acquire(timeout=limits.isolation_timeout_seconds):
+        raise UnsafeUploadError("The server is busy checking other uploads; try again in "
+                                "a minute.")
+    try:
+        return _run(task, args, limits)
+    finally:
+        _SLOTS.release()
+
+
+def _child_env(workdir: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(_PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.update(TMPDIR=workdir, MALLOC_ARENA_MAX="2", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONDONTWRITEBYTECODE="1", CUDA_VISIBLE_DEVICES="")
+    return env
+
+
+def _run(task: str, args: dict, limits: Limits) -> dict:
+    request = json.dumps({"task": task, "args": args,
+                          "limits": dataclasses.asdict(limits)}).encode("utf-8")
+    start = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", __spec__.name if __spec__ else "saliency_core.safety.isolation"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        cwd=args["workdir"], env=_child_env(args["workdir"]), start_new_session=True)
+    selector = selectors.DefaultSelector()
+    try:
+        process.stdin.write(request)
+        process.stdin.close()
+        selector.register(process.stdout, selectors.EVENT_READ)
+        phase, buffer = "start", b""
+        while True:
+            walking = phase in ("start", "walk")
+            timeout = (limits.isolation_walk_timeout_seconds if walking
+                       else limits.isolation_timeout_seconds)
+            remaining = start + timeout - time.monotonic()
+            if remaining <= 0:
+                what = "reading the file's structure" if walking else "loading it"
+                raise UnsafeUploadError(
+                    f"Checking the file took longer than {math.ceil(timeout)} s ({what}); it "
+                    "may be damaged or built to stall the server, so it is refused.")
+            if not selector.select(timeout=min(remaining, 0.25)):
+                continue
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                raise _crash(process)
+            buffer += chunk
+            if len(buffer) > _MAX_MESSAGE_BYTES:
+                raise UnsafeUploadError("Checking the file stopped unexpectedly, so it is "
+                                        "refused.")
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                message = json.loads(line)
+                kind, value = message["kind"], message["value"]
+                if kind == "phase":
+                    phase = value
+                elif kind == "ok":
+                    return value
+                elif kind == "refused":
+                    raise UnsafeUploadError(value)
+                elif kind == "memory":
+                    raise UnsafeUploadError(_memory_message(limits))
+                else:
+                    raise IsolatedLoadError(value)
+    except BrokenPipeError:
+        raise _crash(process) from None
+    finally:
+        selector.close()
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait()
+        process.stdout.close()
+
+
+def _crash(process: subprocess.Popen) -> UnsafeUploadError:
+    try:
+        code = process.wait(2)
+    except subprocess.TimeoutExpired:
+        code = None
+    if code is not None and code < 0 and -code in (signal.SIGKILL, signal.SIGABRT,
+                                                   signal.SIGSEGV, signal.SIGBUS):
+        return UnsafeUploadError(
+            "Checking the file stopped the check process (it ran out of memory or crashed), "
+            "so the file is refused to protect the server.")
+    return UnsafeUploadError("Checking the file stopped unexpectedly, so it is refused.")
+
+
+def make_workdir(prefix: str) -> str:
+    """A private temporary folder for one load; remove it with :func:`remove_workdir`."""
+    return tempfile.mkdtemp(prefix=f"saliency-{prefix}-")
+
+
+def remove_workdir(path: str) -> None:
+    """Remove a folder made by :func:`make_workdir` and everything in it."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    child_main()
