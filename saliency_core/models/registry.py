@@ -457,6 +457,9 @@ def save_uploaded_weights(key: str, data: bytes, scope: str | None = None) -> We
     spec = get_spec(key)
     if spec.key == DEFAULT_MODEL_KEY:
         raise WeightsUnavailableError("The default model's weights ship with the app.")
+    from saliency_core.safety.weights import check_weights_upload
+
+    check_weights_upload(spec.key, data)  # pre-flight walk and isolated load; official files pass
     new_style, legacy = _uploaded_candidates(spec, scope)
     new_style.parent.mkdir(parents=True, exist_ok=True)
     tmp = new_style.with_name(f"upload-{os.getpid()}-{spec.key}.h5")
