@@ -36,6 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from saliency_core.safety.errors import UnsafeUploadError
+from saliency_core.safety.images import check_image_structure
+from saliency_core.safety.limits import load_limits
+
 MAX_PIXELS = 50_000_000
 """Largest accepted image, in pixels (e.g. 8660 x 5773)."""
 
@@ -70,7 +74,7 @@ class LoadedImage:
     digest: str = ""
 
 
-def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
+def _to_rgb(img: Image.Image, notes: list[str], sixteen_bit: bool = False) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
         return img
@@ -87,7 +91,7 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
         return Image.alpha_composite(background, rgba).convert("RGB")
     if mode.startswith("I;16") or mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if (mode.startswith("I;16") or arr.max() > 255) else 255.0
+        top = 65535.0 if (sixteen_bit or mode.startswith("I;16") or arr.max() > 255) else 255.0
         if mode == "F":
             lo, hi = float(arr.min()), float(arr.max())
             arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
@@ -127,6 +131,10 @@ def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
                          "formats are not supported: upload a JPEG, PNG, WebP, BMP, "
                          "GIF or TIFF photo.")
     try:
+        check_image_structure(data, load_limits())  # page/frame/chunk caps, before Pillow
+    except UnsafeUploadError as exc:
+        raise ImageError(str(exc)) from exc
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
@@ -152,9 +160,12 @@ def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
                 img.draft("RGB", (display_max_side, display_max_side))
             img = ImageOps.exif_transpose(img)
             size = img.size
+            sixteen_bit = img.mode.startswith("I;16")
+            if sixteen_bit:
+                img = img.convert("I")  # Pillow cannot reduce I;16 images: convert first
             if max(img.size) > display_max_side:
                 img.thumbnail((display_max_side, display_max_side), Image.Resampling.LANCZOS)
-            img = _to_rgb(img, notes)
+            img = _to_rgb(img, notes, sixteen_bit)
             pixels = np.asarray(img, dtype=np.uint8).copy()
     except ImageError:
         raise
@@ -164,9 +175,10 @@ def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
     except UnidentifiedImageError as exc:
         raise ImageError("This file is not an image, or not in a format this app reads "
                          "(JPEG, PNG, WebP, BMP, GIF, TIFF).") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"The image file is damaged or truncated and cannot be read "
-                         f"({exc}).") from exc
+    except MemoryError as exc:
+        raise ImageError("The image needs too much memory to open.") from exc
+    except Exception as exc:  # any decoder failure; library wording is never shown
+        raise ImageError("The image file is damaged or truncated and cannot be read.") from exc
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ImageError("The image could not be converted to RGB.")
     if size != (width, height):
