@@ -13,14 +13,14 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_.]{1,80}")
 
 
 def quote_name(value: object) -> str:
-    """A name from an uploaded file, fit to show: only ``[A-Za-z0-9_.]``, else a placeholder.
+    """A name from an uploaded file, fit to show (in backticks), or ``""``.
 
     Names from a file can carry Markdown or HTML; a refusal message only ever
     repeats a name made of letters, digits, dots and underscores.
     """
     if isinstance(value, str) and _SAFE_NAME.fullmatch(value):
         return f"`{value}`"
-    return "an unprintable name"
+    return ""
 
 
 def describe_exception(exc: BaseException, limit: int = 200) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import resource
@@ -52,6 +53,7 @@ MAX_CONCURRENT_CHECKS = 2
 _SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _MAX_MESSAGE_BYTES = 1 << 20
+_LOG = logging.getLogger(__name__)
 
 
 class IsolatedLoadError(Exception):
@@ -70,6 +72,18 @@ def _mapped_bytes() -> int:
             return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 2048 * MIB  # no /proc: assume a TensorFlow-sized process
+
+
+def peak_resident_mb(pid: int | str = "self") -> float:
+    """Peak resident memory (``VmHWM``) of a process in MB, or 0 when unknown."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
 
 
 def limit_address_space(extra_bytes: int) -> int:
@@ -165,7 +179,8 @@ def child_main() -> None:
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the channel
 
     def send(kind: str, value: object = "") -> None:
-        channel.write(json.dumps({"kind": kind, "value": value}) + "\n")
+        channel.write(json.dumps({"kind": kind, "value": value,
+                                  "peak_mb": peak_resident_mb()}) + "\n")
 
     try:
         request = json.loads(sys.stdin.read(_MAX_MESSAGE_BYTES))
@@ -242,7 +257,7 @@ def _child_env(workdir: str) -> dict[str, str]:
 def _run(task: str, args: dict, limits: Limits) -> dict:
     request = json.dumps({"task": task, "args": args,
                           "limits": dataclasses.asdict(limits)}).encode("utf-8")
-    start = time.monotonic()
+    start, peak = time.monotonic(), 0.0
     process = subprocess.Popen(
         [sys.executable, "-m", __spec__.name if __spec__ else "saliency_core.safety.isolation"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -252,13 +267,14 @@ def _run(task: str, args: dict, limits: Limits) -> dict:
         process.stdin.write(request)
         process.stdin.close()
         selector.register(process.stdout, selectors.EVENT_READ)
-        phase, buffer = "start", b""
+        phase, buffer, outcome = "start", b"", "crashed"
         while True:
             walking = phase in ("start", "walk")
             timeout = (limits.isolation_walk_timeout_seconds if walking
                        else limits.isolation_timeout_seconds)
             remaining = start + timeout - time.monotonic()
             if remaining <= 0:
+                outcome, peak = "timed out", max(peak, peak_resident_mb(process.pid))
                 what = "reading the file's structure" if walking else "loading it"
                 raise UnsafeUploadError(
                     f"Checking the file took longer than {math.ceil(timeout)} s ({what}); it "
@@ -276,6 +292,7 @@ def _run(task: str, args: dict, limits: Limits) -> dict:
                 line, buffer = buffer.split(b"\n", 1)
                 message = json.loads(line)
                 kind, value = message["kind"], message["value"]
+                peak, outcome = max(peak, float(message.get("peak_mb", 0))), kind
                 if kind == "phase":
                     phase = value
                 elif kind == "ok":
@@ -297,6 +314,9 @@ def _run(task: str, args: dict, limits: Limits) -> dict:
                 pass
         process.wait()
         process.stdout.close()
+        seconds = time.monotonic() - start
+        _LOG.info("isolated %s check: %s after %.1f s, child peak %.0f MB", task, outcome,
+                  seconds, peak, extra={"checker_peak_mb": peak, "checker_seconds": seconds})
 
 
 def _crash(process: subprocess.Popen) -> UnsafeUploadError:

@@ -96,6 +96,10 @@ def _check_members(archive: zipfile.ZipFile, limits: Limits) -> dict[str, zipfil
             raise UnsafeUploadError("The archive holds the same file twice, which is refused.")
         if info.flag_bits & 0x1:
             raise UnsafeUploadError("The archive is encrypted.")
+        if name == CONFIG_MEMBER and info.file_size > limits.max_config_bytes:
+            raise UnsafeUploadError(
+                f"The model's config.json is {format_bytes(info.file_size)}; the limit is "
+                f"{format_bytes(limits.max_config_bytes)}.")
         if info.file_size > limits.max_member_bytes:
             raise UnsafeUploadError(
                 f"A file in the archive unpacks to {format_bytes(info.file_size)}, above the "
@@ -228,27 +232,30 @@ class _ConfigWalker:
         self.report = ArchiveReport()
 
     def refuse_name(self, kind: str, module: object, name: object) -> None:
-        where = f" from {quote_name(module)}" if module is not None else ""
+        shown, origin = quote_name(name), quote_name(module)
+        article = "an" if kind[0] in "aeiou" else "a"
+        what = f"the {kind} {shown}" if shown else f"{article} {kind}"
+        where = f" from {origin}" if origin else ""
         raise UnsafeUploadError(
-            f"The model names {kind} {quote_name(name)}{where}, which is not on the list of "
-            "built-in Keras layers and functions this app accepts; it is refused for the "
-            "safety of every user.")
+            f"The model uses {what}{where}, which is not among the built-in Keras layers, "
+            "functions and data types this app accepts; it is refused for the safety of "
+            "every user.")
 
     def check_string(self, key: str, value: str) -> None:
         if key.endswith("activation"):
             if value not in allowlist.ACTIVATIONS:
-                self.refuse_name("the activation", None, value)
+                self.refuse_name("activation", None, value)
         elif key.endswith("_initializer"):
             if value not in allowlist.INITIALIZERS:
-                self.refuse_name("the initialiser", None, value)
+                self.refuse_name("initialiser", None, value)
         elif key.endswith("_regularizer"):
             if value not in allowlist.REGULARIZERS:
-                self.refuse_name("the regulariser", None, value)
+                self.refuse_name("regulariser", None, value)
         elif key.endswith("_constraint"):
             if value not in allowlist.CONSTRAINTS:
-                self.refuse_name("the constraint", None, value)
+                self.refuse_name("constraint", None, value)
         elif key == "dtype" and value not in allowlist.DTYPES:
-            self.refuse_name("the data type", None, value)
+            self.refuse_name("data type", None, value)
 
     def check_shape(self, key: str, value: list) -> None:
         for item in value:
@@ -289,16 +296,16 @@ class _ConfigWalker:
         if class_name in allowlist.SPECIAL_OBJECTS:
             return
         if class_name.startswith("__"):
-            self.refuse_name("the object", module, class_name)
+            self.refuse_name("special object", module, class_name)
         if class_name == "function":
             name = node.get("config")
             if (module not in allowlist.ACTIVATION_MODULES
                     or name not in allowlist.ACTIVATIONS
                     or registered not in (None, name)):
-                self.refuse_name("the function", module, name)
+                self.refuse_name("function", module, name)
             return
         if registered not in (None, class_name):
-            self.refuse_name("the custom object", module, registered)
+            self.refuse_name("custom object", module, registered)
         if module is None:
             families = [name for name, names in allowlist.FAMILIES.items() if class_name in names]
         else:
@@ -308,12 +315,12 @@ class _ConfigWalker:
             else:
                 families = [family] if family else []
         if not any(class_name in allowlist.FAMILIES[name] for name in families):
-            self.refuse_name("the class", module, class_name)
+            self.refuse_name("class", module, class_name)
         inner = node.get("config")
         if not isinstance(inner, dict):
             return
         if class_name in allowlist.DTYPE_POLICIES and inner.get("name") not in allowlist.DTYPES:
-            self.refuse_name("the data type", None, inner.get("name"))
+            self.refuse_name("data type", None, inner.get("name"))
         if class_name == "InputLayer":
             self.check_input(inner.get("batch_shape", inner.get("batch_input_shape")))
         if class_name in allowlist.LAYERS:
@@ -362,8 +369,7 @@ def inspect_config(config: dict, limits: Limits) -> ArchiveReport:
     """
     class_name = config.get("class_name")
     if class_name not in allowlist.MODELS:
-        raise UnsafeUploadError("The file does not hold a Keras model (its config describes "
-                                f"{quote_name(class_name)}).")
+        raise UnsafeUploadError("The file does not hold a Keras model.")
     walker = _ConfigWalker(limits)
     walker.walk(config, "", 0)
     report = walker.report
