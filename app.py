@@ -5,17 +5,17 @@ Run with ``streamlit run app.py``.
 
 import streamlit as st
 
-from pages.lib import ui_common
+from pages.lib import layout, settings
 
 st.set_page_config(page_title="Saliency Studio", page_icon=":material/visibility:",
                    layout="wide")
-ui_common.init_state()
+settings.init_state()
 
 navigation = st.navigation([
     st.Page("pages/explore.py", title="Explore", icon=":material/visibility:", default=True),
     st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
 ])
-ui_common.render_sidebar()
-with ui_common.routed():
+layout.render_sidebar()
+with layout.routed():
     navigation.run()

@@ -1,77 +1,141 @@
-"""Explore: one image, one model, its top-5, and the saliency map of a chosen class."""
+"""Explore: one image, one model, its top classes, and the saliency map of a chosen class."""
 
 import io
 
 import numpy as np
 import streamlit as st
 
-from pages.lib import ui_common as ui
-from saliency_core.imaging import FIT_MODES
-from saliency_core.labels import shorten_label
+from pages.lib import caching, image_choice, layout, own_models, settings
+from pages.lib.overlay_bridge import mount_overlay_bridge
+from saliency_core.labels import rank_classes, shorten_label
 from saliency_core.methods import METHODS
 from saliency_core.pipeline import to_display_map
 from saliency_core.plotting import (
     COLORMAP_LABELS,
     COLORMAPS,
-    blend_overlay,
-    encode_png,
+    make_legend,
     make_overlay_figure,
     make_side_by_side_figure,
     make_topk_figure,
+    render_overlay_png,
 )
-from saliency_core.postprocess import REDUCTIONS
+from saliency_core.postprocess import REDUCTIONS, reduce_channels
 
 SCORE_LABELS = {
-    "logit": "Class score S_c (pre-softmax, as in the paper)",
-    "probability": "Softmax probability (as in the TF2 blog)",
+    "logit": "Class score, before softmax (the paper's choice)",
+    "probability": "Probability, after softmax (the TF2 blog's choice)",
 }
-SCORE_HELP = ("The paper differentiates the raw class score S_c. The softmax probability "
-              "also depends on every other class's score, so its gradient mixes in evidence "
-              "against competing classes and vanishes when the model is very confident.")
-FIT_LABELS = {"crop": "Centre crop (largest square)", "squash": "Squash whole image"}
-CONFIG = {"displaylogo": False, "toImageButtonOptions": {"filename": "saliency"}}
+SCORE_HELP = ("The paper differentiates the raw class score (the logit, before softmax). The "
+              "probability also depends on every other class's score, so its gradient mixes "
+              "in evidence against competing classes and vanishes when the model is very "
+              "confident.")
+CONFIG = {"displaylogo": False, "displayModeBar": False, "scrollZoom": False}
+SIDE_CONFIG = {"displaylogo": False, "scrollZoom": False,
+               "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
+               "toImageButtonOptions": {"filename": "saliency-side-by-side"}}
+SEARCH = -1
 
 
-def _pick_class(preds, class_names, digest: str, model_key: str, fit: str) -> int:
-    """Radio over the top-5 plus a search over all classes; returns the class index."""
-    context = f"{digest[:12]}_{model_key}_{fit}"
+def _context(digest: str, model_key: str) -> str:
+    return f"{digest[:12]}_{model_key}"
+
+
+def pick_class(preds, class_names, digest: str, model_key: str) -> int:
+    """Radio over the top classes plus a ranked search over all; returns the class index.
+
+    A new image or model goes back to its top-1 class; everything else keeps it.
+    """
+    context = _context(digest, model_key)
     if st.session_state.get("class_context") not in (None, context):
-        st.session_state[ui.PREFS]["class"] = None  # new image or model: back to top-1
+        settings.put("class", None)
+        settings.put("contrast", None)
+        st.session_state["class_searching"] = False
     st.session_state["class_context"] = context
     top = [p.index for p in preds]
-    chosen = ui.pref("class")
+    chosen = settings.get("class")
     if chosen is None or not 0 <= chosen < len(class_names):
         chosen = top[0]
-    options = top + [-1]
+        settings.put("class", chosen)
     probs = {p.index: p.probability for p in preds}
-    pick = st.radio(
-        "Class to explain", options, index=options.index(chosen if chosen in top else -1),
-        key=f"pick_{context}",
-        format_func=lambda i: ("Another class…" if i == -1 else
-                               f"{shorten_label(class_names[i])} ({100 * probs[i]:.1f}%)"))
-    if pick == -1:
-        pick = st.selectbox(
-            f"Search all {len(class_names)} classes", range(len(class_names)),
-            index=chosen if chosen not in top else 0, key=f"search_{context}",
-            format_func=lambda i: f"{class_names[i]} (#{i})")
-    st.session_state[ui.PREFS]["class"] = int(pick)
-    return int(pick)
+    searching = st.session_state.get("class_searching", False) or chosen not in top
+    st.session_state["w_class_pick"] = SEARCH if searching else chosen
+
+    def picked() -> None:
+        value = st.session_state["w_class_pick"]
+        st.session_state["class_searching"] = value == SEARCH
+        if value != SEARCH:
+            settings.put("class", value)
+
+    st.radio(f"Class to explain (top {len(top)})", top + [SEARCH], key="w_class_pick",
+             on_change=picked,
+             format_func=lambda i: ("Another class…" if i == SEARCH else
+                                    f"{shorten_label(class_names[i])} ({100 * probs[i]:.1f}%)"))
+    if searching:
+        query = settings.bind("class_query", st.text_input, default="",
+                              label=f"Search all {len(class_names)} classes",
+                              placeholder="a name, e.g. golden retriever, or a class number")
+        found = rank_classes(query, class_names, limit=50) if query.strip() else []
+        options = ([chosen] if chosen not in found else []) + found
+        if query.strip() and not found:
+            st.caption("No class matches that; try another word.")
+
+        def searched() -> None:
+            settings.put("class", st.session_state["w_class_search"])
+
+        st.session_state["w_class_search"] = chosen
+        st.selectbox("Matching classes", options, key="w_class_search", on_change=searched,
+                     format_func=lambda i: f"{class_names[i]} (#{i})")
+    return int(settings.get("class"))
 
 
-def _pick_contrast(preds, class_names, class_index: int) -> int | None:
-    """Optional second class: explain S_a - S_b, what separates the two classes."""
-    on = ui.bound_widget("contrast_on", st.toggle, default=False,
-                         label="Contrast with another class",
-                         help="Explain the difference of two class scores (S_a − S_b): what "
-                              "makes the model prefer one class over the other.")
+def pick_contrast(preds, class_names, class_index: int) -> int | None:
+    """Optional second class b: explain S_a − S_b, what separates the two classes."""
+    current = settings.get("contrast")
+    others = [p.index for p in preds if p.index != class_index]
+    if not others:
+        others = [i for i in range(len(class_names)) if i != class_index][:1]
+
+    def toggled() -> None:
+        settings.put("contrast", others[0] if st.session_state["w_contrast_on"] else None)
+
+    st.session_state["w_contrast_on"] = current is not None
+    on = st.toggle("Contrast with another class", key="w_contrast_on", on_change=toggled,
+                   help="Explain the difference of two class scores, S_a − S_b: which pixels "
+                        "make the model prefer class a over class b, and which the reverse.")
     if not on:
         return None
-    others = [p.index for p in preds if p.index != class_index]
     options = others + [i for i in range(len(class_names)) if i not in others
                         and i != class_index]
-    return ui.bound_widget(f"contrast.{class_index}", st.selectbox, options=options,
-                           default=others[0], label="Minus the score of",
-                           format_func=lambda i: f"{class_names[i]} (#{i})")
+    if current not in options:
+        settings.put("contrast", options[0])
+    return settings.bind("contrast", st.selectbox, options=options,
+                         label="Class b (its score is subtracted)",
+                         format_func=lambda i: f"{shorten_label(class_names[i])} (#{i})")
+
+
+def render_method_params(method: str, classifier) -> dict:
+    """Controls for ``method``'s parameters; returns their values (remembered per method)."""
+    values = {}
+    for param in METHODS[method].params:
+        name = settings.param_setting_name(method, param.name)
+        if param.name == "layer":
+            values["layer"] = settings.bind(
+                name, st.selectbox, options=classifier.spatial_layer_names(),
+                default=classifier.default_cam_layer(), label="Layer to explain",
+                format_func=classifier.describe_layer,
+                help="Later layers see larger regions of the image but give coarser maps; "
+                     "the last one is Grad-CAM's usual choice.")
+        elif param.options:
+            values[param.name] = settings.bind(
+                name, st.selectbox, options=list(param.options), label=param.label,
+                format_func=lambda v, p=param: p.labels.get(v, v), help=param.help)
+        else:
+            kind = int if isinstance(param.default, int) else float
+            values[param.name] = settings.bind(
+                name, st.slider, label=param.label, help=param.help,
+                min_value=kind(param.minimum), max_value=kind(param.maximum),
+                step=kind(param.step))
+    return values
 
 
 def _format_info(key: str, value) -> str:
@@ -79,111 +143,178 @@ def _format_info(key: str, value) -> str:
         return f"completeness gap {100 * value:.2f}%"
     if isinstance(value, float):
         return f"{key} {value:.4g}"
-    return f"{key} {value}"
+    return f"{key} {layout.escape_markdown(value)}"
 
 
-ui.page_setup()
+def _download_bytes(kind: str, key: tuple, make) -> bytes:
+    """Encoded download bytes, made once per key (a rerun or click never re-encodes)."""
+    store = caching.download_store()
+    data = store.get((kind, key))
+    if data is None:
+        data = make()
+        store.put((kind, key), data)
+    return data
+
+
+def _npy_bytes(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, values)
+    return buffer.getvalue()
+
+
+layout.page_setup()
 st.title("Explore")
-st.caption("Pick an image and a class: the map shows which pixels the class score is most "
-           "sensitive to.")
+st.caption("Pick an image and a class: the map shows which pixels the model's score for that "
+           "class depends on most.")
+layout.show_link_notices()
 
-model_key = ui.pref("model")
-model_name = ui.model_display_name(model_key)
-classifier = ui.classifier_for(model_key)
+model_key = settings.get("model")
+model_name = own_models.model_display_name(model_key)
+classifier, token = own_models.classifier_for(model_key)
 if classifier is None:
     st.stop()
 
 controls, display = st.columns([1, 2], gap="large")
 with controls:
     st.subheader("1 · Image")
-    image = ui.choose_image()
-    if image is None:
+    chosen = image_choice.choose_image()
+    if chosen is None:
         st.stop()
-
-    with st.expander("Options", expanded=False):
-        fit = ui.bound_widget("fit", st.radio, options=list(FIT_MODES),
-                              label="Fit the image to the model",
-                              format_func=FIT_LABELS.get,
-                              help="Centre crop keeps the aspect ratio, as in ImageNet "
-                                   "evaluation; squash keeps every pixel but distorts shapes.")
-        score = ui.bound_widget("score", st.radio, options=list(SCORE_LABELS),
-                                label="Score to explain", format_func=SCORE_LABELS.get,
-                                help=SCORE_HELP)
-        reduction = ui.bound_widget("reduction", st.selectbox, options=list(REDUCTIONS),
-                                    label="Colour channels", format_func=REDUCTIONS.get)
-        clip = ui.bound_widget("clip", st.slider, label="Clip the map at this percentile",
-                               min_value=90.0, max_value=100.0, step=0.5,
-                               help="Values above this percentile are clipped, so a few "
-                                    "extreme pixels do not wash out the rest. 100 turns "
-                                    "clipping off.")
-
-    model_input, view, token, preds = ui.prepare_image(model_key, classifier, image, fit)
+    image = chosen.image
+    fit = image_choice.choose_fit(image, classifier.input_size)
+    prepared = caching.prepare_image(model_key, token, classifier, image, fit)
+    preds, names = prepared.predictions, classifier.class_names
 
     st.subheader("2 · Class")
-    class_index = _pick_class(preds, classifier.class_names, image.digest, model_key, fit)
+    class_index = pick_class(preds, names, image.digest, model_key)
+    contrast_index = pick_contrast(preds, names, class_index)
+    score = settings.bind("score", st.radio, options=list(SCORE_LABELS),
+                          label="Score to explain", format_func=SCORE_LABELS.get,
+                          help=SCORE_HELP)
 
     st.subheader("3 · Method")
-    method = ui.bound_widget("method", st.selectbox, options=list(METHODS), label="Method",
-                             format_func=lambda k: METHODS[k].label)
+    method = settings.bind("method", st.selectbox, options=list(METHODS), label="Method",
+                           format_func=lambda k: METHODS[k].label)
     st.caption(f"{METHODS[method].description} ({METHODS[method].citation})")
-    params = ui.render_method_params(method, classifier)
-    contrast_index = _pick_contrast(preds, classifier.class_names, class_index)
-    cmap = ui.bound_widget("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
-                           format_func=COLORMAP_LABELS.get)
-    opacity = ui.bound_widget("opacity", st.slider,
-                              label="Opacity (initial view and PNG download)",
-                              min_value=0.0, max_value=1.0, step=0.1)
+    params = render_method_params(method, classifier)
 
 with display:
-    explanation = ui.run_explanation(
-        METHODS[method].label, image.digest, model_key, token, fit, method,
-        tuple(sorted(params.items())), class_index, contrast_index, score, classifier,
-        model_input)
-    values = explanation.attribution.values
-    saliency = to_display_map(values, reduction, None if clip >= 100 else clip)
+    result = st.container(key="result")
+with result:
+    class_label = shorten_label(names[class_index])
+    contrast_label = None if contrast_index is None else shorten_label(names[contrast_index])
+    target_text = (f"**{layout.escape_markdown(class_label)}** (class {class_index})"
+                   if contrast_label is None else
+                   f"**{layout.escape_markdown(class_label)}** (class {class_index}) versus "
+                   f"**{layout.escape_markdown(contrast_label)}** (class {contrast_index})")
+    st.markdown(f"**{METHODS[method].label}** for {target_text} · "
+                f"{layout.escape_markdown(model_name)}")
+    figure_slot = st.container()
+    col_cmap, col_red, col_clip = st.columns(3)
+    signed_contrast = contrast_index is not None
+    with col_cmap:
+        cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
+                             format_func=COLORMAP_LABELS.get, disabled=signed_contrast,
+                             help="Perceptually uniform maps show equal differences as equal "
+                                  "steps in colour; Jet does not, and invents edges. Signed "
+                                  "maps always use red–blue.")
+    with col_red:
+        reduction = settings.bind("reduction", st.selectbox, options=list(REDUCTIONS),
+                                  label="Colour channels", format_func=REDUCTIONS.get,
+                                  disabled=signed_contrast,
+                                  help="An attribution has one value per colour channel; the "
+                                       "map shows one value per pixel. A class contrast is "
+                                       "always shown signed.")
+    with col_clip:
+        clip = settings.bind("clip", st.slider, label="Clip at percentile",
+                             min_value=90.0, max_value=100.0, step=0.5,
+                             help="Values above this percentile are shown at full strength, "
+                                  "so a few extreme pixels do not wash out the rest. 100 "
+                                  "turns clipping off.")
+    if signed_contrast:
+        reduction = "signed"
     signed = reduction == "signed"
-    class_name = classifier.class_names[class_index]
-    score_name = "S_c" if score == "logit" else "p_c"
-    contrast_text = ("" if contrast_index is None else
-                     f" minus **{shorten_label(classifier.class_names[contrast_index])}** "
-                     f"(class {contrast_index})")
-    st.markdown(f"**{METHODS[method].label}** for **{shorten_label(class_name)}** "
-                f"(class {class_index}){contrast_text} · {ui.escape_markdown(model_name)}")
-    overlay_tab, side_tab = st.tabs(["Overlay", "Side by side"])
-    with overlay_tab:
-        st.plotly_chart(make_overlay_figure(view, saliency, cmap, opacity, signed),
-                        width="stretch", config=CONFIG, key="overlay_chart")
-        st.caption("Drag the slider under the image to change the map's opacity instantly; "
-                   "hover to read values.")
-    with side_tab:
-        st.plotly_chart(make_side_by_side_figure(view, saliency, cmap, signed),
-                        width="stretch", config=CONFIG, key="side_chart")
-    if contrast_index is not None:
-        score_name = f"{score_name} − {score_name.replace('c', 'd')}"
+    request = caching.MapRequest(image.digest, model_key, token, fit, method,
+                                 tuple(sorted(params.items())), class_index, contrast_index,
+                                 score)
+    with figure_slot:
+        explanation, from_cache = caching.run_explanation(METHODS[method].label, request,
+                                                          classifier, prepared.model_input)
+    values = explanation.attribution.values
+    clip_at = None if clip >= 100 else clip
+    saliency = to_display_map(values, reduction, clip_at)
+    raw = reduce_channels(values, reduction)
+    legend = make_legend(signed, (class_label, contrast_label) if signed_contrast else None)
+    opacity = settings.snap_opacity(settings.get("opacity"))
+    view = prepared.view
+    with figure_slot:
+        overlay_tab, side_tab = st.tabs(["Overlay", "Side by side"])
+        with overlay_tab:
+            st.plotly_chart(make_overlay_figure(view, saliency, cmap, opacity, legend=legend,
+                                                raw=raw),
+                            width="stretch", config=CONFIG, key="overlay_chart")
+        with side_tab:
+            st.plotly_chart(make_side_by_side_figure(view, saliency, cmap, legend=legend,
+                                                     raw=raw),
+                            width="stretch", config=SIDE_CONFIG, key="side_chart")
+
+    reading = (f"Red pixels favour **{layout.escape_markdown(class_label)}**, blue ones "
+               f"**{layout.escape_markdown(contrast_label)}**: the map is the gradient of "
+               "S_a − S_b, signed." if signed_contrast else METHODS[method].reading)
+    clip_text = ("not clipped" if clip_at is None else
+                 f"values above the {clip:g}th percentile are shown at full strength")
+    st.caption(f"{reading} The map is scaled to this image alone ({clip_text}), so colours "
+               "cannot be compared between images. Drag the opacity slider under the image; "
+               "hover or tap a pixel to read it.")
+    with st.expander("How to read this map"):
+        st.markdown(
+            f"- **What bright means:** {METHODS[method].reading}\n"
+            "- **Scaled per image:** the map is normalised to 0–1 on this image "
+            "(signed maps to −1…1, 0 staying 0), then clipped at the chosen percentile. The "
+            "brightest pixel is always 1, even when the model barely cares about any pixel.\n"
+            "- **Hover values:** the model-input pixel, the map value after scaling, and the "
+            "raw attribution before scaling (after combining the colour channels).\n"
+            "- **What a map cannot tell you:** whether the model is right, *why* a region "
+            "matters (shape, texture or colour), or how pixels work together. A map can look "
+            "plausible and still not depend on the model; the sanity checks of Adebayo et al. "
+            "2018 test that.")
+
     info = explanation.attribution.info
     if info:
         st.caption(" · ".join(_format_info(k, v) for k, v in info.items()))
-    st.caption(f"{score_name} = {explanation.attribution.score:.4g} · computed in "
-               f"{explanation.seconds:.2f} s · model input {classifier.input_size[1]}×"
-               f"{classifier.input_size[0]}, shown at {view.shape[1]}×{view.shape[0]}.")
+    score_words = ("class score (before softmax)" if score == "logit" else
+                   "probability (after softmax)")
+    if signed_contrast:
+        score_words = f"difference of {score_words}s, S_a − S_b"
+    timing = ("from cache" if from_cache else f"computed in {explanation.seconds:.2f} s")
+    st.caption(f"{score_words.capitalize()}: {explanation.attribution.score:.4g} · {timing} · "
+               f"model input {classifier.input_size[1]}×{classifier.input_size[0]}, shown "
+               f"over the {view.shape[1]}×{view.shape[0]} region it was made from.")
 
-    stem = f"saliency_{model_key}_{class_index}_{method}"
-    raw = io.BytesIO()
-    np.save(raw, values)
+    versus = f"_vs_{contrast_index}" if contrast_index is not None else ""
+    stem = f"{chosen.stem}_{model_key.replace(':', '-')}_class{class_index}{versus}_{method}"
+    caption = (f"{model_name} · {METHODS[method].label} · {class_label} (class {class_index})"
+               + (f" − {contrast_label} (class {contrast_index})" if signed_contrast else "")
+               + f" · {chosen.name}")
+    png_key = (request, reduction, clip_at, cmap, opacity)
     col_png, col_npy = st.columns(2)
     col_png.download_button(
         "Download overlay (PNG)",
-        data=encode_png(blend_overlay(view, saliency, cmap, opacity, signed)),
+        data=lambda: _download_bytes("png", png_key, lambda: render_overlay_png(
+            view, saliency, cmap, opacity, legend, caption)),
         file_name=f"{stem}.png", mime="image/png", icon=":material/image:",
-        key="download_png")
+        key="download_png", on_click="ignore",
+        help="The overlay at the current opacity, with its colour bar and a caption line.")
     col_npy.download_button(
-        "Download raw map (.npy)", data=raw.getvalue(), file_name=f"{stem}.npy",
-        mime="application/octet-stream", icon=":material/data_array:", key="download_npy",
-        help="The attribution at the model's input resolution, shape (H, W, 3) (or (H, W, 1) "
-             "for Grad-CAM and occlusion), before "
-             "channel reduction and normalisation.")
+        "Download raw map (.npy)",
+        data=lambda: _download_bytes("npy", request, lambda: _npy_bytes(values)),
+        file_name=f"{stem}.npy", mime="application/octet-stream",
+        icon=":material/data_array:", key="download_npy", on_click="ignore",
+        help="The attribution at the model's input resolution, shape (H, W, 3) (or "
+             "(H, W, 1) for Grad-CAM and occlusion), before channel reduction and scaling.")
 
-    st.markdown("**Top-5 predictions**")
+with display:
+    st.markdown(f"**Top {len(preds)} predictions**")
     top_positions = [p.index for p in preds]
     st.plotly_chart(
         make_topk_figure([shorten_label(p.name) for p in preds], [p.probability for p in preds],
@@ -191,4 +322,6 @@ with display:
                          if class_index in top_positions else None),
         width="stretch", config=CONFIG, key="topk_chart")
 
-ui.sync_query_params(include_sample=ui.pref("source") == "Sample")
+mount_overlay_bridge(scroll_token=f"{image.digest[:12]}:{model_key}")
+settings.sync_query_params(method, share_sample=chosen.source == "Sample",
+                           photo_digest=image.digest)

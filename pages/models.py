@@ -1,8 +1,8 @@
-"""Models: what each model needs, where its weights come from, and weights upload."""
+"""Models: what each model needs, where its weights come from, and uploads."""
 
 import streamlit as st
 
-from pages.lib import ui_common as ui
+from pages.lib import layout, own_models, settings
 from saliency_core.models.custom import CustomModelError
 from saliency_core.models.preprocessing import PREPROCESSING_LABELS
 from saliency_core.models.registry import (
@@ -10,46 +10,62 @@ from saliency_core.models.registry import (
     MODELS,
     WeightsUnavailableError,
     find_local_weights,
+    prune_session_uploads,
     save_uploaded_weights,
     weights_help,
 )
 
 MAX_WEIGHTS_MB = 600
 CUSTOM_MAX_MB = 200
+LABELS_MAX_MB = 2
 
-ui.page_setup()
+
+def _status(key: str) -> str:
+    if key == DEFAULT_MODEL_KEY:
+        return "ready (weights ship with the app)"
+    try:
+        local = find_local_weights(MODELS[key], own_models.weights_scope())
+    except WeightsUnavailableError as exc:
+        return f"misconfigured: {exc}"
+    return f"ready ({local.origin})" if local else "needs weights (download or upload)"
+
+
+def _flash(message: str) -> None:
+    st.session_state["models_flash"] = message
+
+
+layout.page_setup()
 st.title("Models")
 st.markdown(
-    "Every model explains its **pre-softmax class score** and runs its own preprocessing "
+    "Every model explains its **class score before softmax** and runs its own input scaling "
     "inside the differentiated graph, so maps are always with respect to the pixels you see. "
     "**EfficientNet-Lite0** works offline: its ImageNet weights ship with the app. The Keras "
     "models need their standard ImageNet weights: downloaded automatically when this machine "
     "is online, or supplied as a local file.")
+if "models_flash" in st.session_state:
+    st.success(st.session_state.pop("models_flash"), icon=":material/check_circle:")
 
-rows = []
-for key, spec in MODELS.items():
-    if key == DEFAULT_MODEL_KEY:
-        status = "ready (bundled weights)"
-    else:
-        try:
-            local = find_local_weights(spec)
-            status = f"ready ({local.origin})" if local else "needs weights (download or upload)"
-        except WeightsUnavailableError as exc:
-            status = f"misconfigured: {exc}"
-    rows.append({"model": spec.display_name, "input": f"{spec.input_size[1]}×{spec.input_size[0]}",
-                 "preprocessing": spec.preprocessing, "weights": status,
-                 "environment variable": "" if key == DEFAULT_MODEL_KEY else spec.env_var})
-st.dataframe(rows, hide_index=True, width="stretch")
+st.dataframe(
+    [{"model": spec.display_name, "input": f"{spec.input_size[1]}×{spec.input_size[0]}",
+      "input scaling": PREPROCESSING_LABELS.get(spec.preprocessing, spec.preprocessing),
+      "weights": _status(key),
+      "environment variable": "" if key == DEFAULT_MODEL_KEY else spec.env_var}
+     for key, spec in MODELS.items()],
+    hide_index=True, width="stretch")
 
 st.subheader("Upload weights")
+scope = own_models.weights_scope()
+st.caption("Weights you upload serve **only this browser session**; other visitors do not "
+           "see them." if scope else
+           "The operator has allowed shared uploads: weights you upload serve **every "
+           "visitor** of this server.")
 choices = [k for k in MODELS if k != DEFAULT_MODEL_KEY]
 target = st.selectbox("Model", choices, format_func=lambda k: MODELS[k].display_name,
                       key="weights_model")
 st.caption(weights_help(MODELS[target], reason="To use this model offline, supply weights"))
-uploaded = st.file_uploader("Weights file (.h5 or .weights.h5)", key="weights_upload",
-                            max_upload_size=MAX_WEIGHTS_MB,
-                            help=f"HDF5 weights only (no pickles, no code); up to "
-                                 f"{MAX_WEIGHTS_MB} MB.")
+uploaded = st.file_uploader(f"Weights file (.h5 or .weights.h5, up to {MAX_WEIGHTS_MB} MB)",
+                            key="weights_upload", max_upload_size=MAX_WEIGHTS_MB,
+                            help="HDF5 weights only (no pickles, no code).")
 if uploaded is not None and st.button("Use this weights file", type="primary"):
     if uploaded.size > MAX_WEIGHTS_MB * 1024 * 1024:
         st.error(f"The file is {uploaded.size / 2**20:.0f} MB, above the {MAX_WEIGHTS_MB} MB "
@@ -57,46 +73,58 @@ if uploaded is not None and st.button("Use this weights file", type="primary"):
     else:
         with st.spinner("Checking the weights against the model…"):
             try:
-                source = save_uploaded_weights(target, uploaded.getvalue())
+                source = save_uploaded_weights(target, uploaded.getvalue(), scope)
             except WeightsUnavailableError as exc:
-                st.error(str(exc), icon=":material/error:")
+                st.error(layout.escape_markdown(str(exc)), icon=":material/error:")
             else:
+                if scope:
+                    prune_session_uploads()
                 st.session_state["weights_errors"].pop(target, None)
-                st.success(f"Saved. {MODELS[target].display_name} now loads its weights from "
-                           f"the {source.origin}. Pick it in the sidebar.")
+                _flash(f"Saved. {MODELS[target].display_name} now loads its weights from the "
+                       f"{source.origin}. Pick it in the sidebar.")
+                st.rerun()  # the status table above shows the new source
 
 st.subheader("Your own model")
 st.markdown(
     "Upload a Keras 3 image classifier saved with `model.save('name.keras')`: one image input "
     "of fixed size, one output of class scores. It is loaded in Keras's safe mode, so a model "
     "that carries Python code (a `Lambda` layer, say) is refused and its code never runs. It "
-    "stays available on every page for this browser session.")
-model_file = st.file_uploader("Model (.keras)", key="custom_model_upload",
-                              max_upload_size=CUSTOM_MAX_MB,
-                              help=f"Up to {CUSTOM_MAX_MB} MB.")
-labels_file = st.file_uploader("Class names (optional .txt, one per line)",
-                               key="custom_labels_upload", max_upload_size=2)
+    "stays available on every page **for this browser session**: a reload or a shared link "
+    "does not bring it back, so upload it again then.")
+model_file = st.file_uploader(f"Model (.keras, up to {CUSTOM_MAX_MB} MB)",
+                              key="custom_model_upload", max_upload_size=CUSTOM_MAX_MB)
+labels_file = st.file_uploader(f"Class names (optional .txt, one per line, up to "
+                               f"{LABELS_MAX_MB} MB)", key="custom_labels_upload",
+                               max_upload_size=LABELS_MAX_MB)
 preprocessing = st.selectbox(
     "The model's own input scaling", list(PREPROCESSING_LABELS),
     format_func=PREPROCESSING_LABELS.get, key="custom_preprocessing",
     help="Applied inside the differentiated graph, so maps stay with respect to the pixels "
          "you see. Choose 'none' if the model rescales its input itself.")
 if model_file is not None and st.button("Add this model", type="primary"):
-    with st.spinner("Checking the model…"):
-        try:
-            key = ui.add_custom_model(model_file.name, model_file.getvalue(),
-                                      labels_file.getvalue() if labels_file else None,
-                                      preprocessing)
-        except CustomModelError as exc:
-            st.error(ui.escape_markdown(str(exc)), icon=":material/error:")
-        else:
-            st.session_state["pending_model"] = key  # selected before the sidebar redraws
-            st.session_state["models_flash"] = (
-                f"Added {ui.escape_markdown(model_file.name)}. It is now selected in the "
-                "sidebar; open Explore or Compare to use it.")
-            st.rerun()
-if "models_flash" in st.session_state:
-    st.success(st.session_state.pop("models_flash"))
-for entry in ui.custom_models().values():
-    st.caption(f"In this session: {ui.escape_markdown(entry['name'])} "
-               f"({entry['classes']} classes, scaling: {entry['preprocessing']}).")
+    too_big = [(f.name, limit) for f, limit in ((model_file, CUSTOM_MAX_MB),
+                                               (labels_file, LABELS_MAX_MB))
+               if f is not None and f.size > limit * 1024 * 1024]
+    if too_big:
+        name, limit = too_big[0]
+        st.error(f"**{layout.escape_markdown(name)}** is larger than {limit} MB.",
+                 icon=":material/error:")
+    else:
+        with st.spinner("Checking the model…"):
+            try:
+                key = own_models.add_custom_model(model_file.name, model_file.getvalue(),
+                                                  labels_file.getvalue() if labels_file
+                                                  else None, preprocessing)
+            except CustomModelError as exc:
+                st.error(layout.escape_markdown(str(exc)), icon=":material/error:")
+            else:
+                st.session_state["pending_model"] = key  # selected before the sidebar redraws
+                settings.put("class", None)
+                settings.put("contrast", None)
+                _flash(f"Added {layout.escape_markdown(model_file.name)}. It is now selected "
+                       "in the sidebar; open Explore or Compare to use it.")
+                st.rerun()
+for entry in own_models.custom_models().values():
+    st.caption(f"In this session: {layout.escape_markdown(entry['name'])} "
+               f"({entry['classes']} classes, input scaling: "
+               f"{PREPROCESSING_LABELS.get(entry['preprocessing'], entry['preprocessing'])}).")

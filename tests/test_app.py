@@ -42,7 +42,7 @@ def new_app(**query) -> AppTest:
 
 
 def class_radio(at):
-    return next(r for r in at.radio if r.label == "Class to explain")
+    return at.radio(key="w_class_pick")
 
 
 def headline(at) -> str:
@@ -134,11 +134,16 @@ def test_search_over_all_classes():
     at = new_app()
     radio = class_radio(at)
     radio.set_value(-1).run()
-    search = next(s for s in at.selectbox if s.label.startswith("Search all"))
-    assert len(search.options) == 1000
+    assert at.text_input(key="w_class_query").label == "Search all 1000 classes"
+    at.text_input(key="w_class_query").set_value("golden").run()
+    search = at.selectbox(key="w_class_search")
+    assert search.options[1].startswith("golden retriever")  # [0] is the current class
+    at.text_input(key="w_class_query").set_value("street sign").run()
+    search = at.selectbox(key="w_class_search")
     search.set_value(919).run()  # "street sign"
     assert_ok(at)
     assert "class 919" in headline(at)
+    assert class_radio(at).value == -1  # "Another class…" stays chosen
 
 
 def test_model_without_weights_explains_how_to_get_them():
@@ -202,15 +207,13 @@ def test_camera_snapshot_is_explained():
 
 def test_settings_survive_a_visit_to_another_page():
     at = new_app()
-    at.slider(key="w_opacity").set_value(0.8).run()
     at.slider(key="w_clip").set_value(95.0).run()
-    at.selectbox(key="w_cmap").set_value("viridis").run()
+    at.selectbox(key="w_cmap").set_value("inferno").run()
     at.switch_page("pages/models.py").run()
     at.switch_page("pages/explore.py").run()
     assert_ok(at)
-    assert at.slider(key="w_opacity").value == 0.8
     assert at.slider(key="w_clip").value == 95.0
-    assert at.selectbox(key="w_cmap").value == "viridis"
+    assert at.selectbox(key="w_cmap").value == "inferno"
 
 
 def test_compare_page_renders_a_grid_of_methods_and_classes():
@@ -227,8 +230,9 @@ def test_compare_page_renders_a_grid_of_methods_and_classes():
     figure = json.loads(chart.proto.spec)
     heatmaps = [t for t in figure["data"] if t["type"] == "heatmap"]
     assert len(heatmaps) == 4 * 3
-    titles = [a["text"] for a in figure["layout"]["annotations"] if " s</sup>" in a["text"]]
-    assert len(titles) == 12  # every cell shows its time
+    titles = [a["text"] for a in figure["layout"]["annotations"]
+              if " s</sup>" in a["text"] or "from cache</sup>" in a["text"]]
+    assert len(titles) == 12  # every cell shows its time, or that it came from the cache
     methods.set_value(["vanilla", "occlusion"]).run()
     assert_ok(at)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -245,14 +249,14 @@ def test_method_picker_parameters_and_contrast():
     assert_ok(at)
     layer = at.selectbox(key="w_gradcam.layer")
     assert layer.value == layer.options[-1] or layer.value.startswith("re_lu")
-    assert any("layer re_lu" in c.value for c in at.caption)
+    assert any("layer re_lu" in c.value.replace("\\", "") for c in at.caption)
     at.toggle(key="w_contrast_on").set_value(True).run()
     assert_ok(at)
-    assert " minus **" in headline(at)
+    assert " versus **" in headline(at)
 
 
 def test_bounded_store_evicts_least_recently_used():
-    from pages.lib.ui_common import BoundedStore
+    from pages.lib.caching import BoundedStore
 
     store = BoundedStore(max_entries=2)
     store.put("a", 1)
@@ -287,6 +291,7 @@ def test_own_model_upload_is_usable_on_every_page(tmp_path):
     assert_ok(at)
     assert "Your model: mine" in headline(at).replace("\\", "")
     assert {o.split(" (")[0] for o in class_radio(at).options[:2]} == {"round", "square"}
+    assert class_radio(at).label == "Class to explain (top 2)"  # not "top 5" for 2 classes
     at.switch_page("pages/compare.py").run()
     assert_ok(at)
     assert len(at.get("plotly_chart")) == 1
@@ -320,3 +325,168 @@ def test_gradcam_layer_choice_is_reset_for_another_model(tmp_path):
     at.switch_page("pages/compare.py").run()
     at.multiselect(key="w_compare.methods").set_value(["gradcam"]).run()
     assert_ok(at)
+
+
+# ------------------------------------------------------------ issue: Explore for real users
+
+
+def overlay_figure(at) -> dict:
+    import json
+
+    for chart in at.get("plotly_chart"):
+        figure = json.loads(chart.proto.spec)
+        if figure["layout"].get("sliders"):
+            return figure
+    raise AssertionError("no overlay figure")
+
+
+def heatmap(figure: dict) -> dict:
+    return next(t for t in figure["data"] if t["type"] == "heatmap")
+
+
+def decode(array) -> np.ndarray:
+    """A Plotly data array: plain nested lists, or Plotly 6's base64 typed array."""
+    import base64
+
+    if isinstance(array, dict) and "bdata" in array:
+        flat = np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+        return flat.reshape([int(n) for n in str(array.get("shape", len(flat))).split(",")])
+    return np.asarray(array, dtype=float)
+
+
+def test_settings_survive_an_upload_and_a_class_change(default_classifier):
+    """The path a new user takes: settings on the sample, then Upload (a run that stops
+    early, with no image), an upload, the second class. Nothing resets."""
+    at = new_app()
+    at.selectbox(key="w_method").set_value("smoothgrad").run()
+    at.slider(key="w_smoothgrad.samples").set_value(30).run()
+    at.selectbox(key="w_cmap").set_value("cividis").run()
+    at.slider(key="w_clip").set_value(97.0).run()
+    at.session_state["prefs"]["opacity"] = 0.7  # what the overlay's own slider reports
+    at.radio(key="w_source").set_value("Upload").run()
+    assert_ok(at)
+    assert any("Upload a photo to begin" in i.value for i in at.info)
+    upload(at, "cup.png", read_sample("coffee"))
+    assert_ok(at)
+    from saliency_core.imaging import fit_to_model, load_image
+    from saliency_core.pipeline import predict
+
+    x, _ = fit_to_model(load_image(read_sample("coffee")).pixels, default_classifier.input_size)
+    second_class = predict(default_classifier, x)[1].index
+    assert class_radio(at).options[1].startswith(
+        default_classifier.class_names[second_class].split(",")[0])
+    class_radio(at).set_value(second_class).run()
+    assert_ok(at)
+    assert f"class {second_class})" in headline(at)
+    assert "SmoothGrad" in headline(at)
+    assert at.selectbox(key="w_method").value == "smoothgrad"
+    assert at.slider(key="w_smoothgrad.samples").value == 30
+    assert at.selectbox(key="w_cmap").value == "cividis"
+    assert at.slider(key="w_clip").value == 97.0
+    assert heatmap(overlay_figure(at))["opacity"] == 0.7
+    assert at.query_params["smoothgrad.samples"] == "30"
+    assert at.query_params["opacity"] == "0.7"
+    assert "sample" not in at.query_params and "photo" in at.query_params
+
+
+def test_settings_defaults_come_from_one_place(monkeypatch):
+    """Every page reads the one table of defaults: change a default there, and Explore,
+    Compare and the URL all follow."""
+    from pages.lib import settings
+
+    at = new_app()
+    for name in ("method", "cmap", "reduction", "fit", "score", "clip"):
+        widget = at.get("selectbox") + at.get("radio") + at.get("slider")
+        value = next(w.value for w in widget if w.key == f"w_{name}")
+        assert value == settings.default_of(name), name
+    at.selectbox(key="w_method").set_value("integrated_gradients").run()
+    for param in ("steps", "baseline", "grid"):
+        key = f"integrated_gradients.{param}"
+        widget = at.get("selectbox") + at.get("slider")
+        assert next(w.value for w in widget if w.key == f"w_{key}") == settings.default_of(key)
+
+    changed = dict(settings.SETTINGS)
+    changed["cmap"] = settings.Setting("cmap", "inferno", changed["cmap"].parse)
+    monkeypatch.setattr(settings, "SETTINGS", changed)
+    at = new_app()
+    assert at.selectbox(key="w_cmap").value == "inferno"
+    assert at.query_params["cmap"] == "inferno"
+    at.switch_page("pages/compare.py").run()
+    assert_ok(at)
+    assert at.selectbox(key="w_cmap").value == "inferno"
+
+
+def test_contrast_maps_are_signed_and_name_both_classes(default_classifier):
+    at = new_app()
+    at.toggle(key="w_contrast_on").set_value(True).run()
+    assert_ok(at)
+    figure = overlay_figure(at)
+    heat = heatmap(figure)
+    z = decode(heat["z"])
+    assert heat["zmin"] == -1 and heat["zmax"] == 1
+    assert z.min() < -0.05 and z.max() > 0.05  # evidence for both classes
+    ticks = heat["colorbar"]["ticktext"]
+    top = cat_top5(default_classifier)
+    names = default_classifier.class_names
+    assert ticks[0] == f"favours {names[top[1]].split(',')[0]}"
+    assert ticks[-1] == f"favours {names[top[0]].split(',')[0]}"
+    assert at.selectbox(key="w_reduction").disabled  # a contrast is always signed
+    assert "S_a − S_b" in " ".join(c.value for c in at.caption)
+    assert at.query_params["contrast"] == str(top[1])
+
+
+def test_from_cache_label_only_when_the_map_was_not_computed_now():
+    from pages.lib.caching import explanation_store
+
+    explanation_store().clear()  # maps are shared by every session of the process
+    at = new_app()
+    captions = " ".join(c.value for c in at.caption)
+    assert "computed in" in captions and "from cache" not in captions
+    at.switch_page("pages/models.py").run()
+    at.switch_page("pages/explore.py").run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "from cache" in captions and "computed in" not in captions
+    at.selectbox(key="w_method").set_value("gradient_x_input").run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "computed in" in captions
+
+
+def test_link_from_an_upload_never_applies_its_class_to_the_sample():
+    at = new_app(photo="0123456789ab", **{"class": "967", "cmap": "cividis"})
+    assert_ok(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "photos are never part of a link" in warning and "967" in warning
+    assert "class 967" not in headline(at)  # the cat's own top-1 instead
+    assert at.selectbox(key="w_cmap").value == "cividis"  # the other settings apply
+    # the same photo, uploaded, gets the link's class back
+    at2 = new_app(photo=__import__("hashlib").sha256(read_sample("coffee")).hexdigest()[:12],
+                  **{"class": "968"})
+    at2.radio(key="w_source").set_value("Upload").run()
+    upload(at2, "mine.png", read_sample("coffee"))
+    assert_ok(at2)
+    assert "class 968" in headline(at2)
+
+
+def test_link_naming_an_own_model_says_it_is_not_loaded():
+    at = new_app(model="custom:0123456789ab-unit", **{"class": "1"})
+    assert_ok(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "not loaded in this browser session" in warning
+    assert at.selectbox(key="w_model").value == "efficientnet_lite0"
+    assert "class 1)" not in headline(at)
+
+
+@pytest.mark.parametrize("query", [{"class": "²"}, {"class": "9" * 4301}, {"opacity": "nan"},
+                                   {"clip": "1e9"}, {"smoothgrad.samples": "-3"},
+                                   {"gradcam.layer": "<b>x</b>"}, {"photo": "../../etc"}])
+def test_odd_url_parameters_are_ignored(query):
+    at = new_app(**query)
+    assert_ok(at)
+    assert "Vanilla gradient" in headline(at)
+
+
+def test_camera_hint_does_not_talk_about_files():
+    at = new_app()
+    at.radio(key="w_source").set_value("Camera").run()
+    hint = " ".join(i.value for i in at.info)
+    assert "snapshot" in hint and "Upload" not in hint and "file" not in hint

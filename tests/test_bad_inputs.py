@@ -148,8 +148,9 @@ def test_exif_rotated_photo_is_upright_and_the_map_follows():
     assert png.size == (120, 240)  # portrait: width 120, height 240
     top, bottom = np.asarray(png)[:100].mean(), np.asarray(png)[140:].mean()
     assert top > 200 and bottom < 50  # the bright half is on top
-    # the heat map is stretched over exactly the upright view
+    # the upright view is stretched over exactly the heat map's model-input grid
     z = heat["z"]  # Plotly 6 sends arrays as {"dtype", "bdata", "shape"}
     rows, cols = (map(int, z["shape"].split(",")) if isinstance(z, dict)
                   else (len(z), len(z[0])))
-    assert heat["dy"] * rows == pytest.approx(240) and heat["dx"] * cols == pytest.approx(120)
+    assert image_trace["dy"] * 240 == pytest.approx(rows)
+    assert image_trace["dx"] * 120 == pytest.approx(cols)

@@ -137,7 +137,7 @@ def test_every_page_loads_without_exceptions(server, page):
 
 def test_a_shared_link_to_a_page_works_as_the_first_request(fresh_server, page):
     """The first request after start-up runs in Streamlit's folder-based mode (see
-    pages/lib/ui_common.page_setup); a teacher's deep link must still work then."""
+    pages/lib/layout.page_setup); a teacher's deep link must still work then."""
     page.goto(fresh_server + "/compare?sample=coffee&cmap=cividis")
     page.get_by_role("heading", name="Compare").first.wait_for(timeout=120_000)
     wait_for_overlay(page, 180)

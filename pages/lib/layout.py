@@ -1,0 +1,102 @@
+"""The frame every page shares: set-up, the sidebar, link notices, safe text.
+
+Pages call :func:`page_setup` first; app.py's router draws the sidebar.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+from pages.lib import own_models, settings
+from saliency_core.models.registry import get_spec
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:")
+
+
+def escape_markdown(text: str) -> str:
+    """Escape user-supplied text (e.g. a file name) so Markdown shows it literally."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
+
+
+_router = threading.local()  # each script run has its own thread
+
+
+@contextmanager
+def routed() -> Iterator[None]:
+    """Mark the current script run as started by app.py's router (which drew the sidebar)."""
+    _router.active = True
+    try:
+        yield
+    finally:
+        _router.active = False
+
+
+def page_setup() -> None:
+    """Call first on every page: state exists and the sidebar is drawn exactly once.
+
+    Normally app.py runs the page through ``st.navigation`` and has drawn the
+    sidebar already. Because the project has a ``pages/`` folder, Streamlit runs
+    the very first request after the server starts in its folder-based mode when
+    that request asks for a page other than the main one: the page runs without
+    app.py, and draws the sidebar itself.
+    """
+    settings.init_state()
+    if not getattr(_router, "active", False):
+        render_sidebar()
+
+
+def show_link_notices() -> None:
+    """Say plainly what a shared link asked for that this browser cannot show."""
+    for notice in st.session_state.get("link_notices", []):
+        named = ("" if notice.class_index is None else
+                 f" The link named class {notice.class_index}, which is not applied here.")
+        if notice.kind == "photo":
+            st.warning(
+                "**This link was made from someone's own photo, and photos are never part of "
+                "a link.** Its other settings are shown on the sample photo instead."
+                f"{named} Upload the same photo to see its map with that class.",
+                icon=":material/link_off:")
+        else:
+            st.warning(
+                "**This link names an own model that is not loaded in this browser session** "
+                "(own models last only as long as the session that uploaded them). The "
+                f"default model is shown instead.{named} Upload the model on the Models page "
+                "to use it again.", icon=":material/link_off:")
+    if st.session_state.get("link_notices") and st.button("Dismiss", key="dismiss_notices"):
+        st.session_state["link_notices"] = []
+        st.rerun()
+
+
+def _model_changed() -> None:
+    settings.put("class", None)
+    settings.put("contrast", None)
+
+
+def render_sidebar() -> None:
+    """The sidebar every page shares: the model picker and a short explanation."""
+    if "pending_model" in st.session_state:  # chosen elsewhere, e.g. after an upload
+        settings.put("model", st.session_state.pop("pending_model"))
+    with st.sidebar:
+        st.markdown("### Model")
+        options = own_models.model_options()
+        shown = {k: own_models.model_display_name(k) for k in options}  # no state needed later
+        key = settings.bind("model", st.selectbox, options=options,
+                            label="Classifier", format_func=shown.__getitem__,
+                            on_change=_model_changed,
+                            help="EfficientNet-Lite0 works offline. The others need their "
+                                 "ImageNet weights; your own .keras model can be uploaded. "
+                                 "See the Models page.")
+        if key.startswith(settings.CUSTOM_PREFIX):
+            entry = own_models.custom_models()[key]
+            st.caption(f"{entry['classes']} classes; {escape_markdown(entry['note'])}.")
+        else:
+            st.caption(get_spec(key).summary)
+        st.divider()
+        st.caption(
+            "Saliency Studio shows which pixels a classifier's score depends on: the "
+            "gradient of the class score with respect to the image (Simonyan et al. 2013, "
+            "[arXiv:1312.6034](https://arxiv.org/abs/1312.6034)).")

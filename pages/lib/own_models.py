@@ -1,0 +1,144 @@
+"""Models the user brings: own ``.keras`` classifiers and uploaded weights.
+
+Both belong to one browser session. Names, files and weights uploads are kept in
+that session's state (weights in a folder named by its random token), so no
+visitor changes what another one sees, unless the operator allows shared weights
+uploads in ``saliency_studio.toml``. Loaded models are cached by content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import streamlit as st
+
+from pages.lib import caching
+from pages.lib.settings import CUSTOM_PREFIX, put
+from saliency_core.models.custom import load_custom_model, make_classifier
+from saliency_core.models.preprocessing import get_preprocessor
+from saliency_core.models.registry import (
+    DEFAULT_MODEL_KEY,
+    MODELS,
+    WeightsUnavailableError,
+    find_local_weights,
+    get_spec,
+    shared_uploads_allowed,
+)
+from saliency_core.tf_adapter import KerasClassifier
+
+
+def session_token() -> str:
+    """A random token for this browser session (names its private uploads folder)."""
+    if "session_token" not in st.session_state:
+        st.session_state["session_token"] = secrets.token_hex(12)
+    return st.session_state["session_token"]
+
+
+def weights_scope() -> str | None:
+    """Where this session's weights uploads go: its own folder, or the shared one."""
+    return None if shared_uploads_allowed() else session_token()
+
+
+def custom_models() -> dict[str, dict]:
+    """This session's uploaded models: key -> {name, data, labels, preprocessing, …}."""
+    return st.session_state.setdefault("custom_models", {})
+
+
+def model_options() -> list[str]:
+    """Keys for the model picker: the registered models, then this session's own."""
+    return list(MODELS) + list(custom_models())
+
+
+def model_display_name(key: str) -> str:
+    """What the model picker shows for ``key``: own models by this session's file name."""
+    if key.startswith(CUSTOM_PREFIX):
+        entry = custom_models().get(key)
+        name = entry["name"] if entry else key[len(CUSTOM_PREFIX):]
+        return f"Your model: {name}"
+    return MODELS[key].display_name
+
+
+def add_custom_model(name: str, data: bytes, labels: bytes | None,
+                     preprocessing: str) -> str:
+    """Validate an uploaded ``.keras`` model and add it to this session's models.
+
+    Raises:
+        CustomModelError: the model cannot be used (the message says why).
+    """
+    digests = (hashlib.sha256(data).hexdigest(), hashlib.sha256(labels or b"").hexdigest())
+    custom = get_custom_model(*digests, data, labels)
+    key = f"{CUSTOM_PREFIX}{custom.digest[:12]}-{preprocessing}"
+    custom_models()[key] = {"name": name, "data": data, "labels": labels, "digests": digests,
+                            "preprocessing": preprocessing, "note": custom.head_note,
+                            "classes": len(custom.class_names)}
+    return key
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def get_custom_model(digest: str, labels_digest: str, _data: bytes, _labels: bytes | None):
+    """Load an uploaded model once per (file, labels), shared by sessions that upload it."""
+    return load_custom_model(_data, _labels)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _custom_classifier(key: str, _custom, preprocessing: str) -> KerasClassifier:
+    return make_classifier(_custom, get_preprocessor(preprocessing))
+
+
+def weights_token(model_key: str) -> str:
+    """Changes whenever the weights a model would load change (e.g. a new upload)."""
+    if model_key == DEFAULT_MODEL_KEY:
+        return "bundled"
+    if model_key.startswith(CUSTOM_PREFIX):
+        return model_key
+    try:
+        source = find_local_weights(get_spec(model_key), weights_scope())
+    except WeightsUnavailableError as exc:
+        return f"error:{exc}"
+    if source is None:
+        return "download"
+    stat = source.path.stat()
+    return f"{source.path}:{stat.st_mtime_ns}:{stat.st_size}"
+
+
+def _show_weights_error(model_key: str, message: str) -> None:
+    errors: dict[str, str] = st.session_state["weights_errors"]
+    st.error(message, icon=":material/cloud_off:")
+    col1, col2 = st.columns(2)
+    if col1.button("Try again", key=f"retry_{model_key}"):
+        errors.pop(model_key, None)
+        st.rerun()
+    col2.button("Use the default model", key=f"default_{model_key}",
+                on_click=put, args=("model", DEFAULT_MODEL_KEY))
+
+
+def classifier_for(model_key: str) -> tuple[KerasClassifier | None, str]:
+    """The loaded classifier and its weights token, or ``(None, "")`` after showing
+    why it cannot be loaded.
+
+    A failure is remembered for the session (no repeated download attempts on
+    every rerun) until the user asks to try again.
+    """
+    if model_key.startswith(CUSTOM_PREFIX):
+        entry = custom_models().get(model_key)
+        if entry is None:
+            st.error("Your own model is not loaded in this browser session (own models last "
+                     "only as long as the session). Upload it again on the Models page.")
+            return None, ""
+        custom = get_custom_model(*entry["digests"], entry["data"], entry["labels"])
+        return _custom_classifier(model_key, custom, entry["preprocessing"]), model_key
+    errors: dict[str, str] = st.session_state["weights_errors"]
+    if model_key in errors:
+        _show_weights_error(model_key, errors[model_key])
+        return None, ""
+    token = weights_token(model_key)
+    spec = get_spec(model_key)
+    try:
+        with st.spinner(f"Loading {spec.display_name}…"):
+            scope = None if model_key == DEFAULT_MODEL_KEY else weights_scope()
+            return caching.get_classifier(model_key, token, scope), token
+    except WeightsUnavailableError as exc:
+        errors[model_key] = str(exc)
+        _show_weights_error(model_key, str(exc))
+        return None, ""

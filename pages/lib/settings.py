@@ -1,0 +1,307 @@
+"""Every user setting, its default, its URL form, and the widgets bound to it.
+
+One place defines each setting (:data:`SETTINGS`, plus one setting per method
+parameter derived from :data:`saliency_core.methods.METHODS`). The value lives in
+``st.session_state["prefs"]``, independent of whether its widget is drawn in a
+run: a run that stops early (no image yet) or another page never resets it.
+
+Why not just widget keys: Streamlit forgets a widget's state in any run that does
+not draw it, and the widget then comes back at its first option or its minimum.
+So every bound widget is re-seeded from ``prefs`` before it is drawn, and its
+``on_change`` callback (which runs before the script) copies a user's change back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from saliency_core.imaging import FIT_MODES
+from saliency_core.methods import METHODS
+from saliency_core.methods.base import Param
+from saliency_core.models.registry import DEFAULT_MODEL_KEY, MODELS
+from saliency_core.plotting import COLORMAPS, OPACITY_STEPS
+from saliency_core.postprocess import REDUCTIONS
+from saliency_core.samples import DEFAULT_SAMPLE, SAMPLES
+
+PREFS = "prefs"
+SOURCES = ("Sample", "Upload", "Camera")
+CUSTOM_PREFIX = "custom:"
+_DIGITS = re.compile(r"[0-9]{1,6}")
+_DECIMAL = re.compile(r"[0-9]{1,3}(\.[0-9]{1,4})?")
+_NAME = re.compile(r"[A-Za-z0-9_./:-]{1,120}")
+_HEX = re.compile(r"[0-9a-f]{12}")
+
+
+def parse_index(raw: str) -> int | None:
+    """A class index from a URL: ASCII digits only, at most 6 of them."""
+    return int(raw) if _DIGITS.fullmatch(raw) else None
+
+
+def parse_decimal(raw: str, low: float, high: float) -> float | None:
+    """A plain ASCII decimal such as ``0.7`` within ``[low, high]``."""
+    if not _DECIMAL.fullmatch(raw):
+        return None
+    value = float(raw)
+    return value if low <= value <= high else None
+
+
+def _choice(options) -> Callable[[str], Any]:
+    return lambda raw: raw if raw in options else None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting.
+
+    Attributes:
+        name: key in ``prefs`` and in the URL.
+        default: the value before the user chooses anything.
+        parse: turns a URL string into a value, or ``None`` if it is not valid.
+        in_url: whether shared links carry it.
+    """
+
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    in_url: bool = True
+
+
+def _bool(raw: str) -> bool | None:
+    return {"1": True, "0": False}.get(raw)
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("model", DEFAULT_MODEL_KEY, _choice(MODELS)),
+    Setting("source", "Sample", _choice(SOURCES), in_url=False),
+    Setting("sample", DEFAULT_SAMPLE, _choice(SAMPLES)),
+    Setting("class", None, parse_index),  # None: the image's top-1 class
+    Setting("score", "logit", _choice(("logit", "probability"))),
+    Setting("fit", "crop", _choice(FIT_MODES)),
+    Setting("method", "vanilla", _choice(METHODS)),
+    Setting("contrast", None, parse_index),  # None: no contrast; else the class S_b
+    Setting("cmap", "viridis", _choice(COLORMAPS)),
+    Setting("opacity", 0.5, lambda raw: parse_decimal(raw, 0.0, 1.0)),
+    Setting("clip", 99.5, lambda raw: parse_decimal(raw, 90.0, 100.0)),
+    Setting("reduction", "max_abs", _choice(REDUCTIONS)),
+)}
+
+
+def _param_parser(param: Param) -> Callable[[str], Any]:
+    if param.options:
+        return _choice(param.options)
+    if param.name == "layer":
+        return lambda raw: raw if _NAME.fullmatch(raw) else None
+    if isinstance(param.default, int):
+        def parse_int(raw: str) -> int | None:
+            value = parse_index(raw)
+            return value if value is not None and param.minimum <= value <= param.maximum \
+                else None
+        return parse_int
+    return lambda raw: parse_decimal(raw, float(param.minimum), float(param.maximum))
+
+
+def param_setting_name(method: str, param: str) -> str:
+    """The setting (and URL key) of one method parameter, e.g. ``smoothgrad.samples``."""
+    return f"{method}.{param}"
+
+
+PARAM_SETTINGS: dict[str, Setting] = {
+    param_setting_name(key, p.name): Setting(param_setting_name(key, p.name), p.default,
+                                             _param_parser(p))
+    for key, cls in METHODS.items() for p in cls.params}
+
+
+def default_of(name: str) -> Any:
+    """The one default of a setting (or method parameter)."""
+    if name in SETTINGS:
+        return SETTINGS[name].default
+    return PARAM_SETTINGS[name].default
+
+
+def defaults() -> dict[str, Any]:
+    """Every setting's default."""
+    values = {name: s.default for name, s in SETTINGS.items()}
+    values.update({name: s.default for name, s in PARAM_SETTINGS.items()})
+    return values
+
+
+@dataclass(frozen=True)
+class LinkNotice:
+    """What a shared link asked for that cannot be shown here, told to the user once.
+
+    Attributes:
+        kind: ``"photo"`` (the link was made from an uploaded photo or snapshot)
+            or ``"model"`` (it names someone's own model, not loaded here).
+        detail: the photo's short SHA-256 or the model's key.
+        class_index: the class the link named, which was *not* applied.
+    """
+
+    kind: str
+    detail: str
+    class_index: int | None
+
+
+def read_query(query: dict[str, str]) -> tuple[dict[str, Any], list[LinkNotice]]:
+    """Settings from a URL's query, strictly parsed, plus notices for what was dropped.
+
+    A link made from an upload carries ``photo=<12 hex digits>`` instead of a
+    sample, and one made with an own model carries ``model=custom:…``. Neither
+    the photo nor the model can travel in a link, so their class (and contrast)
+    are not applied to the sample or the default model: the caller shows the
+    notices instead. The photo's class is kept as ``pending_photo`` and applied
+    only if the user uploads a photo with the same digest.
+
+    Args:
+        query: the raw URL parameters.
+
+    Returns:
+        ``(values, notices)``: only valid, known settings are in ``values``.
+    """
+    values: dict[str, Any] = {}
+    for name, setting in {**SETTINGS, **PARAM_SETTINGS}.items():
+        raw = query.get(name)
+        if raw is None or not setting.in_url or len(raw) > 200:
+            continue
+        parsed = setting.parse(raw)
+        if parsed is not None:
+            values[name] = parsed
+    notices: list[LinkNotice] = []
+    model = query.get("model", "")
+    if model.startswith(CUSTOM_PREFIX):
+        notices.append(LinkNotice("model", model[:80], values.get("class")))
+        values.pop("class", None)
+        values.pop("contrast", None)
+        for name in list(values):
+            if name.endswith(".layer"):
+                values.pop(name)
+    photo = query.get("photo", "")
+    if photo and "sample" not in values:
+        digest = photo if _HEX.fullmatch(photo) else ""
+        notices.append(LinkNotice("photo", digest, values.get("class")))
+        if digest and not any(n.kind == "model" for n in notices):
+            values["pending_photo"] = (digest, values.get("class"), values.get("contrast"))
+        values.pop("class", None)
+        values.pop("contrast", None)
+    return values, notices
+
+
+def init_state() -> None:
+    """Initialise session state once per session, reading the URL's settings."""
+    if PREFS in st.session_state:
+        return
+    values, notices = read_query({k: st.query_params.get(k) for k in st.query_params.keys()})
+    prefs = defaults()
+    prefs["pending_photo"] = values.pop("pending_photo", None)
+    prefs.update(values)
+    st.session_state[PREFS] = prefs
+    st.session_state["link_notices"] = notices
+    st.session_state["weights_errors"] = {}
+
+
+def get(name: str) -> Any:
+    """The current value of a setting."""
+    return st.session_state[PREFS].get(name, default_of(name) if name in SETTINGS
+                                       or name in PARAM_SETTINGS else None)
+
+
+def put(name: str, value: Any) -> None:
+    """Change a setting; its widget shows the new value the next time it is drawn."""
+    st.session_state[PREFS][name] = value
+
+
+def _copy_back(name: str, key: str, convert: Callable[[Any], Any] | None) -> None:
+    value = st.session_state[key]
+    st.session_state[PREFS][name] = convert(value) if convert else value
+
+
+def bind(name: str, widget: Callable[..., Any], options: list | None = None,
+         default: Any = None, convert: Callable[[Any], Any] | None = None,
+         on_change: Callable[[], None] | None = None, **kwargs) -> Any:
+    """Draw ``widget`` bound to the setting ``name``; return its value.
+
+    The widget is re-seeded from ``prefs`` on every run, so its value never depends
+    on whether it was drawn in the previous run.
+
+    Args:
+        name: the setting.
+        widget: a Streamlit widget function (``st.selectbox``, ``st.slider``…).
+        options: the widget's options, if it has any; a stored value that is not
+            among them falls back to ``default`` (or the setting's default, or the
+            first option).
+        default: fallback for settings that are not in :data:`SETTINGS`.
+        convert: applied to the widget's value before it is stored.
+        on_change: called after the value is stored.
+        **kwargs: passed to the widget.
+    """
+    key = f"w_{name}"
+    multi = widget is st.multiselect
+    if options is not None:
+        kwargs["options"] = options
+
+    def valid(value: Any) -> bool:
+        if options is None:
+            return value is not None
+        if multi:
+            return isinstance(value, list) and all(v in options for v in value)
+        return value in options
+
+    prefs = st.session_state[PREFS]
+    known = name in SETTINGS or name in PARAM_SETTINGS
+    fallback = default if default is not None or not known else default_of(name)
+    current = prefs.get(name, fallback)
+    if not valid(current):
+        current = fallback if valid(fallback) else ([] if multi else options[0])
+    prefs[name] = current
+    st.session_state[key] = current
+
+    def changed() -> None:
+        _copy_back(name, key, convert)
+        if on_change is not None:
+            on_change()
+
+    return widget(key=key, on_change=changed, **kwargs)
+
+
+def snap_opacity(value: float) -> float:
+    """The nearest step of the overlay's opacity slider."""
+    return min(OPACITY_STEPS, key=lambda s: abs(s - float(value)))
+
+
+def url_values(method: str, share_sample: bool, photo_digest: str | None) -> dict[str, str]:
+    """The URL parameters of the current view (every setting, the method's parameters).
+
+    Args:
+        method: the current method (only its parameters go in the link).
+        share_sample: the image is a bundled sample, so the link can name it.
+        photo_digest: the SHA-256 of an uploaded photo or snapshot, which a link
+            cannot carry; its first 12 digits let a visitor's re-upload of the
+            same photo restore the class.
+    """
+    prefs = st.session_state[PREFS]
+    wanted: dict[str, str] = {}
+    for name, setting in SETTINGS.items():
+        value = prefs.get(name)
+        if not setting.in_url or value is None or (name == "sample" and not share_sample):
+            continue
+        wanted[name] = str(value)
+    if not share_sample and photo_digest:
+        wanted["photo"] = photo_digest[:12]
+    for param in METHODS[method].params:
+        name = param_setting_name(method, param.name)
+        value = prefs.get(name)
+        if value is not None:
+            wanted[name] = str(value)
+    return wanted
+
+
+def sync_query_params(method: str, share_sample: bool, photo_digest: str | None) -> None:
+    """Write the current view to the URL, so the address bar is a shareable link."""
+    wanted = url_values(method, share_sample, photo_digest)
+    current = {k: st.query_params.get(k) for k in st.query_params.keys()}
+    if current != wanted:
+        st.query_params.from_dict(wanted)
