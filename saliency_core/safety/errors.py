@@ -34,7 +34,11 @@ def describe_exception(exc: BaseException, limit: int = 200) -> str:
         return "it ran out of memory"
     if isinstance(exc, RecursionError):
         return "it is nested too deeply"
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    message = str(exc)
+    highlighted = re.search(r"\x1b\[1m(.*?)\x1b\[0m", message, re.DOTALL)
+    if highlighted:  # Keras puts the cause of "Exception encountered when calling" in bold
+        message = highlighted.group(1)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
     text = lines[0] if lines else ""
     text = re.sub(r"\s*\([^()]*\)", "", text)  # library detail in parentheses
     text = re.sub(r"(?:[A-Za-z]:)?[/\\][^\s'\"]+", "<path>", text)  # no server paths

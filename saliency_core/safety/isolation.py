@@ -122,7 +122,8 @@ def _extract_weights(archive_path: str, workdir: str, limits: Limits) -> str | N
 def _zeros_for(model) -> list:
     import numpy as np
 
-    return [np.zeros((1, *tensor.shape[1:]), dtype="float32") for tensor in model.inputs]
+    arrays = [np.zeros((1, *tensor.shape[1:]), dtype="float32") for tensor in model.inputs]
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def _task_keras_archive(args: dict, limits: Limits, phase: Callable[[str], None]) -> dict:
