@@ -103,6 +103,20 @@ def limit_address_space(extra_bytes: int) -> int:
     return limit
 
 
+def _import_keras(limits: Limits):
+    """Import Keras under the memory limit, then give the load its own budget.
+
+    The server has Keras, so a failure to import it here (``failed to map
+    segment``) means the address-space limit was too small: reported as such.
+    """
+    try:
+        import keras
+    except (ImportError, OSError) as exc:
+        raise MemoryError() from exc
+    limit_address_space(limits.isolation_memory_bytes)
+    return keras
+
+
 def _extract_weights(archive_path: str, workdir: str, limits: Limits) -> str | None:
     with zipfile.ZipFile(archive_path) as archive:
         if "model.weights.h5" not in archive.namelist():
@@ -131,9 +145,7 @@ def _task_keras_archive(args: dict, limits: Limits, phase: Callable[[str], None]
     weights = _extract_weights(args["path"], workdir, limits)
     report = walk_hdf5(weights, limits) if weights else None
     phase("load")
-    import keras  # noqa: F401  (imported before the limit is raised for the load)
-
-    limit_address_space(limits.isolation_memory_bytes)
+    keras = _import_keras(limits)
     with zipfile.ZipFile(args["path"]) as archive:
         config = json.loads(archive.read("config.json").decode("utf-8"))
     config.pop("compile_config", None)
@@ -156,9 +168,7 @@ def _task_keras_archive(args: dict, limits: Limits, phase: Callable[[str], None]
 def _task_weights(args: dict, limits: Limits, phase: Callable[[str], None]) -> dict:
     report = walk_hdf5(args["path"], limits)
     phase("load")
-    import keras  # noqa: F401
-
-    limit_address_space(limits.isolation_memory_bytes)
+    _import_keras(limits)
     from saliency_core.models.registry import get_spec
 
     spec = get_spec(args["key"])
