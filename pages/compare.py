@@ -5,7 +5,12 @@ import streamlit as st
 from pages.lib import caching, image_choice, layout, own_models, settings
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS
-from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS, make_comparison_figure
+from saliency_core.plotting import (
+    COLORMAP_LABELS,
+    COLORMAPS,
+    make_comparison_figure,
+    make_legend,
+)
 from saliency_core.postprocess import REDUCTIONS, normalize_jointly, reduce_channels
 
 DEFAULT_METHODS = ["vanilla", "smoothgrad", "integrated_gradients", "gradcam"]
@@ -24,7 +29,7 @@ classifier, token = own_models.classifier_for(model_key)
 if classifier is None:
     st.stop()
 
-controls, grid = st.columns([1.2, 2.8], gap="large")
+controls, grid = st.columns([1, 3], gap="large")
 with controls:
     chosen = image_choice.choose_image()
     if chosen is None:
@@ -34,15 +39,6 @@ with controls:
     prepared = caching.prepare_image(model_key, token, classifier, image, fit)
     names = classifier.class_names
     top = [p.index for p in prepared.predictions]
-    methods = settings.bind("compare.methods", st.multiselect, options=list(METHODS),
-                            default=DEFAULT_METHODS, label="Methods (rows)",
-                            format_func=lambda k: METHODS[k].label)
-    class_options = top + [i for i in range(len(names)) if i not in top]
-    context = f"{image.digest[:12]}_{model_key}_{fit}"
-    classes = settings.bind(f"compare.classes.{context}", st.multiselect,
-                            options=class_options, default=top[:3],
-                            label="Classes (columns)", max_selections=5,
-                            format_func=lambda i: f"{shorten_label(names[i])} (#{i})")
     reduction = settings.bind("reduction", st.selectbox, options=list(REDUCTIONS),
                               label="Colour channels", format_func=REDUCTIONS.get)
     cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
@@ -50,9 +46,24 @@ with controls:
     score = settings.get("score")
 
 with grid:
+    left, right = st.columns(2)
+    with left:
+        methods = settings.bind("compare.methods", st.multiselect, options=list(METHODS),
+                                default=DEFAULT_METHODS, label="Methods (rows)",
+                                format_func=lambda k: METHODS[k].label)
+    class_options = top + [i for i in range(len(names)) if i not in top]
+    context = f"{image.digest[:12]}_{model_key}_{fit}"
+    with right:
+        classes = settings.bind(f"compare.classes.{context}", st.multiselect,
+                                options=class_options, default=top[:3],
+                                label="Classes (columns, at most 5)", max_selections=5,
+                                format_func=lambda i: f"{shorten_label(names[i])} (#{i})")
     if not methods or not classes:
         st.info("Pick at least one method and one class.")
         st.stop()
+    st.caption("Rows: " + ", ".join(METHODS[m].label for m in methods) + ". Columns: "
+               + ", ".join(layout.escape_markdown(shorten_label(names[c])) for c in classes)
+               + ".")
     clip = settings.get("clip")
     maps, notes = [], []
     for method in methods:
@@ -78,7 +89,8 @@ with grid:
     st.plotly_chart(
         make_comparison_figure(prepared.view, maps, [METHODS[m].label for m in methods],
                                [shorten_label(names[c]) for c in classes], notes, cmap,
-                               signed=reduction == "signed"),
+                               signed=reduction == "signed",
+                               legend=make_legend(reduction == "signed")),
         width="stretch", config=CONFIG, key="compare_chart")
     st.caption("Each cell shows the time it took to compute, or \"from cache\" when it was "
                "computed before.")

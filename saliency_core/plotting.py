@@ -292,7 +292,8 @@ def make_topk_figure(names: Sequence[str], probabilities: Sequence[float],
 def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]],
                            row_labels: Sequence[str], column_labels: Sequence[str],
                            cell_notes: Sequence[Sequence[str]], colormap: str = "viridis",
-                           opacity: float = 0.6, signed: bool = False) -> go.Figure:
+                           opacity: float = 0.6, signed: bool = False,
+                           legend: MapLegend | None = None) -> go.Figure:
     """A grid of overlays: one row per method, one column per class.
 
     Args:
@@ -301,6 +302,7 @@ def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]
             that each row shares one scale (``[0, 1]``, or ``[-1, 1]`` if signed).
         row_labels, column_labels: method and class names.
         cell_notes: a short note per cell (e.g. the time it took).
+        legend: the colour bar's title and end labels.
     """
     rows, cols = len(row_labels), len(column_labels)
     titles = [f"{escape_plotly(column_labels[c])}<br><sup>{escape_plotly(cell_notes[r][c])}</sup>"
@@ -311,7 +313,7 @@ def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]
         for c in range(cols):
             fig.add_trace(_image_trace(view), row=r + 1, col=c + 1)
             heat = _heatmap_trace(view.shape, maps[r][c], colormap, opacity, signed,
-                                  show_colorbar=(r == 0 and c == 0))
+                                  show_colorbar=(r == 0 and c == 0), legend=legend)
             fig.add_trace(heat, row=r + 1, col=c + 1)
         fig.update_yaxes(title_text=escape_plotly(row_labels[r]), row=r + 1, col=1)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -28,7 +29,9 @@ SAMPLE = ROOT / "saliency_core" / "samples" / "chelsea.png"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+                 "--disable-sync", "--no-first-run", "--disable-quic",
+                 # a fake webcam that needs no permission prompt, for the Camera source
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 OVERLAY = "[data-testid='stPlotlyChart'] .js-plotly-plot g.hm image"
 
 
@@ -175,7 +178,10 @@ def test_png_download_is_the_overlay(server, page):
     data = Path(info.value.path()).read_bytes()
     image = Image.open(io.BytesIO(data))
     assert image.format == "PNG"
-    assert image.size == (300, 300)  # the cat sample (451 x 300), centre-cropped
+    # the cat sample (451 x 300), centre-cropped to 300 x 300, plus a colour bar and a caption
+    assert image.width > 300 and image.height > 300
+    assert np.asarray(image.convert("RGB"))[:300, :300].std() > 10  # the photo is in it
+    assert info.value.suggested_filename.startswith("chelsea_efficientnet_lite0_class")
 
 
 def overlay_state(page) -> dict:
@@ -215,10 +221,11 @@ def test_class_change_opacity_and_download(server, page):
         "() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(p => (p.data||[])"
         ".some(t => t.type === 'heatmap' && Math.abs(t.opacity - 0.9) < 1e-6))", timeout=10_000)
     screenshot(page, "explore-second-class-opacity-0.9")
+    wait_for_url_param(page, "opacity", "0.9")  # the server follows the one opacity control
     with page.expect_download(timeout=60_000) as info:
         page.get_by_role("button", name="Download overlay (PNG)").click()
     image = Image.open(io.BytesIO(Path(info.value.path()).read_bytes()))
-    assert image.format == "PNG" and image.size == (300, 300)
+    assert image.format == "PNG" and image.width > 300
     assert_no_exception(page)
 
 
@@ -292,3 +299,242 @@ def test_eight_simultaneous_sessions_get_their_own_results(server, browser, tmp_
     finally:
         for context in contexts:
             context.close()
+
+
+# ------------------------------------------------------------ Explore for real users
+
+
+def wait_for_url_param(page, name: str, value: str, timeout_s: float = 30) -> None:
+    page.wait_for_function(
+        "([name, value]) => new URLSearchParams(location.search).get(name) === value",
+        arg=[name, value], timeout=timeout_s * 1000)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the select box labelled ``label`` (a react-aria combobox)."""
+    page.get_by_role("combobox", name=label).click()
+    page.keyboard.press("ArrowDown")
+    page.get_by_role("listbox", name=label).get_by_role("option", name=option).first.click()
+
+
+def set_plotly_opacity(page, value: str) -> None:
+    """Click a step of the overlay's own (client-side) opacity slider."""
+    overlay = page.locator(".js-plotly-plot").filter(has=page.locator("g.hm")).first
+    step = overlay.locator("g.slider-label-group", has_text=value).first.bounding_box()
+    rail = overlay.locator("rect.slider-rail-touch-rect").first.bounding_box()
+    page.mouse.click(step["x"] + step["width"] / 2, rail["y"] + rail["height"] / 2)
+
+
+def overlay_heatmap(page) -> dict:
+    """The overlay's heat map as the browser has it: opacity and colour scale."""
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(p => p.layout"
+        " && p.layout.sliders && p.layout.sliders.length && p.data)", timeout=120_000)
+    return page.evaluate("""() => {
+        const plot = Array.from(document.querySelectorAll('.js-plotly-plot')).find(
+            p => p.layout && p.layout.sliders && p.layout.sliders.length);
+        const heat = plot.data.find(t => t.type === 'heatmap');
+        return {opacity: heat.opacity, colorscale: JSON.stringify(heat.colorscale)};
+    }""")
+
+
+def headline_text(page) -> str:
+    return page.locator("[data-testid='stMarkdownContainer']").filter(
+        has_text=" for ").filter(has_text="(class").first.inner_text()
+
+
+def pick_second_class(page) -> str:
+    radio = page.locator("[data-testid='stRadio']").filter(has_text="Class to explain")
+    radio.wait_for(timeout=120_000)
+    second = radio.locator("label").filter(has_text="%").nth(1)
+    name = second.inner_text().split(" (")[0]
+    second.click()
+    page.wait_for_function(
+        "(name) => Array.from(document.querySelectorAll('[data-testid=stMarkdownContainer]'))"
+        ".some(e => e.innerText.includes(' for ' + name + ' (class'))", arg=name,
+        timeout=120_000)
+    wait_for_overlay(page)
+    return name
+
+
+def set_up_smoothgrad_cividis_07(page) -> None:
+    """SmoothGrad with 30 samples, Cividis and opacity 0.7 on the sample, as a user does."""
+    wait_for_overlay(page)
+    choose(page, "Method", "SmoothGrad")
+    slider = page.locator("[data-testid='stSlider']").filter(has_text="Samples").get_by_role(
+        "slider")
+    slider.wait_for(timeout=60_000)
+    slider.focus()
+    for _ in range(5):  # 25 -> 30
+        page.keyboard.press("ArrowRight")
+    wait_for_url_param(page, "smoothgrad.samples", "30", 120)
+    choose(page, "Colour map", "Cividis")
+    wait_for_url_param(page, "cmap", "cividis", 120)
+    wait_for_overlay(page)
+    set_plotly_opacity(page, "0.7")
+    wait_for_url_param(page, "opacity", "0.7")
+
+
+def assert_settings_kept(page) -> None:
+    assert page.get_by_role("combobox", name="Method").input_value() == "SmoothGrad"
+    assert page.get_by_role("combobox", name="Colour map").input_value().startswith("Cividis")
+    samples = page.locator("[data-testid='stSlider']").filter(has_text="Samples")
+    assert "30" in samples.inner_text()
+    heat = overlay_heatmap(page)
+    assert heat["opacity"] == pytest.approx(0.7)
+    assert "#00224e" in heat["colorscale"].lower()  # Cividis's darkest blue
+    for name, value in (("method", "smoothgrad"), ("smoothgrad.samples", "30"),
+                        ("cmap", "cividis"), ("opacity", "0.7")):
+        wait_for_url_param(page, name, value)
+
+
+def test_settings_survive_an_upload_and_a_class_change(server, page):
+    page.goto(server)
+    set_up_smoothgrad_cividis_07(page)
+    page.get_by_text("Upload", exact=True).click()
+    page.get_by_text("Upload a photo to begin").wait_for(timeout=30_000)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        str(ROOT / "saliency_core" / "samples" / "coffee.png"))
+    wait_for_overlay(page, 180)
+    name = pick_second_class(page)
+    assert_settings_kept(page)
+    assert "SmoothGrad" in headline_text(page) and name in headline_text(page)
+    assert_no_exception(page)
+    screenshot(page, "explore-upload-second-class-settings-kept")
+
+
+def test_settings_survive_a_webcam_snapshot_and_a_class_change(server, page):
+    page.goto(server)
+    set_up_smoothgrad_cividis_07(page)
+    page.get_by_text("Camera", exact=True).click()
+    page.get_by_text("Take a snapshot with your camera").wait_for(timeout=30_000)
+    take = page.get_by_role("button", name="Take Photo")
+    take.wait_for(timeout=60_000)
+    page.wait_for_function("() => { const v = document.querySelector('video');"
+                           " return v && v.readyState >= 2; }", timeout=60_000)
+    take.click()
+    wait_for_overlay(page, 180)
+    pick_second_class(page)
+    assert_settings_kept(page)
+    assert_no_exception(page)
+    screenshot(page, "explore-snapshot-second-class-settings-kept")
+
+
+def test_a_link_made_after_an_upload_never_shows_its_class_on_another_image(server, page,
+                                                                            browser):
+    page.goto(server)
+    wait_for_overlay(page)
+    page.get_by_text("Upload", exact=True).click()
+    page.get_by_text("Upload a photo to begin").wait_for(timeout=30_000)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        str(ROOT / "saliency_core" / "samples" / "coffee.png"))
+    wait_for_overlay(page, 180)
+    pick_second_class(page)
+    page.wait_for_function("() => new URLSearchParams(location.search).has('photo')")
+    link = page.url
+    linked_class = dict(p.split("=", 1) for p in link.split("?", 1)[1].split("&"))["class"]
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        visitor = other.new_page()
+        visitor.goto(link)
+        wait_for_overlay(visitor, 180)
+        notice = visitor.locator("[data-testid='stAlert']").filter(
+            has_text="photos are never part of a link")
+        notice.wait_for(timeout=30_000)
+        assert f"class {linked_class}" in notice.inner_text()
+        assert f"(class {linked_class})" not in headline_text(visitor)
+        assert "Cat" in visitor.get_by_role("combobox", name="Sample photo").input_value()
+        assert_no_exception(visitor)
+        screenshot(visitor, "link-from-upload-opened-elsewhere")
+    finally:
+        other.close()
+
+
+def test_a_link_naming_an_own_model_never_applies_its_class_to_the_default(server, page,
+                                                                         tmp_path):
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(3)(x)).save(tmp_path / "three.keras")
+    page.goto(server + "/models")
+    page.get_by_role("heading", name="Models").first.wait_for(timeout=60_000)
+    page.locator("[data-testid='stFileUploader']").filter(has_text="Model (.keras").locator(
+        "[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        str(tmp_path / "three.keras"))
+    page.get_by_role("button", name="Add this model").click()
+    page.get_by_text("Added three.keras").wait_for(timeout=120_000)
+    page.get_by_role("link", name="Explore").click()
+    wait_for_overlay(page, 180)
+    radio = page.locator("[data-testid='stRadio']").filter(has_text="Class to explain (top 3)")
+    radio.wait_for(timeout=60_000)
+    radio.locator("label").filter(has_text="class 2").first.click()
+    wait_for_url_param(page, "class", "2", 60)
+    page.wait_for_function(
+        "() => (new URLSearchParams(location.search).get('model') || '').startsWith('custom:')")
+    page.reload()
+    wait_for_overlay(page, 180)
+    notice = page.locator("[data-testid='stAlert']").filter(has_text="not loaded in this")
+    notice.wait_for(timeout=30_000)
+    assert "EfficientNet-Lite0" in headline_text(page)
+    assert "(class 2)" not in headline_text(page)  # the cat's own top class instead
+    assert_no_exception(page)
+    screenshot(page, "link-own-model-after-reload")
+
+
+def touch_swipe(page, x: float, y: float, distance: float) -> None:
+    """A one-finger swipe upwards by ``distance`` pixels, as real touch events."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for i in range(1, 11):
+        cdp.send("Input.dispatchTouchEvent",
+                 {"type": "touchMove", "touchPoints": [{"x": x, "y": y - distance * i / 10}]})
+        time.sleep(0.02)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+SCROLL_TOP = ("() => (document.querySelector(\"[data-testid='stMain']\") || {}).scrollTop"
+              " || window.scrollY")
+
+
+def test_phone_layout_result_in_view_swipe_scrolls_and_tap_reads_a_pixel(server, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True,
+                                  is_mobile=True, device_scale_factor=2)
+    try:
+        page = context.new_page()
+        page.goto(server)
+        wait_for_overlay(page)
+        page.get_by_text("Upload", exact=True).tap()
+        page.get_by_text("Upload a photo to begin").wait_for(timeout=30_000)
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+            str(ROOT / "saliency_core" / "samples" / "coffee.png"))
+        wait_for_overlay(page, 180)
+        # the result scrolls into view by itself: the map is on screen
+        page.wait_for_function(
+            "() => { const r = document.querySelector('.st-key-result .js-plotly-plot')"
+            "?.getBoundingClientRect(); return r && r.top >= 0 && r.top < 844 * 0.5; }",
+            timeout=30_000)
+        screenshot(page, "phone-after-upload")
+        plot = page.locator(".st-key-result .js-plotly-plot").first.bounding_box()
+        before = page.evaluate(SCROLL_TOP)
+        touch_swipe(page, plot["x"] + plot["width"] / 2, plot["y"] + plot["height"] * 0.5, 200)
+        page.wait_for_function(f"() => ({SCROLL_TOP})() > {before} + 100", timeout=10_000)
+        # the swipe scrolled the page; the figure was not zoomed or panned
+        ranges = page.evaluate("""() => {
+            const p = document.querySelector('.st-key-result .js-plotly-plot');
+            return [p.layout.xaxis.range, p.layout.yaxis.range]; }""")
+        assert ranges[0][0] == pytest.approx(-0.5) and ranges[1][1] == pytest.approx(-0.5)
+        # a tap on the map shows that pixel's values
+        touch_swipe(page, plot["x"] + plot["width"] / 2, plot["y"] + plot["height"] * 0.5, -200)
+        page.wait_for_timeout(800)
+        heat = page.locator(".st-key-result .js-plotly-plot g.hm").first.bounding_box()
+        page.touchscreen.tap(heat["x"] + heat["width"] / 2, heat["y"] + heat["height"] / 2)
+        label = page.locator(".st-key-result .js-plotly-plot .hoverlayer .hovertext")
+        label.first.wait_for(timeout=10_000)
+        text = label.first.text_content()
+        assert "model's 224×224 input" in text and "raw attribution" in text
+        screenshot(page, "phone-tap-reads-a-pixel")
+        assert_no_exception(page)
+    finally:
+        context.close()

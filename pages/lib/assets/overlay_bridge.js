@@ -32,8 +32,18 @@ export default function (component) {
     if (!firstView && window.matchMedia("(max-width: 640px)").matches) {
       const scroll = (triesLeft) => {
         const target = document.querySelector(".st-key-result");
-        if (target) target.scrollIntoView({ behavior: "smooth", block: "start" });
-        else if (triesLeft > 0) setTimeout(() => scroll(triesLeft - 1), 200);
+        if (!target) {
+          if (triesLeft > 0) setTimeout(() => scroll(triesLeft - 1), 200);
+          return;
+        }
+        // Streamlit scrolls its main block, not the window; leave room for its header.
+        const scroller = document.querySelector("[data-testid='stMain']");
+        const offset = target.getBoundingClientRect().top - 64;
+        if (scroller && scroller.scrollHeight > scroller.clientHeight) {
+          scroller.scrollBy({ top: offset, behavior: "smooth" });
+        } else {
+          window.scrollBy({ top: offset, behavior: "smooth" });
+        }
       };
       setTimeout(() => scroll(20), 150);
     }
