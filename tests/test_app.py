@@ -490,3 +490,38 @@ def test_camera_hint_does_not_talk_about_files():
     at.radio(key="w_source").set_value("Camera").run()
     hint = " ".join(i.value for i in at.info)
     assert "snapshot" in hint and "Upload" not in hint and "file" not in hint
+
+
+def weights_status(at, model_name: str) -> str:
+    frame = at.dataframe[0].value
+    return frame.loc[frame["model"] == model_name, "weights"].iloc[0]
+
+
+def test_weights_upload_serves_only_its_session_and_the_table_updates_at_once():
+    from conftest import shared_path
+
+    weights = shared_path("models", "mobilenet_v2_1.0_224_dequant.weights.h5").read_bytes()
+    at = new_app()
+    at.switch_page("pages/models.py").run()
+    assert weights_status(at, "MobileNetV2").startswith("needs weights")
+    at.selectbox(key="weights_model").set_value("mobilenet_v2").run()
+    at.file_uploader(key="weights_upload").set_value(
+        ("mobilenet_v2.weights.h5", weights, "application/octet-stream")).run()
+    next(b for b in at.button if b.label == "Use this weights file").click().run()
+    assert_ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Saved" in s.value for s in at.success)
+    # the table above the uploader already shows the new source
+    assert weights_status(at, "MobileNetV2") == "ready (file you uploaded in this session)"
+    at.selectbox(key="w_model").set_value("mobilenet_v2").run()
+    at.switch_page("pages/explore.py").run()
+    assert_ok(at)
+    assert "MobileNetV2" in headline(at)
+    # another visitor is not affected
+    other = new_app()
+    other.switch_page("pages/models.py").run()
+    assert weights_status(other, "MobileNetV2").startswith("needs weights")
+    other.selectbox(key="w_model").set_value("mobilenet_v2").run()
+    other.switch_page("pages/explore.py").run()
+    assert_ok(other)
+    assert any("SALIENCY_WEIGHTS_MOBILENET_V2" in e.value for e in other.error)
