@@ -213,26 +213,30 @@ with result:
     col_cmap, col_red, col_clip = st.columns(3)
     signed_contrast = contrast_index is not None
     with col_cmap:
-        cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
-                             format_func=COLORMAP_LABELS.get, disabled=signed_contrast,
-                             help="Perceptually uniform maps show equal differences as equal "
-                                  "steps in colour; Jet does not, and invents edges. Signed "
-                                  "maps always use red–blue.")
+        if signed_contrast:
+            cmap = settings.get("cmap")
+            st.caption("**Colour map:** red–blue, centred on 0 (a contrast has two sides).")
+        else:
+            cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS),
+                                 label="Colour map", format_func=COLORMAP_LABELS.get,
+                                 help="Perceptually uniform maps show equal differences as "
+                                      "equal steps in colour; Jet does not, and invents edges. "
+                                      "Signed maps always use red–blue.")
     with col_red:
-        reduction = settings.bind("reduction", st.selectbox, options=list(REDUCTIONS),
-                                  label="Colour channels", format_func=REDUCTIONS.get,
-                                  disabled=signed_contrast,
-                                  help="An attribution has one value per colour channel; the "
-                                       "map shows one value per pixel. A class contrast is "
-                                       "always shown signed.")
+        if signed_contrast:
+            reduction = "signed"
+            st.caption("**Colour channels:** signed sum, so both classes' evidence shows.")
+        else:
+            reduction = settings.bind("reduction", st.selectbox, options=list(REDUCTIONS),
+                                      label="Colour channels", format_func=REDUCTIONS.get,
+                                      help="An attribution has one value per colour channel; "
+                                           "the map shows one value per pixel.")
     with col_clip:
         clip = settings.bind("clip", st.slider, label="Clip at percentile",
                              min_value=90.0, max_value=100.0, step=0.5,
                              help="Values above this percentile are shown at full strength, "
                                   "so a few extreme pixels do not wash out the rest. 100 "
                                   "turns clipping off.")
-    if signed_contrast:
-        reduction = "signed"
     signed = reduction == "signed"
     request = caching.MapRequest(image.digest, model_key, token, fit, method,
                                  tuple(sorted(params.items())), class_index, contrast_index,

@@ -14,10 +14,22 @@ from saliency_core.models.registry import (
     save_uploaded_weights,
     weights_help,
 )
+from saliency_core.safety.limits import load_limits
 
-MAX_WEIGHTS_MB = 600
-CUSTOM_MAX_MB = 200
-LABELS_MAX_MB = 2
+MIB = 1024 * 1024
+
+
+def weights_limit_mb(key: str) -> int:
+    """The weights uploader's limit for a model: its file size with room to spare.
+
+    Streamlit's dropzone shows a limit above 500 MB in whole gigabytes, so such a
+    limit is a whole gigabyte (VGG16's 528 MB file); all stay within the operator's
+    ``max_weights_bytes``.
+    """
+    need = -(-MODELS[key].weights_size_mb * 5 // 4 // 10) * 10  # +25 %, whole tens of MB
+    limit = need if need <= 500 else -(-need // 1000) * 1000
+    return max(1, min(limit, load_limits().max_weights_bytes // MIB))
+
 
 
 def _status(key: str) -> str:
@@ -63,13 +75,14 @@ choices = [k for k in MODELS if k != DEFAULT_MODEL_KEY]
 target = st.selectbox("Model", choices, format_func=lambda k: MODELS[k].display_name,
                       key="weights_model")
 st.caption(weights_help(MODELS[target], reason="To use this model offline, supply weights"))
-uploaded = st.file_uploader(f"Weights file (.h5 or .weights.h5, up to {MAX_WEIGHTS_MB} MB)",
-                            key="weights_upload", max_upload_size=MAX_WEIGHTS_MB,
+limit_mb = weights_limit_mb(target)
+limit_text = f"{limit_mb // 1000} GB" if limit_mb % 1000 == 0 else f"{limit_mb} MB"
+uploaded = st.file_uploader(f"Weights file (.h5 or .weights.h5, up to {limit_text})",
+                            key="weights_upload", max_upload_size=limit_mb,
                             help="HDF5 weights only (no pickles, no code).")
 if uploaded is not None and st.button("Use this weights file", type="primary"):
-    if uploaded.size > MAX_WEIGHTS_MB * 1024 * 1024:
-        st.error(f"The file is {uploaded.size / 2**20:.0f} MB, above the {MAX_WEIGHTS_MB} MB "
-                 "limit.")
+    if uploaded.size > limit_mb * MIB:  # the browser's check can be skipped
+        st.error(f"The file is {uploaded.size / MIB:.0f} MB, above the {limit_text} limit.")
     else:
         with st.spinner("Checking the weights against the model…"):
             try:
@@ -91,19 +104,21 @@ st.markdown(
     "that carries Python code (a `Lambda` layer, say) is refused and its code never runs. It "
     "stays available on every page **for this browser session**: a reload or a shared link "
     "does not bring it back, so upload it again then.")
-model_file = st.file_uploader(f"Model (.keras, up to {CUSTOM_MAX_MB} MB)",
-                              key="custom_model_upload", max_upload_size=CUSTOM_MAX_MB)
+custom_max_mb = max(1, min(500, load_limits().max_model_bytes // MIB))
+labels_max_mb = max(1, min(500, load_limits().max_labels_bytes // MIB))
+model_file = st.file_uploader(f"Model (.keras, up to {custom_max_mb} MB)",
+                              key="custom_model_upload", max_upload_size=custom_max_mb)
 labels_file = st.file_uploader(f"Class names (optional .txt, one per line, up to "
-                               f"{LABELS_MAX_MB} MB)", key="custom_labels_upload",
-                               max_upload_size=LABELS_MAX_MB)
+                               f"{labels_max_mb} MB)", key="custom_labels_upload",
+                               max_upload_size=labels_max_mb)
 preprocessing = st.selectbox(
     "The model's own input scaling", list(PREPROCESSING_LABELS),
     format_func=PREPROCESSING_LABELS.get, key="custom_preprocessing",
     help="Applied inside the differentiated graph, so maps stay with respect to the pixels "
          "you see. Choose 'none' if the model rescales its input itself.")
 if model_file is not None and st.button("Add this model", type="primary"):
-    too_big = [(f.name, limit) for f, limit in ((model_file, CUSTOM_MAX_MB),
-                                               (labels_file, LABELS_MAX_MB))
+    too_big = [(f.name, limit) for f, limit in ((model_file, custom_max_mb),
+                                               (labels_file, labels_max_mb))
                if f is not None and f.size > limit * 1024 * 1024]
     if too_big:
         name, limit = too_big[0]

@@ -63,7 +63,7 @@ class Limits:
     """
 
     max_model_bytes: int = 200 * MIB
-    max_weights_bytes: int = 600 * MIB
+    max_weights_bytes: int = 1000 * MIB  # VGG16 needs 528 MB; Streamlit shows it as "1GB"
     max_labels_bytes: int = 2 * MIB
     max_zip_members: int = 16
     max_member_bytes: int = 1 * GIB
