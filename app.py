@@ -3,11 +3,16 @@
 Run with ``streamlit run app.py``.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages.lib import layout, settings
 
-st.set_page_config(page_title="Saliency Studio", page_icon=":material/visibility:",
+# A local icon file: an icon name such as ":material/visibility:" makes every visitor's
+# browser fetch the favicon from a font CDN (a third-party request, and a failure offline).
+st.set_page_config(page_title="Saliency Studio",
+                   page_icon=str(Path(__file__).parent / "pages" / "lib" / "assets" / "icon.png"),
                    layout="wide")
 settings.init_state()
 
@@ -17,5 +22,5 @@ navigation = st.navigation([
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
 ])
 layout.render_sidebar()
-with layout.routed():
+with layout.routed(), layout.guarded():
     navigation.run()

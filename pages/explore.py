@@ -69,7 +69,8 @@ def pick_class(preds, class_names, digest: str, model_key: str) -> int:
     st.radio(f"Class to explain (top {len(top)})", top + [SEARCH], key="w_class_pick",
              on_change=picked,
              format_func=lambda i: ("Another class…" if i == SEARCH else
-                                    f"{shorten_label(class_names[i])} ({100 * probs[i]:.1f}%)"))
+                                    f"{layout.escape_markdown(shorten_label(class_names[i]))}"
+                                    f" ({100 * probs[i]:.1f}%)"))
     if searching:
         query = settings.bind("class_query", st.text_input, default="",
                               label=f"Search all {len(class_names)} classes",

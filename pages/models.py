@@ -127,17 +127,21 @@ if model_file is not None and st.button("Add this model", type="primary"):
     else:
         with st.spinner("Checking the model…"):
             try:
-                key = own_models.add_custom_model(model_file.name, model_file.getvalue(),
-                                                  labels_file.getvalue() if labels_file
-                                                  else None, preprocessing)
+                key, removed = own_models.add_custom_model(
+                    model_file.name, model_file.getvalue(),
+                    labels_file.getvalue() if labels_file else None, preprocessing)
             except CustomModelError as exc:
                 st.error(layout.escape_markdown(str(exc)), icon=":material/error:")
             else:
                 st.session_state["pending_model"] = key  # selected before the sidebar redraws
                 settings.put("class", None)
                 settings.put("contrast", None)
+                note = ("" if not removed else
+                        f" To stay within {own_models.MAX_OWN_MODELS} models per session, "
+                        "your oldest was removed: "
+                        + ", ".join(layout.escape_markdown(n) for n in removed) + ".")
                 _flash(f"Added {layout.escape_markdown(model_file.name)}. It is now selected "
-                       "in the sidebar; open Explore or Compare to use it.")
+                       f"in the sidebar; open Explore or Compare to use it.{note}")
                 st.rerun()
 for entry in own_models.custom_models().values():
     st.caption(f"In this session: {layout.escape_markdown(entry['name'])} "

@@ -154,7 +154,7 @@ def test_upload_shows_cat_classes_and_overlay(server, page):
     page.goto(server)
     wait_for_overlay(page)  # the default view: the model is loaded and warm
     page.get_by_text("Upload", exact=True).click()
-    page.get_by_text("Upload a photo (or take a snapshot) to begin").wait_for(timeout=30_000)
+    page.get_by_text("Upload a photo to begin").wait_for(timeout=30_000)
     page.wait_for_selector(OVERLAY, state="detached", timeout=30_000)
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(SAMPLE))
     start = time.monotonic()
@@ -235,7 +235,7 @@ def test_file_above_the_upload_limit_is_refused(server, page, tmp_path):
     page.goto(server)
     wait_for_overlay(page)
     page.get_by_text("Upload", exact=True).click()
-    page.get_by_text("Upload a photo (or take a snapshot) to begin").wait_for(timeout=30_000)
+    page.get_by_text("Upload a photo to begin").wait_for(timeout=30_000)
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(big))
     page.get_by_text("50", exact=False).filter(has_text="MB").first.wait_for(timeout=30_000)
     message = page.locator("[data-testid='stFileUploader']").inner_text()
@@ -281,7 +281,7 @@ def test_eight_simultaneous_sessions_get_their_own_results(server, browser, tmp_
             wait_for_overlay(page)
             page.get_by_text("Upload", exact=True).click()
         for page in pages:
-            page.get_by_text("Upload a photo (or take a snapshot) to begin").wait_for(
+            page.get_by_text("Upload a photo to begin").wait_for(
                 timeout=60_000)
         for page, path in zip(pages, files, strict=True):  # all uploads in flight together
             page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
@@ -538,3 +538,71 @@ def test_phone_layout_result_in_view_swipe_scrolls_and_tap_reads_a_pixel(server,
         assert_no_exception(page)
     finally:
         context.close()
+
+
+# ------------------------------------------------------------ safety across users
+
+
+def test_a_full_walk_requests_nothing_outside_the_app(server, browser):
+    """No page asks a third party for anything (fonts, icons, beacons): every request of
+    a walk through all pages goes to the app's own origin."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    try:
+        page = context.new_page()
+        page.goto(server)
+        wait_for_overlay(page)
+        page.get_by_text("Upload", exact=True).click()
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(SAMPLE))
+        wait_for_overlay(page, 120)
+        page.get_by_role("link", name="Compare").click()
+        page.get_by_role("heading", name="Compare").first.wait_for(timeout=60_000)
+        wait_for_overlay(page, 180)
+        page.get_by_role("link", name="Models").click()
+        page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
+        page.get_by_role("link", name="Explore").click()
+        wait_for_overlay(page, 120)
+        page.wait_for_timeout(1000)
+    finally:
+        context.close()
+    outside = [u for u in requests if not (u.startswith(server) or u.startswith(("data:",
+                                                                                 "blob:")))]
+    assert requests and not outside, outside
+
+
+def test_a_memory_bomb_model_upload_does_not_stop_another_session(server, browser,
+                                                                  tmp_path):
+    """One visitor uploads a .keras whose weights declare 975M floats while another explores
+    a photo: the first gets a clear refusal, the second its map, and the server lives on."""
+    import safety_builders as build
+
+    bomb = tmp_path / "bomb.keras"
+    members = build.read_members(build.small_model_bytes(tmp_path))
+    members["model.weights.h5"] = build.new_layout_huge()
+    bomb.write_bytes(build.write_archive(members))
+    attacker_context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    visitor_context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        attacker, visitor = attacker_context.new_page(), visitor_context.new_page()
+        attacker.goto(server + "/models")
+        attacker.get_by_role("heading", name="Models").first.wait_for(timeout=60_000)
+        attacker.locator("[data-testid='stFileUploader']").filter(
+            has_text="Model (.keras").locator(
+            "[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(bomb))
+        attacker.get_by_role("button", name="Add this model").click()
+        visitor.goto(server + "/?sample=coffee")  # while the bomb is being checked
+        wait_for_overlay(visitor, 180)
+        assert_no_exception(visitor)
+        refusal = attacker.locator("[data-testid='stAlert']").filter(has_text="refused")
+        refusal.or_(attacker.locator("[data-testid='stAlert']").filter(
+            has_text="could not")).first.wait_for(timeout=120_000)
+        assert_no_exception(attacker)
+        visitor.reload()
+        wait_for_overlay(visitor, 120)  # the server still serves everyone
+        with urllib.request.urlopen(server + "/_stcore/health", timeout=5) as response:
+            assert response.read() == b"ok"
+        screenshot(attacker, "memory-bomb-refused")
+    finally:
+        attacker_context.close()
+        visitor_context.close()

@@ -5,6 +5,8 @@ Pages call :func:`page_setup` first; app.py's router draws the sidebar.
 
 from __future__ import annotations
 
+import logging
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from pages.lib import own_models, settings
 from saliency_core.models.registry import get_spec
 
 _MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:")
+_log = logging.getLogger("saliency_studio")
 
 
 def escape_markdown(text: str) -> str:
@@ -33,6 +36,25 @@ def routed() -> Iterator[None]:
         yield
     finally:
         _router.active = False
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """Catch the unexpected at a page's top level: a short message and a reference.
+
+    The details (type, message, traceback, server paths) go to the server's log under
+    that reference, never to the user; ``client.showErrorDetails = "none"`` hides any
+    that escape. Streamlit's own stop and rerun signals are not exceptions and pass.
+    """
+    try:
+        yield
+    except Exception:
+        reference = secrets.token_hex(4)
+        _log.exception("Unexpected error on a page (reference %s)", reference)
+        st.error(f"Something went wrong on this page (reference {reference}). Your settings "
+                 "and files are kept: try again, or choose another image, method or model. "
+                 "If it keeps happening, give the operator this reference; the details are in "
+                 "the server's log.", icon=":material/error:")
 
 
 def page_setup() -> None:

@@ -27,6 +27,11 @@ from saliency_core.models.registry import (
 )
 from saliency_core.tf_adapter import KerasClassifier
 
+MAX_OWN_MODELS = 3
+"""Own models one browser session keeps at once; adding one more removes the oldest."""
+MAX_OWN_MODEL_BYTES = 400 * 1024 * 1024
+"""Their total file size per session (the files stay in memory for the session)."""
+
 
 def session_token() -> str:
     """A random token for this browser session (names its private uploads folder)."""
@@ -60,8 +65,14 @@ def model_display_name(key: str) -> str:
 
 
 def add_custom_model(name: str, data: bytes, labels: bytes | None,
-                     preprocessing: str) -> str:
+                     preprocessing: str) -> tuple[str, list[str]]:
     """Validate an uploaded ``.keras`` model and add it to this session's models.
+
+    A session keeps at most :data:`MAX_OWN_MODELS` models and
+    :data:`MAX_OWN_MODEL_BYTES` of model files; the oldest are removed to make room.
+
+    Returns:
+        ``(key, names of the models removed to make room)``.
 
     Raises:
         CustomModelError: the model cannot be used (the message says why).
@@ -69,10 +80,18 @@ def add_custom_model(name: str, data: bytes, labels: bytes | None,
     digests = (hashlib.sha256(data).hexdigest(), hashlib.sha256(labels or b"").hexdigest())
     custom = get_custom_model(*digests, data, labels)
     key = f"{CUSTOM_PREFIX}{custom.digest[:12]}-{preprocessing}"
-    custom_models()[key] = {"name": name, "data": data, "labels": labels, "digests": digests,
-                            "preprocessing": preprocessing, "note": custom.head_note,
-                            "classes": len(custom.class_names)}
-    return key
+    models = custom_models()
+    models.pop(key, None)  # the same model again moves to the end
+    removed = []
+    while models and (len(models) >= MAX_OWN_MODELS or sum(
+            len(m["data"]) + len(m["labels"] or b"") for m in models.values())
+            + len(data) > MAX_OWN_MODEL_BYTES):
+        oldest = next(iter(models))
+        removed.append(models.pop(oldest)["name"])
+    models[key] = {"name": name, "data": data, "labels": labels, "digests": digests,
+                   "preprocessing": preprocessing, "note": custom.head_note,
+                   "classes": len(custom.class_names)}
+    return key, removed
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -37,6 +37,7 @@ from pathlib import Path
 import keras
 
 from saliency_core.labels import load_imagenet_labels
+from saliency_core.safety.errors import describe_exception
 
 DEFAULT_MODEL_KEY = "efficientnet_lite0"
 _KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -432,7 +433,7 @@ def load_registered_model(key: str, allow_download: bool = True,
     except Exception as exc:
         raise WeightsUnavailableError(
             f"The weights file from the {source.origin} ({source.path.name}) does not fit "
-            f"{spec.display_name}: {str(exc).splitlines()[0][:200]}") from exc
+            f"{spec.display_name}: {describe_exception(exc)}") from exc
     return model, source
 
 
@@ -478,7 +479,7 @@ def save_uploaded_weights(key: str, data: bytes, scope: str | None = None) -> We
             staged.unlink(missing_ok=True)
             raise WeightsUnavailableError(
                 f"The uploaded file does not fit {spec.display_name}: "
-                f"{str(exc).splitlines()[0][:200]}") from exc
+                f"{describe_exception(exc)}") from exc
         for old in (new_style, legacy):
             old.unlink(missing_ok=True)
         os.replace(staged, target)

@@ -1,0 +1,147 @@
+"""No upload changes what another user sees, injects content, or leaks details.
+
+One test per finding of the review (issue "Safe for every other user too"), through
+the pages with AppTest where a user would meet it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import safety_builders as build
+from test_app import assert_ok, class_radio, headline, new_app, upload
+
+from conftest import ROOT
+from saliency_core.samples import read_sample
+
+pytestmark = pytest.mark.slow
+
+
+def add_own_model(at, name: str, data: bytes, labels: bytes | None = None):
+    at.switch_page("pages/models.py").run()
+    at.file_uploader(key="custom_model_upload").set_value(
+        (name, data, "application/octet-stream"))
+    if labels is not None:
+        at.file_uploader(key="custom_labels_upload").set_value(
+            ("labels.txt", labels, "text/plain"))
+    at.run()
+    next(b for b in at.button if b.label == "Add this model").click().run()
+    return at
+
+
+def test_a_model_that_names_set_epsilon_is_refused_and_other_maps_are_unchanged(tmp_path):
+    """A second user's EfficientNetB0 map is the same, bit for bit, after the attempt."""
+    import keras
+    from test_safety_allowlist import function, with_head_activation
+
+    from saliency_core.methods import Target
+    from saliency_core.models.custom import CustomModelError, load_custom_model
+    from saliency_core.models.preprocessing import get_preprocessor
+    from saliency_core.pipeline import explain
+    from saliency_core.tf_adapter import KerasClassifier
+
+    keras.utils.set_random_seed(0)
+    other = KerasClassifier(keras.applications.EfficientNetB0(weights=None),
+                            get_preprocessor("raw"), [str(i) for i in range(1000)])
+    image = np.random.default_rng(0).uniform(0, 255, (224, 224, 3)).astype(np.float32)
+    before = explain(other, image, Target(3)).attribution.values
+    epsilon = keras.config.epsilon()
+    hostile = with_head_activation(build.small_model_bytes(tmp_path),
+                                   function("keras.config", "set_epsilon"))
+    with pytest.raises(CustomModelError, match="set_epsilon"):
+        load_custom_model(hostile)
+    at = add_own_model(new_app(), "epsilon.keras", hostile)
+    assert_ok(at)
+    assert any("set_epsilon" in e.value.replace("\\", "") for e in at.error)
+    assert keras.config.epsilon() == epsilon
+    after = explain(other, image, Target(3)).attribution.values
+    assert np.array_equal(before, after)
+
+
+def test_the_photo_limit_is_checked_on_the_server():
+    """A direct upload request can skip the browser's 50 MB check; the page cannot."""
+    at = new_app()
+    at.radio(key="w_source").set_value("Upload").run()
+    upload(at, "huge.jpg", b"\xff\xd8" + b"\0" * (51 * 1024 * 1024), "image/jpeg")
+    assert_ok(at)
+    assert any("at most 50 MB" in e.value for e in at.error)
+    upload(at, "cat.png", read_sample("chelsea"))  # the next photo works
+    assert_ok(at)
+    assert not at.error and "Vanilla gradient" in headline(at)
+
+
+def test_own_models_per_session_are_capped_and_the_oldest_is_evicted(tmp_path):
+    from pages.lib.own_models import MAX_OWN_MODELS
+
+    at = new_app()
+    for i in range(MAX_OWN_MODELS + 1):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        data = build.small_model_bytes(folder, input_shape=(16 + i, 16, 3))
+        add_own_model(at, f"model{i}.keras", data)
+        assert_ok(at)
+    kept = at.session_state["custom_models"]
+    assert len(kept) == MAX_OWN_MODELS
+    assert "model0.keras" not in [entry["name"] for entry in kept.values()]
+    assert any("model0.keras" in s.value.replace("\\", "") and "removed" in s.value
+               for s in list(at.success) + list(at.info) + list(at.warning))
+
+
+def test_odd_class_parameters_never_crash_a_page():
+    for page in ("pages/explore.py", "pages/compare.py", "pages/models.py"):
+        at = new_app(**{"class": "²"})
+        at.switch_page(page).run()
+        assert_ok(at)
+        at = new_app(**{"class": "9" * 4301})
+        at.switch_page(page).run()
+        assert_ok(at)
+
+
+def test_an_unexpected_error_shows_a_reference_not_a_traceback(monkeypatch):
+    from pages.lib import caching
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError(f"secret detail {ROOT}/saliency_core/x.py")
+
+    monkeypatch.setattr(caching, "prepare_image", broken)
+    at = new_app()
+    assert not at.exception  # no traceback element
+    message = " ".join(e.value for e in at.error)
+    assert "reference" in message and str(ROOT) not in message and "secret" not in message
+
+
+def test_error_details_are_off_for_users():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == "none"
+
+
+def test_labels_cannot_inject_markdown_or_plotly_html(tmp_path):
+    data = build.small_model_bytes(tmp_path)
+    labels = b"![x](http://127.0.0.1:9/beacon.png)\n<a href='http://x'>y</a>\n[z](http://x)\n"
+    at = add_own_model(new_app(), "labels.keras", data, labels)
+    assert_ok(at)
+    at.switch_page("pages/explore.py").run()
+    assert_ok(at)
+    options = class_radio(at).options
+    assert all("](" not in o.replace("\\]\\(", "") for o in options), options
+    assert any("\\!\\[x\\]" in o for o in options)
+    for chart in at.get("plotly_chart"):
+        spec = chart.proto.spec
+        assert "<a href" not in spec and "<img" not in spec
+    assert "![x](" not in headline(at)
+
+
+def test_own_model_names_are_per_session(tmp_path):
+    data = build.small_model_bytes(tmp_path)
+    first = add_own_model(new_app(), "alice.keras", data)
+    second = add_own_model(new_app(), "bob.keras", data)
+    first.switch_page("pages/explore.py").run()
+    second.switch_page("pages/explore.py").run()
+    assert "alice" in headline(first).replace("\\", "")
+    assert "bob" in headline(second).replace("\\", "")
+    assert "bob" not in headline(first).replace("\\", "")
+    options = json.dumps([s.options for s in first.selectbox if s.key == "w_model"])
+    assert "bob" not in options
