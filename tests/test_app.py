@@ -387,6 +387,15 @@ def test_settings_survive_an_upload_and_a_class_change(default_classifier):
     assert at.query_params["smoothgrad.samples"] == "30"
     assert at.query_params["opacity"] == "0.7"
     assert "sample" not in at.query_params and "photo" in at.query_params
+    # removing the file keeps every setting too
+    at.file_uploader(key="upload_widget").set_value(None)
+    at.run()
+    at.radio(key="w_source").set_value("Sample").run()
+    assert_ok(at)
+    assert at.selectbox(key="w_method").value == "smoothgrad"
+    assert at.slider(key="w_smoothgrad.samples").value == 30
+    assert at.selectbox(key="w_cmap").value == "cividis"
+    assert heatmap(overlay_figure(at))["opacity"] == 0.7
 
 
 def test_settings_defaults_come_from_one_place(monkeypatch):
