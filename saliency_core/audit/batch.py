@@ -1,0 +1,289 @@
+"""Run one method over many images, a batch at a time, in bounded memory.
+
+Images are read, decoded, fitted and explained ``batch_size`` at a time, and
+each result is handed on before the next batch is read, so memory does not grow
+with the number of images. Vanilla gradient and Gradient × Input send a whole
+batch through the model in one call even when every image explains a different
+class (its own top-1): the adapter's traced function takes one class index per
+row. Other methods run image by image through :func:`saliency_core.pipeline.explain`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from saliency_core.audit.border import border_share
+from saliency_core.imaging import ImageError, LoadedImage, fit_to_model, load_image
+from saliency_core.methods import METHODS, Target
+from saliency_core.pipeline import Prediction, explain, to_display_map, top_k
+from saliency_core.tf_adapter import KerasClassifier
+
+ROW_METHODS = ("vanilla", "gradient_x_input")
+"""Methods computed for a whole batch in one call, with one class per row."""
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Everything that decides the maps of an audit run.
+
+    Attributes:
+        method: a key of :data:`saliency_core.methods.METHODS`.
+        params: the method's parameters (the rest keep their defaults).
+        class_index: one fixed class for every image, or ``None`` for each
+            image's own top-1 class.
+        score: ``"logit"`` (pre-softmax, default) or ``"probability"``.
+        fit: ``"crop"`` or ``"squash"`` (see :func:`saliency_core.imaging.fit_to_model`).
+        reduction: channel reduction of the display map (and the border share).
+        clip_percentile: clipping of the display map, ``None`` for none.
+        colormap: colour map of the overlay.
+        opacity: the map's weight in the overlay, 0 to 1.
+        batch_size: images read and explained at once.
+    """
+
+    method: str = "vanilla"
+    params: tuple[tuple[str, object], ...] = ()
+    class_index: int | None = None
+    score: str = "logit"
+    fit: str = "crop"
+    reduction: str = "max_abs"
+    clip_percentile: float | None = 99.5
+    colormap: str = "viridis"
+    opacity: float = 0.5
+    batch_size: int = 16
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+    @property
+    def param_dict(self) -> dict:
+        """The given parameters as a dict."""
+        return dict(self.params)
+
+
+def method_parameters(method: str, params: dict | None = None) -> dict:
+    """Every constructor parameter of ``method`` with the value used (defaults filled in).
+
+    E.g. SmoothGrad gives ``noise``, ``samples``, ``aggregate``, ``seed`` and
+    ``batch_size``; the ``base`` method object is left out.
+    """
+    given = dict(params or {})
+    values = {}
+    for name, parameter in inspect.signature(METHODS[method].__init__).parameters.items():
+        if name == "self" or name == "base" or parameter.kind in (
+                parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        default = None if parameter.default is inspect.Parameter.empty else parameter.default
+        values[name] = given.pop(name, default)
+    if given:
+        raise ValueError(f"{method} has no parameter {', '.join(sorted(given))}; known: "
+                         f"{', '.join(values) or 'none'}")
+    return values
+
+
+@dataclass
+class ImageResult:
+    """One explained image.
+
+    Attributes:
+        name: the file's name (or its path relative to the input).
+        image: the decoded image.
+        view: ``(H', W', 3)`` uint8, the region the model saw.
+        values: ``(h, w, C)`` float32 raw attribution at the model's input size.
+        saliency: ``(h, w)`` normalised display map.
+        predictions: the top-5 classes, best first.
+        probabilities: ``(K,)`` softmax probabilities of every class.
+        class_index: the explained class.
+        class_name: its name.
+        probability: its softmax probability.
+        score: the explained score's value at the image.
+        seconds: time for this image (its share of a batched call).
+        batch_rows: images in the model call that computed the map (1 for
+            per-image methods); the float result can differ in the last bits
+            between batch sizes, so reproduction uses the same number.
+        border_share: share of the display map's mass in the outer band.
+        info: method-specific facts (e.g. Integrated Gradients' completeness gap).
+    """
+
+    name: str
+    image: LoadedImage
+    view: np.ndarray
+    values: np.ndarray
+    saliency: np.ndarray
+    predictions: list[Prediction]
+    probabilities: np.ndarray
+    class_index: int
+    class_name: str
+    probability: float
+    score: float
+    seconds: float
+    batch_rows: int
+    border_share: float
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """An image that could not be used, with the reason (for the user)."""
+
+    name: str
+    reason: str
+
+
+ImageSource = tuple[str, Callable[[], bytes]]
+"""A name and a function returning the file's bytes (raising ``ImageError`` if it cannot)."""
+
+
+def row_gradients(classifier: KerasClassifier, images: np.ndarray, class_indices: np.ndarray,
+                  score: str = "logit") -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Gradients for a batch with one target class per row, chunk by chunk.
+
+    Uses the adapter's one traced gradient function (class indices are a
+    ``(None,)`` tensor there), so no retracing happens.
+
+    Args:
+        classifier: the model.
+        images: ``(B, H, W, 3)`` float32 0-255.
+        class_indices: ``(B,)`` class per row.
+        score: ``"logit"`` or ``"probability"``.
+
+    Returns:
+        ``(gradients, scores, rows)``: ``(B, H, W, 3)``, ``(B,)``, and for each
+        image the number of rows of the model call it was in.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    indices = np.asarray(class_indices, dtype=np.int32).reshape(-1)
+    if len(indices) != len(images):
+        raise ValueError("one class index per image is needed")
+    for index in indices:
+        classifier._check_target(Target(int(index)))  # noqa: SLF001 (the adapter's own check)
+    grads, scores, rows = [], [], []
+    step = classifier.batch_size
+    for start in range(0, len(images), step):
+        chunk = images[start:start + step]
+        n = len(chunk)
+        g, s = classifier._gradient_fn(  # noqa: SLF001 (per-row classes; see module doc)
+            tf.constant(chunk), tf.constant(indices[start:start + step]),
+            tf.fill([n], tf.constant(-1)), tf.constant(score == "probability"))
+        grads.append(g.numpy())
+        scores.append(s.numpy())
+        rows.extend([n] * n)
+    return np.concatenate(grads), np.concatenate(scores), rows
+
+
+def attribute_rows(classifier: KerasClassifier, method: str, params: dict,
+                   images: np.ndarray, class_indices: list[int], score: str = "logit"
+                   ) -> list[tuple[np.ndarray, float, float, int, dict]]:
+    """Attributions for a batch, one class per image.
+
+    Args:
+        images: ``(B, H, W, 3)`` float32 0-255.
+        class_indices: the class of each image.
+
+    Returns:
+        Per image ``(values (h, w, C) float32, score, seconds, batch_rows, info)``.
+    """
+    if method in ROW_METHODS:
+        start = time.perf_counter()
+        grads, scores, rows = row_gradients(classifier, images, np.array(class_indices), score)
+        images = np.asarray(images, np.float32)
+        values = (grads.astype(np.float32) if method == "vanilla"
+                  else (grads * images).astype(np.float32))
+        each = (time.perf_counter() - start) / max(1, len(images))
+        return [(values[i], float(scores[i]), each, rows[i], {}) for i in range(len(images))]
+    out = []
+    for image, index in zip(images, class_indices, strict=True):
+        result = explain(classifier, image, Target(int(index), score=score), method, params)
+        out.append((result.attribution.values, float(result.attribution.score), result.seconds,
+                    1, dict(result.attribution.info)))
+    return out
+
+
+def explain_images(classifier: KerasClassifier, images: list[tuple[str, LoadedImage]],
+                   settings: AuditSettings) -> list[ImageResult]:
+    """Explain decoded images (one batch) with ``settings``.
+
+    Args:
+        images: ``(name, image)`` pairs.
+
+    Returns:
+        One result per image, in order.
+    """
+    if not images:
+        return []
+    fitted = [fit_to_model(image.pixels, classifier.input_size, settings.fit)
+              for _, image in images]
+    batch = np.stack([model_input for model_input, _ in fitted])
+    start = time.perf_counter()
+    probabilities = classifier.probabilities(batch)
+    predict_each = (time.perf_counter() - start) / len(images)
+    k = min(TOP_K, classifier.num_classes)
+    classes = [settings.class_index if settings.class_index is not None
+               else int(np.argmax(p)) for p in probabilities]
+    attributions = attribute_rows(classifier, settings.method, settings.param_dict, batch,
+                                  classes, settings.score)
+    results = []
+    for (name, image), (_, view), probs, index, (values, score, seconds, rows, info) in zip(
+            images, fitted, probabilities, classes, attributions, strict=True):
+        saliency = to_display_map(values, settings.reduction, settings.clip_percentile)
+        results.append(ImageResult(
+            name=name, image=image, view=view, values=values, saliency=saliency,
+            predictions=top_k(probs, classifier.class_names, k), probabilities=probs,
+            class_index=index, class_name=classifier.class_names[index],
+            probability=float(probs[index]), score=score, seconds=seconds + predict_each,
+            batch_rows=rows, border_share=border_share(saliency), info=info))
+    return results
+
+
+def decode_source(source: ImageSource) -> LoadedImage:
+    """Read and decode one source.
+
+    Raises:
+        ImageError: unreadable or not a usable image.
+    """
+    _name, read = source
+    try:
+        data = read()
+    except OSError as exc:
+        raise ImageError(f"The file cannot be read ({exc.strerror or exc}).") from exc
+    return load_image(data)
+
+
+def iter_audit(classifier: KerasClassifier, sources: Iterable[ImageSource],
+               settings: AuditSettings) -> Iterator[ImageResult | ImageFailure]:
+    """Explain many images, ``settings.batch_size`` at a time, in input order.
+
+    Only one batch of decoded images and maps is alive at a time, so memory is
+    bounded whatever the number of images (the caller should not keep results).
+
+    Yields:
+        An :class:`ImageResult`, or an :class:`ImageFailure` for an image that
+        could not be read or decoded (the run goes on).
+    """
+    pending: list[tuple[str, LoadedImage] | ImageFailure] = []
+
+    def flush() -> Iterator[ImageResult | ImageFailure]:
+        good = [item for item in pending if not isinstance(item, ImageFailure)]
+        done = iter(explain_images(classifier, good, settings))
+        for item in pending:
+            yield item if isinstance(item, ImageFailure) else next(done)
+        pending.clear()
+
+    for source in sources:
+        try:
+            pending.append((source[0], decode_source(source)))
+        except ImageError as exc:
+            pending.append(ImageFailure(source[0], str(exc)))
+        if sum(not isinstance(p, ImageFailure) for p in pending) >= settings.batch_size:
+            yield from flush()
+    yield from flush()

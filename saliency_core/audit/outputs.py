@@ -1,0 +1,154 @@
+"""What an audit writes for each image, and its summary table.
+
+For an image ``STEM``: ``STEM.png`` (the overlay, at the resolution of the
+region the model saw), ``STEM.npy`` (the raw attribution at the model's input
+resolution, float32, as Explore's download) and ``STEM.json`` (the provenance).
+``summary.csv`` has one row per image, failures included with their reason.
+The same bytes go to a folder (command line) or into a ``.zip`` (Audit page).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from saliency_core.audit.batch import AuditSettings, ImageFailure, ImageResult
+from saliency_core.audit.provenance import make_provenance, npy_bytes
+from saliency_core.methods import Target
+from saliency_core.plotting import blend_overlay, encode_png
+from saliency_core.tf_adapter import KerasClassifier
+
+SUMMARY_FIELDS = ("file", "stem", "status", "reason", "class_index", "class_name",
+                  "probability", "top1_index", "top1_name", "top1_probability", "border_share",
+                  "score", "seconds", "image_sha256")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """How a provenance record names the model.
+
+    Attributes:
+        key: a registered key, ``"file"`` for a ``.keras`` file, or an own model's key.
+        file: the ``.keras`` file's name, if any.
+        weights_sha256: SHA-256 of the weights or ``.keras`` file.
+        preprocessing: the preprocessing key.
+    """
+
+    key: str
+    file: str | None
+    weights_sha256: str | None
+    preprocessing: str
+
+
+class StemNamer:
+    """Safe, unique output stems: ``cat.png`` -> ``cat``, a second ``cat.jpg`` -> ``cat_2``."""
+
+    def __init__(self):
+        self._taken: set[str] = {"summary"}
+
+    def __call__(self, name: str) -> str:
+        base = name.replace("\\", "/").rsplit("/", 1)[-1]
+        base = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
+        base = _UNSAFE.sub("_", base).strip("_")[:80] or "image"
+        stem, n = base, 1
+        while stem.lower() in self._taken:
+            n += 1
+            stem = f"{base}_{n}"
+        self._taken.add(stem.lower())
+        return stem
+
+
+def overlay_png(result: ImageResult, settings: AuditSettings) -> bytes:
+    """The overlay PNG at the resolution of the region the model saw ``(H', W')``."""
+    signed = settings.reduction == "signed"
+    return encode_png(blend_overlay(result.view, result.saliency, settings.colormap,
+                                    settings.opacity, signed))
+
+
+def result_provenance(result: ImageResult, classifier: KerasClassifier,
+                      settings: AuditSettings, model: ModelIdentity) -> dict:
+    """The provenance record of one audit result."""
+    return make_provenance(
+        model_key=model.key, model_file=model.file, weights_sha256=model.weights_sha256,
+        preprocessing=model.preprocessing, classifier=classifier, image_name=result.name,
+        image_sha256=result.image.digest, image_size=result.image.original_size,
+        fit=settings.fit, probabilities=result.probabilities,
+        target=Target(result.class_index, score=settings.score), method=settings.method,
+        params=settings.param_dict, values=result.values, seconds=result.seconds,
+        reduction=settings.reduction, clip_percentile=settings.clip_percentile,
+        class_choice="top1" if settings.class_index is None else "fixed",
+        batch_rows=result.batch_rows, info=result.info)
+
+
+def result_files(result: ImageResult, stem: str, classifier: KerasClassifier,
+                 settings: AuditSettings, model: ModelIdentity) -> tuple[dict, dict[str, bytes]]:
+    """``(provenance, {file name: bytes})`` of one result: ``STEM.png``, ``.npy``, ``.json``."""
+    record = result_provenance(result, classifier, settings, model)
+    record["outputs"] = {"png": f"{stem}.png", "npy": f"{stem}.npy", "json": f"{stem}.json"}
+    return record, {
+        f"{stem}.png": overlay_png(result, settings),
+        f"{stem}.npy": npy_bytes(result.values),
+        f"{stem}.json": (json.dumps(record, indent=2, allow_nan=False,
+                                    default=_json_default) + "\n").encode(),
+    }
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _number(value: float) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.6g}"
+
+
+def summary_row(item: ImageResult | ImageFailure, stem: str = "") -> dict[str, str]:
+    """One ``summary.csv`` row (all strings)."""
+    if isinstance(item, ImageFailure):
+        return {"file": item.name, "stem": "", "status": "skipped", "reason": item.reason,
+                **{k: "" for k in SUMMARY_FIELDS[4:]}}
+    top = item.predictions[0]
+    return {"file": item.name, "stem": stem, "status": "ok", "reason": "",
+            "class_index": str(item.class_index),
+            "class_name": item.class_name,
+            "probability": _number(item.probability), "top1_index": str(top.index),
+            "top1_name": top.name, "top1_probability": _number(top.probability),
+            "border_share": _number(item.border_share), "score": _number(item.score),
+            "seconds": f"{item.seconds:.4f}", "image_sha256": item.image.digest}
+
+
+class SummaryWriter:
+    """Writes ``summary.csv`` row by row to a text stream (nothing is kept in memory)."""
+
+    def __init__(self, stream: io.TextIOBase):
+        self._writer = csv.DictWriter(stream, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+        self._stream = stream
+        self._writer.writeheader()
+
+    def write(self, row: dict[str, str]) -> None:
+        """Append one row and flush it."""
+        self._writer.writerow(row)
+        self._stream.flush()
+
+
+def summary_csv(rows: list[dict[str, str]]) -> bytes:
+    """A whole ``summary.csv`` from its rows, as UTF-8 bytes."""
+    stream = io.StringIO()
+    writer = SummaryWriter(stream)
+    for row in rows:
+        writer.write(row)
+    return stream.getvalue().encode("utf-8")
+
+
+FileSink = Callable[[str, bytes], None]
+"""Where output files go: ``sink(file name, bytes)``."""

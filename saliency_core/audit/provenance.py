@@ -1,0 +1,202 @@
+"""Provenance: everything needed to reproduce a map, as a JSON-ready dict.
+
+:func:`make_provenance` is shared by the command line, the Audit page and
+Explore's "Download provenance (JSON)" button. :func:`reproduce_values` runs the
+core again from a provenance record and returns the same raw attribution.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from saliency_core.audit.batch import ROW_METHODS, attribute_rows, method_parameters
+from saliency_core.audit.border import BORDER_BAND, border_share
+from saliency_core.methods import METHODS, Target
+from saliency_core.pipeline import Prediction, explain, to_display_map, top_k
+from saliency_core.tf_adapter import KerasClassifier
+
+FORMAT = "saliency-studio-provenance/1"
+_PACKAGES = ("numpy", "tensorflow", "keras", "pillow", "h5py", "streamlit")
+
+
+def library_versions() -> dict[str, str]:
+    """Python, the platform and the versions of the libraries that compute a map."""
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for package in _PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@functools.lru_cache(maxsize=32)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks and remembered per (path, mtime, size)."""
+    stat = Path(path).stat()
+    return _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def registered_weights_sha256(key: str, scope: str | None = None) -> str | None:
+    """SHA-256 of the weights file a registered model loads, or ``None`` if none is found.
+
+    The default model's is its PyTorch checkpoint's (the converted cache is made
+    from it), so it is the same on every machine and on the first start.
+    """
+    from saliency_core.models import registry
+
+    if key == registry.DEFAULT_MODEL_KEY:
+        return sha256_file(registry._lite0_checkpoint())  # noqa: SLF001 (the one checkpoint)
+    try:
+        source = registry.find_local_weights(registry.get_spec(key), scope)
+    except registry.WeightsUnavailableError:
+        return None
+    return None if source is None else sha256_file(source.path)
+
+
+def map_statistics(values: np.ndarray, saliency: np.ndarray) -> dict:
+    """Statistics of a raw attribution ``(h, w, C)`` and its display map ``(h, w)``."""
+    raw = np.asarray(values, dtype=np.float64)
+    shown = np.asarray(saliency, dtype=np.float64)
+    return {
+        "shape": list(np.shape(values)),
+        "dtype": str(np.asarray(values).dtype),
+        "raw_min": float(raw.min()), "raw_max": float(raw.max()),
+        "raw_mean": float(raw.mean()), "raw_std": float(raw.std()),
+        "raw_abs_sum": float(np.abs(raw).sum()),
+        "map_mean": float(shown.mean()),
+        "border_share": border_share(shown),
+        "border_band": BORDER_BAND,
+    }
+
+
+def npy_bytes(values: np.ndarray) -> bytes:
+    """The ``.npy`` file of ``values`` (as Explore's download)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(values))
+    return buffer.getvalue()
+
+
+def _prediction(p: Prediction) -> dict:
+    return {"index": p.index, "name": p.name, "probability": p.probability}
+
+
+def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: str | None,
+                    preprocessing: str, classifier: KerasClassifier, image_name: str,
+                    image_sha256: str, image_size: tuple[int, int], fit: str,
+                    probabilities: np.ndarray, target: Target, method: str, params: dict,
+                    values: np.ndarray, seconds: float, reduction: str = "max_abs",
+                    clip_percentile: float | None = 99.5, class_choice: str = "fixed",
+                    batch_rows: int = 1, info: dict | None = None) -> dict:
+    """The provenance record of one map: enough to reproduce it.
+
+    Args:
+        model_key: a registered key, ``"file"`` for a ``.keras`` file, or an own
+            model's key on the app.
+        model_file: the ``.keras`` file's name, if the model came from one.
+        weights_sha256: SHA-256 of the weights (or ``.keras``) file.
+        preprocessing: the preprocessing key (see
+            :mod:`saliency_core.models.preprocessing`).
+        classifier: the model (input size, class names, head).
+        image_name: the image's file name.
+        image_sha256: SHA-256 of the image file's bytes.
+        image_size: ``(width, height)`` of the image after EXIF rotation.
+        fit: ``"crop"`` or ``"squash"``.
+        probabilities: ``(K,)`` softmax probabilities of the image.
+        target: the explained class, contrast and score kind.
+        method, params: the method key and the parameters given (defaults are
+            filled in, so every parameter and seed is recorded).
+        values: ``(h, w, C)`` the raw attribution.
+        seconds: time taken for the map.
+        reduction, clip_percentile: how the display map was made.
+        class_choice: ``"top1"`` (each image's own top class) or ``"fixed"``.
+        batch_rows: images in the model call that computed the map.
+        info: method-specific facts.
+
+    Returns:
+        A JSON-serialisable dict.
+    """
+    names = classifier.class_names
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    saliency = to_display_map(values, reduction, clip_percentile)
+    full = method_parameters(method, params)
+    if "layer" in full and full["layer"] is None:
+        full["layer"] = classifier.default_cam_layer()
+    return {
+        "format": FORMAT,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "image": {"name": image_name, "sha256": image_sha256,
+                  "width": int(image_size[0]), "height": int(image_size[1])},
+        "model": {"key": model_key, "file": model_file, "weights_sha256": weights_sha256,
+                  "preprocessing": preprocessing,
+                  "input_size": [int(v) for v in classifier.input_size],
+                  "num_classes": classifier.num_classes, "head": classifier.head_note},
+        "fit": fit,
+        "target": {
+            "class_index": int(target.class_index), "class_name": names[target.class_index],
+            "probability": float(probabilities[target.class_index]),
+            "class_choice": class_choice, "contrast_index": target.contrast_index,
+            "contrast_name": (None if target.contrast_index is None
+                              else names[target.contrast_index]),
+            "score": target.score,
+        },
+        "top5": [_prediction(p) for p in top_k(probabilities, names, min(5, len(names)))],
+        "method": {"key": method, "label": METHODS[method].label,
+                   "citation": METHODS[method].citation, "params": full,
+                   "seed": full.get("seed"), "batch_rows": int(batch_rows)},
+        "versions": library_versions(),
+        "seconds": float(seconds),
+        "map": {**map_statistics(values, saliency), "reduction": reduction,
+                "clip_percentile": clip_percentile,
+                "npy_sha256": sha256_bytes(npy_bytes(values))},
+        "info": {k: (float(v) if isinstance(v, (int, float, np.floating)) else str(v))
+                 for k, v in (info or {}).items()},
+    }
+
+
+def reproduce_values(provenance: dict, classifier: KerasClassifier,
+                     model_input: np.ndarray) -> np.ndarray:
+    """Compute the raw attribution again from a provenance record.
+
+    Args:
+        provenance: a record from :func:`make_provenance`.
+        classifier: the model the record names (same weights and preprocessing).
+        model_input: ``(h, w, 3)`` the image fitted as the record says.
+
+    Returns:
+        ``(h, w, C)`` float32, equal to the recorded ``.npy``: a map computed in
+        a batch of ``n`` images is recomputed in a batch of ``n`` (copies of
+        this image), because the last float bits can depend on the batch size.
+    """
+    target_info, method_info = provenance["target"], provenance["method"]
+    target = Target(target_info["class_index"], target_info["contrast_index"],
+                    target_info["score"])
+    method, params = method_info["key"], dict(method_info["params"])
+    rows = int(method_info.get("batch_rows", 1))
+    if method in ROW_METHODS and rows > 1 and target.contrast_index is None:
+        batch = np.repeat(np.asarray(model_input, np.float32)[None], rows, axis=0)
+        return attribute_rows(classifier, method, params, batch,
+                              [target.class_index] * rows, target.score)[0][0]
+    return explain(classifier, model_input, target, method, params).attribution.values

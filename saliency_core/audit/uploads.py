@@ -1,0 +1,158 @@
+"""Many uploaded files, or ``.zip`` archives of them, checked before anything is read.
+
+Limits (per file as on Explore, and in total) bound memory. A zip's declared
+unpacked sizes and member count are checked from its central directory before
+any member is extracted, and a member is read with a hard cap on the bytes
+actually produced, so a zip that lies about its sizes cannot get past them.
+Members are only read into memory, never written to disk under their names.
+Folders inside a zip are fine; non-images are skipped and listed.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+"""Largest image file, as on Explore."""
+MAX_TOTAL_BYTES = 200 * 1024 * 1024
+"""Largest total of all images of one audit (uploaded, or unpacked from zips)."""
+MAX_FILES = 500
+"""Most images in one audit."""
+MAX_ZIP_MEMBERS = 2000
+"""Most entries (files and folders) in one zip."""
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Limits of one audit's uploads (defaults above)."""
+
+    max_file_bytes: int = MAX_FILE_BYTES
+    max_total_bytes: int = MAX_TOTAL_BYTES
+    max_files: int = MAX_FILES
+    max_zip_members: int = MAX_ZIP_MEMBERS
+
+
+@dataclass
+class CollectedFiles:
+    """The images found in the uploads, and what was left out.
+
+    Attributes:
+        images: ``(name, bytes)``, a zip member named ``archive.zip/folder/file.png``.
+        skipped: ``(name, reason)`` for files that are not images or over a limit.
+        refused: messages about whole uploads refused (e.g. a zip over the limits).
+    """
+
+    images: list[tuple[str, bytes]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of all kept images."""
+        return sum(len(data) for _, data in self.images)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an image suffix (hidden and macOS resource files excluded)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return (not base.startswith(".") and "__MACOSX/" not in name
+            and base.lower().endswith(IMAGE_SUFFIXES))
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.0f} MB"
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    """A member's bytes, stopping (ValueError) if it produces more than ``cap`` bytes."""
+    with archive.open(info) as handle:
+        data = handle.read(cap + 1)
+    if len(data) > cap:
+        raise ValueError("unpacks to more than its declared size")
+    return data
+
+
+def add_zip(collected: CollectedFiles, name: str, data: bytes,
+            limits: UploadLimits = UploadLimits()) -> None:
+    """Add the images of a zip archive to ``collected``, after checking its directory.
+
+    The member count and the declared unpacked sizes (each image, and all of
+    them with what is already collected) are checked before anything is
+    extracted; a refused zip adds nothing.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        collected.refused.append(f"{name} is not a readable .zip file.")
+        return
+    with archive:
+        if len(members) > limits.max_zip_members:
+            collected.refused.append(f"{name} has {len(members)} entries; a zip may have at "
+                                     f"most {limits.max_zip_members}.")
+            return
+        files = [m for m in members if not m.is_dir()]
+        images = [m for m in files if is_image_name(m.filename)]
+        declared = sum(m.file_size for m in images)
+        room = limits.max_total_bytes - collected.total_bytes
+        if declared > room:
+            collected.refused.append(
+                f"{name} unpacks to {_mb(declared)} of images; all images together may be at "
+                f"most {_mb(limits.max_total_bytes)}.")
+            return
+        if len(images) + len(collected.images) > limits.max_files:
+            collected.refused.append(
+                f"{name} holds {len(images)} images; an audit may have at most "
+                f"{limits.max_files} images.")
+            return
+        for member in files:
+            member_name = f"{name}/{member.filename}"
+            if not is_image_name(member.filename):
+                if "__MACOSX/" not in member.filename:
+                    collected.skipped.append((member_name, "not an image file"))
+                continue
+            if member.file_size > limits.max_file_bytes:
+                collected.skipped.append((member_name, f"larger than "
+                                                       f"{_mb(limits.max_file_bytes)}"))
+                continue
+            if member.flag_bits & 0x1:
+                collected.skipped.append((member_name, "encrypted"))
+                continue
+            try:
+                collected.images.append((member_name,
+                                         _read_member(archive, member, member.file_size)))
+            except (zipfile.BadZipFile, ValueError, OSError, NotImplementedError,
+                    EOFError) as exc:
+                collected.skipped.append((member_name, f"cannot be unpacked ({exc})"))
+
+
+def collect_uploads(files: list[tuple[str, bytes]],
+                    limits: UploadLimits = UploadLimits()) -> CollectedFiles:
+    """Images from uploaded files: images kept, zips opened, anything else skipped.
+
+    Args:
+        files: ``(file name, bytes)`` in upload order.
+
+    Returns:
+        The images (at most ``limits.max_files``, ``limits.max_total_bytes`` in
+        total, each at most ``limits.max_file_bytes``) and what was left out.
+    """
+    collected = CollectedFiles()
+    for name, data in files:
+        if name.lower().endswith(".zip"):
+            add_zip(collected, name, data, limits)
+        elif not is_image_name(name):
+            collected.skipped.append((name, "not an image file"))
+        elif len(data) > limits.max_file_bytes:
+            collected.skipped.append((name, f"larger than {_mb(limits.max_file_bytes)}"))
+        elif len(collected.images) >= limits.max_files:
+            collected.skipped.append((name, f"over the limit of {limits.max_files} images"))
+        elif collected.total_bytes + len(data) > limits.max_total_bytes:
+            collected.skipped.append((name, f"over the total of "
+                                            f"{_mb(limits.max_total_bytes)}"))
+        else:
+            collected.images.append((name, data))
+    return collected
