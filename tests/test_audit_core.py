@@ -1,0 +1,142 @@
+"""Audit core without a real model: border share, uploads and zips, progress bar, CLI parsing."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from saliency_core.audit.border import border_mask, border_share
+from saliency_core.audit.outputs import StemNamer
+from saliency_core.audit.progress import ProgressBar
+from saliency_core.audit.uploads import UploadLimits, collect_uploads
+
+
+@pytest.mark.parametrize("size", [10, 50, 100, 1000])
+def test_uniform_map_has_a_border_share_of_0_36(size):
+    # The inner square keeps (1 - 2 * 0.1)^2 = 0.64 of a uniform map's mass.
+    assert border_share(np.ones((size, size))) == pytest.approx(1 - 0.8 ** 2, abs=1e-12)
+
+
+def test_border_share_on_model_sized_maps_follows_the_rounded_band():
+    # 224 * 0.1 = 22.4 rounds to 22 pixels per side: 1 - (180 / 224)^2.
+    assert border_share(np.full((224, 224), 0.3)) == pytest.approx(1 - (180 / 224) ** 2)
+    assert border_share(np.ones((299, 299))) == pytest.approx(1 - (299 - 60) ** 2 / 299 ** 2)
+
+
+def test_border_share_of_concentrated_maps():
+    centre = np.zeros((100, 100))
+    centre[40:60, 40:60] = 1.0
+    assert border_share(centre) == 0.0
+    frame = np.zeros((100, 100))
+    frame[:10] = 1.0
+    assert border_share(frame) == 1.0
+    half = np.zeros((100, 100))
+    half[0, 0], half[50, 50] = 1.0, 1.0
+    assert border_share(half) == pytest.approx(0.5)
+    assert np.isnan(border_share(np.zeros((20, 20))))
+    assert border_share(-frame) == 1.0  # signed maps count their magnitude
+
+
+def test_border_mask_counts_one_tenth_per_side():
+    mask = border_mask((50, 80))
+    assert mask[:5].all() and mask[-5:].all() and mask[:, :8].all() and mask[:, -8:].all()
+    assert not mask[5:45, 8:72].any()
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_uploads_keep_images_open_nested_zips_and_list_non_images():
+    archive = _zip({"photos/": b"", "photos/a.png": b"A", "photos/deep/b.JPG": b"BB",
+                    "photos/notes.txt": b"hello", "__MACOSX/photos/._a.png": b"x"})
+    found = collect_uploads([("one.png", b"1"), ("readme.md", b"#"), ("set.zip", archive)])
+    assert [name for name, _ in found.images] == ["one.png", "set.zip/photos/a.png",
+                                                  "set.zip/photos/deep/b.JPG"]
+    assert found.images[2][1] == b"BB"
+    assert {name for name, _ in found.skipped} == {"readme.md", "set.zip/photos/notes.txt"}
+    assert not found.refused
+
+
+def test_zip_over_the_limits_is_refused_before_extraction():
+    limits = UploadLimits(max_file_bytes=100, max_total_bytes=1000, max_files=3,
+                          max_zip_members=5)
+    big = _zip({f"{i}.png": bytes(400) for i in range(3)})  # 1200 bytes declared
+    found = collect_uploads([("big.zip", big)], limits)
+    assert not found.images and "unpacks to" in found.refused[0]
+    many = _zip({f"{i}.png": b"x" for i in range(6)})
+    assert "entries" in collect_uploads([("many.zip", many)], limits).refused[0]
+    four = _zip({f"{i}.png": b"x" for i in range(4)})
+    assert "at most 3 images" in collect_uploads([("four.zip", four)], limits).refused[0]
+    assert "not a readable" in collect_uploads([("bad.zip", b"PK no zip")], limits).refused[0]
+    one = _zip({"huge.png": bytes(200), "ok.png": b"y"})
+    found = collect_uploads([("one.zip", one)], limits)
+    assert [n for n, _ in found.images] == ["one.zip/ok.png"]
+    assert found.skipped[0][0] == "one.zip/huge.png"
+
+
+def test_zip_that_lies_about_its_size_is_not_extracted_past_it():
+    data = bytearray(_zip({"a.png": bytes(1000)}))
+    # Shrink the declared size in the central directory to 10 bytes.
+    directory = data.rfind(b"PK\x01\x02")
+    data[directory + 24:directory + 28] = (10).to_bytes(4, "little")
+    found = collect_uploads([("liar.zip", bytes(data))])
+    assert not found.images and found.skipped and found.skipped[0][0] == "liar.zip/a.png"
+
+
+def test_single_uploads_respect_per_file_and_total_limits():
+    limits = UploadLimits(max_file_bytes=10, max_total_bytes=15, max_files=5)
+    found = collect_uploads([("a.png", bytes(11)), ("b.png", bytes(8)), ("c.png", bytes(8))],
+                            limits)
+    assert [n for n, _ in found.images] == ["b.png"]
+    assert [n for n, _ in found.skipped] == ["a.png", "c.png"]
+
+
+def test_stems_are_safe_and_unique():
+    stem = StemNamer()
+    assert stem("cat.png") == "cat"
+    assert stem("a/b/cat.jpg") == "cat_2"
+    assert stem("../../etc/pass wd.png") == "pass_wd"
+    assert stem("summary.png") == "summary_2"  # never overwrites summary.csv
+    assert stem(".png") == "png"
+
+
+def test_progress_bar_draws_in_place_and_keeps_messages_above_it():
+    stream = io.StringIO()
+    bar = ProgressBar(4, stream=stream, force=True, width=8)
+    bar.advance()
+    bar.message("skipped x.png: broken")
+    bar.advance(3)
+    bar.close()
+    text = stream.getvalue()
+    assert "[##......] 1/4" in text and "[########] 4/4" in text
+    assert "skipped x.png: broken\n" in text and text.endswith("\n")
+    quiet = io.StringIO()
+    ProgressBar(3, stream=quiet).advance()  # not a terminal: no bar
+    assert quiet.getvalue() == ""
+
+
+def test_cli_arguments_are_parsed_and_checked():
+    from saliency_core.__main__ import UsageError, parse_params, resolve_class
+    from saliency_core.labels import load_imagenet_labels
+
+    assert parse_params("smoothgrad", ["samples=10", "seed=3", "noise=0.2"]) == {
+        "samples": 10, "seed": 3, "noise": 0.2}
+    for bad in (["samples=ten"], ["nope=1"], ["samples"], ["aggregate=median"]):
+        with pytest.raises(UsageError):
+            parse_params("smoothgrad", bad)
+    names = load_imagenet_labels()
+    assert resolve_class("281", names) == 281
+    assert resolve_class("Tabby", names) == 281
+    assert resolve_class("tabby cat", names) == 281
+    with pytest.raises(UsageError, match="outside"):
+        resolve_class("1000", names)
+    with pytest.raises(UsageError, match="close: golden retriever"):
+        resolve_class("golden", names)
