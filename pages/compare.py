@@ -90,7 +90,8 @@ with grid:
         make_comparison_figure(prepared.view, maps, [METHODS[m].label for m in methods],
                                [shorten_label(names[c]) for c in classes], notes, cmap,
                                signed=reduction == "signed",
-                               legend=make_legend(reduction == "signed")),
+                               legend=make_legend(reduction == "signed"),
+                               fade=settings.get("fade")),
         width="stretch", config=CONFIG, key="compare_chart")
     st.caption("Each cell shows the time it took to compute, or \"from cache\" when it was "
                "computed before.")

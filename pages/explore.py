@@ -211,7 +211,7 @@ with result:
     st.markdown(f"**{METHODS[method].label}** for {target_text} · "
                 f"{layout.escape_markdown(model_name)}")
     figure_slot = st.container()
-    col_cmap, col_red, col_clip = st.columns(3)
+    col_cmap, col_red, col_clip, col_fade = st.columns([3, 3, 3, 2])
     signed_contrast = contrast_index is not None
     with col_cmap:
         if signed_contrast:
@@ -238,6 +238,11 @@ with result:
                              help="Values above this percentile are shown at full strength, "
                                   "so a few extreme pixels do not wash out the rest. 100 "
                                   "turns clipping off.")
+    with col_fade:
+        fade = settings.bind("fade", st.toggle, label="Fade weak values",
+                             help="Weak values let the photo show through, so the strong ones "
+                                  "stand out; off, the whole map is laid over the photo at the "
+                                  "chosen opacity (the blog's look).")
     signed = reduction == "signed"
     request = caching.MapRequest(image.digest, model_key, token, fit, method,
                                  tuple(sorted(params.items())), class_index, contrast_index,
@@ -256,7 +261,7 @@ with result:
         overlay_tab, side_tab = st.tabs(["Overlay", "Side by side"])
         with overlay_tab:
             st.plotly_chart(make_overlay_figure(view, saliency, cmap, opacity, legend=legend,
-                                                raw=raw),
+                                                raw=raw, fade=fade),
                             width="stretch", config=CONFIG, key="overlay_chart")
         with side_tab:
             st.plotly_chart(make_side_by_side_figure(view, saliency, cmap, legend=legend,
@@ -301,12 +306,12 @@ with result:
     caption = (f"{model_name} · {METHODS[method].label} · {class_label} (class {class_index})"
                + (f" − {contrast_label} (class {contrast_index})" if signed_contrast else "")
                + f" · {chosen.name}")
-    png_key = (request, reduction, clip_at, cmap, opacity)
+    png_key = (request, reduction, clip_at, cmap, opacity, fade)
     col_png, col_npy = st.columns(2)
     col_png.download_button(
         "Download overlay (PNG)",
         data=lambda: _download_bytes("png", png_key, lambda: render_overlay_png(
-            view, saliency, cmap, opacity, legend, caption)),
+            view, saliency, cmap, opacity, legend, caption, fade)),
         file_name=f"{stem}.png", mime="image/png", icon=":material/image:",
         key="download_png", on_click="ignore",
         help="The overlay at the current opacity, with its colour bar and a caption line.")

@@ -61,6 +61,18 @@ def _colorscale(colormap: str, signed: bool) -> str:
     return COLORMAPS[colormap]
 
 
+def _fading_colorscale(colormap: str, signed: bool, steps: int = 21) -> list:
+    """The colour scale with an alpha ramp (:func:`fade_weights`), for the heat map."""
+    positions = np.linspace(0.0, 1.0, steps)
+    colors = sample_colorscale(_colorscale(colormap, signed), list(positions), colortype="tuple")
+    scale = []
+    for t, (r, g, b) in zip(positions, colors, strict=True):
+        alpha = abs(2 * t - 1) if signed else t
+        scale.append([float(t), f"rgba({round(255 * r)},{round(255 * g)},{round(255 * b)},"
+                                f"{alpha:.3f})"])
+    return scale
+
+
 def colormap_lut(colormap: str, signed: bool = False, size: int = 256) -> np.ndarray:
     """A ``(size, 3)`` uint8 lookup table for a colour map."""
     colors = sample_colorscale(_colorscale(colormap, signed), np.linspace(0, 1, size),
@@ -76,14 +88,24 @@ def colorize(saliency: np.ndarray, colormap: str = "viridis", signed: bool = Fal
     return colormap_lut(colormap, signed)[index]
 
 
+def fade_weights(saliency: np.ndarray, signed: bool = False) -> np.ndarray:
+    """Per-pixel weight of the map when weak values fade: ``m`` in ``[0, 1]``, or ``|m|``
+    for a signed map in ``[-1, 1]``; the photo shows through where the map is low."""
+    m = np.asarray(saliency, dtype=np.float32)
+    return np.clip(np.abs(m) if signed else m, 0.0, 1.0)
+
+
 def blend_overlay(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
-                  opacity: float = 0.5, signed: bool = False) -> np.ndarray:
+                  opacity: float = 0.5, signed: bool = False, fade: bool = False) -> np.ndarray:
     """Alpha-blend a coloured map over the image, as the overlay figure shows it.
 
     Args:
         view: ``(H, W, 3)`` uint8 image.
         saliency: ``(h, w)`` map; resized bilinearly to ``(H, W)``.
         opacity: weight of the map, 0 (image only) to 1 (map only).
+        signed: the map is in ``[-1, 1]`` (diverging colours).
+        fade: weight each pixel by its map value too (:func:`fade_weights`), so weak
+            values let the photo through.
 
     Returns:
         ``(H, W, 3)`` uint8.
@@ -92,7 +114,8 @@ def blend_overlay(view: np.ndarray, saliency: np.ndarray, colormap: str = "virid
         raise ValueError("opacity must be in [0, 1]")
     resized = resize_map(saliency, view.shape[:2])
     heat = colorize(resized, colormap, signed).astype(np.float32)
-    out = (1.0 - opacity) * view.astype(np.float32) + opacity * heat
+    alpha = opacity * (fade_weights(resized, signed)[..., None] if fade else 1.0)
+    out = (1.0 - alpha) * view.astype(np.float32) + alpha * heat
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -161,7 +184,7 @@ def _colorbar(legend: MapLegend | None) -> dict:
 def _heatmap_trace(view_shape: Sequence[int], saliency: np.ndarray, colormap: str,
                    opacity: float, signed: bool, show_colorbar: bool = True,
                    legend: MapLegend | None = None, raw: np.ndarray | None = None,
-                   model_grid: bool = False) -> go.Heatmap:
+                   model_grid: bool = False, fade: bool = False) -> go.Heatmap:
     """The map as a heat map; over the view's pixels, or (``model_grid``) on the
     map's own pixel grid with the view scaled to it."""
     rows, cols = saliency.shape
@@ -180,7 +203,8 @@ def _heatmap_trace(view_shape: Sequence[int], saliency: np.ndarray, colormap: st
         hover += "<br>raw attribution %{customdata:.4g}"
     return go.Heatmap(
         z=np.round(np.asarray(saliency, dtype=np.float32), 3), **placement,
-        colorscale=_colorscale(colormap, signed),
+        colorscale=(_fading_colorscale(colormap, signed) if fade
+                    else _colorscale(colormap, signed)),
         zmin=-1.0 if signed else 0.0, zmax=1.0,
         opacity=opacity, zsmooth="best", name="saliency",
         showscale=show_colorbar, colorbar=_colorbar(legend),
@@ -197,7 +221,7 @@ def _image_axes(fig: go.Figure, **kwargs) -> None:
 def make_overlay_figure(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
                         opacity: float = 0.5, signed: bool = False,
                         title: str | None = None, legend: MapLegend | None = None,
-                        raw: np.ndarray | None = None) -> go.Figure:
+                        raw: np.ndarray | None = None, fade: bool = False) -> go.Figure:
     """The image with the saliency map on top and a client-side opacity slider.
 
     The axes count the model-input pixels of the map ``(h, w)``; the image
@@ -216,6 +240,8 @@ def make_overlay_figure(view: np.ndarray, saliency: np.ndarray, colormap: str = 
         title: optional figure title.
         legend: the colour bar's title and end labels (default: plain "saliency").
         raw: ``(h, w)`` raw attribution (after channel reduction), for hover.
+        fade: weak values fade out, so the photo shows through (see
+            :func:`fade_weights`); the slider still sets the overall opacity.
     """
     if legend is not None:
         signed = legend.signed
@@ -223,7 +249,7 @@ def make_overlay_figure(view: np.ndarray, saliency: np.ndarray, colormap: str = 
     fig = go.Figure([
         _image_trace(view, extent=saliency.shape),
         _heatmap_trace(view.shape, saliency, colormap, OPACITY_STEPS[active], signed,
-                       legend=legend, raw=raw, model_grid=True)])
+                       legend=legend, raw=raw, model_grid=True, fade=fade)])
     fig.update_layout(
         title=title,
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
@@ -293,7 +319,7 @@ def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]
                            row_labels: Sequence[str], column_labels: Sequence[str],
                            cell_notes: Sequence[Sequence[str]], colormap: str = "viridis",
                            opacity: float = 0.6, signed: bool = False,
-                           legend: MapLegend | None = None) -> go.Figure:
+                           legend: MapLegend | None = None, fade: bool = False) -> go.Figure:
     """A grid of overlays: one row per method, one column per class.
 
     Args:
@@ -303,6 +329,7 @@ def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]
         row_labels, column_labels: method and class names.
         cell_notes: a short note per cell (e.g. the time it took).
         legend: the colour bar's title and end labels.
+        fade: weak values fade out over the photo.
     """
     rows, cols = len(row_labels), len(column_labels)
     titles = [f"{escape_plotly(column_labels[c])}<br><sup>{escape_plotly(cell_notes[r][c])}</sup>"
@@ -313,7 +340,7 @@ def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]
         for c in range(cols):
             fig.add_trace(_image_trace(view), row=r + 1, col=c + 1)
             heat = _heatmap_trace(view.shape, maps[r][c], colormap, opacity, signed,
-                                  show_colorbar=(r == 0 and c == 0), legend=legend)
+                                  show_colorbar=(r == 0 and c == 0), legend=legend, fade=fade)
             fig.add_trace(heat, row=r + 1, col=c + 1)
         fig.update_yaxes(title_text=escape_plotly(row_labels[r]), row=r + 1, col=1)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")
@@ -345,7 +372,7 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
 
 def render_overlay_png(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
                        opacity: float = 0.5, legend: MapLegend | None = None,
-                       caption: str = "") -> bytes:
+                       caption: str = "", fade: bool = False) -> bytes:
     """The overlay as a self-describing PNG: image, colour bar and a caption line.
 
     Args:
@@ -355,13 +382,14 @@ def render_overlay_png(view: np.ndarray, saliency: np.ndarray, colormap: str = "
         opacity: the map's weight in the blend, 0 to 1.
         legend: the colour bar's title and end labels.
         caption: one line under the image (e.g. model, class, method).
+        fade: weak values fade out, as in the overlay figure.
 
     Returns:
         PNG bytes of a ``(H + caption, W + colour bar)`` RGB image; the image
         part equals :func:`blend_overlay`.
     """
     legend = legend or make_legend()
-    overlay = blend_overlay(view, saliency, colormap, opacity, legend.signed)
+    overlay = blend_overlay(view, saliency, colormap, opacity, legend.signed, fade)
     height, width = overlay.shape[:2]
     size = max(11, min(16, width // 30))
     font = _font(size)

@@ -382,7 +382,7 @@ def assert_settings_kept(page) -> None:
     assert "30" in samples.inner_text()
     heat = overlay_heatmap(page)
     assert heat["opacity"] == pytest.approx(0.7)
-    assert "#00224e" in heat["colorscale"].lower()  # Cividis's darkest blue
+    assert "rgba(0,34,78," in heat["colorscale"].lower()  # Cividis's darkest blue, faded
     for name, value in (("method", "smoothgrad"), ("smoothgrad.samples", "30"),
                         ("cmap", "cividis"), ("opacity", "0.7")):
         wait_for_url_param(page, name, value)

@@ -105,3 +105,20 @@ def test_crop_preview_dims_what_the_model_does_not_see():
     assert preview[50, 50].tolist() != [200, 200, 200]  # the frame
     whole = make_crop_preview(photo, (0, 0, 200, 100))
     assert np.array_equal(whole, photo)  # squash: nothing cut, no frame
+
+
+def test_fading_lets_the_photo_through_where_the_map_is_weak():
+    view = np.full((4, 4, 3), 100, np.uint8)
+    saliency = np.zeros((4, 4), np.float32)
+    saliency[:, 2:] = 1.0
+    faded = blend_overlay(view, saliency, "greys", 0.8, fade=True)
+    plain = blend_overlay(view, saliency, "greys", 0.8)
+    assert (faded[:, 0] == 100).all()  # map value 0: the photo, untouched
+    assert (plain[:, 0] != 100).all()  # without fading, the map's colour covers it
+    assert np.array_equal(faded[:, 3], plain[:, 3])  # full strength where the map is 1
+    signed = blend_overlay(view, np.full((4, 4), -1.0, np.float32), opacity=0.5, signed=True,
+                           fade=True)
+    assert (signed != 100).all()  # strong negative evidence shows too
+    fig = make_overlay_figure(view, saliency, "viridis", 0.5, fade=True)
+    scale = next(t for t in fig.data if t.type == "heatmap").colorscale
+    assert scale[0][1].endswith(",0.000)") and scale[-1][1].endswith(",1.000)")

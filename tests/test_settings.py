@@ -20,14 +20,14 @@ def test_a_full_link_round_trips():
     query = {"model": "efficientnet_lite0", "sample": "coffee", "class": "968",
              "method": "smoothgrad", "smoothgrad.samples": "30", "smoothgrad.noise": "0.2",
              "cmap": "cividis", "opacity": "0.7", "clip": "97.5", "reduction": "l2",
-             "score": "probability", "fit": "squash", "contrast": "967"}
+             "score": "probability", "fit": "squash", "contrast": "967", "fade": "0"}
     values, notices = settings.read_query(query)
     assert notices == []
     assert values == {"model": "efficientnet_lite0", "sample": "coffee", "class": 968,
                       "method": "smoothgrad", "smoothgrad.samples": 30,
                       "smoothgrad.noise": 0.2, "cmap": "cividis", "opacity": 0.7,
                       "clip": 97.5, "reduction": "l2", "score": "probability",
-                      "fit": "squash", "contrast": 967}
+                      "fit": "squash", "contrast": 967, "fade": False}
 
 
 @pytest.mark.parametrize("name, raw", [("class", "²"), ("class", "9" * 4301), ("class", "-1"),

@@ -86,6 +86,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("contrast", None, parse_index),  # None: no contrast; else the class S_b
     Setting("cmap", "viridis", _choice(COLORMAPS)),
     Setting("opacity", 0.5, lambda raw: parse_decimal(raw, 0.0, 1.0)),
+    Setting("fade", True, _bool),  # weak values fade, so the photo shows through
     Setting("clip", 99.5, lambda raw: parse_decimal(raw, 90.0, 100.0)),
     Setting("reduction", "max_abs", _choice(REDUCTIONS)),
 )}
@@ -288,7 +289,7 @@ def url_values(method: str, share_sample: bool, photo_digest: str | None) -> dic
         value = prefs.get(name)
         if not setting.in_url or value is None or (name == "sample" and not share_sample):
             continue
-        wanted[name] = str(value)
+        wanted[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
     if not share_sample and photo_digest:
         wanted["photo"] = photo_digest[:12]
     for param in METHODS[method].params:
