@@ -211,7 +211,7 @@ with result:
     st.markdown(f"**{METHODS[method].label}** for {target_text} · "
                 f"{layout.escape_markdown(model_name)}")
     figure_slot = st.container()
-    col_cmap, col_red, col_clip, col_fade = st.columns([3, 3, 3, 2])
+    col_cmap, col_red, col_clip = st.columns(3)
     signed_contrast = contrast_index is not None
     with col_cmap:
         if signed_contrast:
@@ -238,7 +238,7 @@ with result:
                              help="Values above this percentile are shown at full strength, "
                                   "so a few extreme pixels do not wash out the rest. 100 "
                                   "turns clipping off.")
-    with col_fade:
+    with st.container():
         fade = settings.bind("fade", st.toggle, label="Fade weak values",
                              help="Weak values let the photo show through, so the strong ones "
                                   "stand out; off, the whole map is laid over the photo at the "

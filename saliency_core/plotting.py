@@ -67,7 +67,7 @@ def _fading_colorscale(colormap: str, signed: bool, steps: int = 21) -> list:
     colors = sample_colorscale(_colorscale(colormap, signed), list(positions), colortype="tuple")
     scale = []
     for t, (r, g, b) in zip(positions, colors, strict=True):
-        alpha = abs(2 * t - 1) if signed else t
+        alpha = float(fade_weights(np.float32(2 * t - 1 if signed else t), signed))
         scale.append([float(t), f"rgba({round(255 * r)},{round(255 * g)},{round(255 * b)},"
                                 f"{alpha:.3f})"])
     return scale
@@ -89,10 +89,14 @@ def colorize(saliency: np.ndarray, colormap: str = "viridis", signed: bool = Fal
 
 
 def fade_weights(saliency: np.ndarray, signed: bool = False) -> np.ndarray:
-    """Per-pixel weight of the map when weak values fade: ``m`` in ``[0, 1]``, or ``|m|``
-    for a signed map in ``[-1, 1]``; the photo shows through where the map is low."""
+    """Per-pixel weight of the map when weak values fade: ``sqrt(m)`` for ``m`` in
+    ``[0, 1]``, ``sqrt(|m|)`` for a signed map in ``[-1, 1]``.
+
+    The photo shows through where the map is low; the square root keeps a faint
+    tint on mid values, since gradient maps are mostly low and speckled.
+    """
     m = np.asarray(saliency, dtype=np.float32)
-    return np.clip(np.abs(m) if signed else m, 0.0, 1.0)
+    return np.sqrt(np.clip(np.abs(m) if signed else m, 0.0, 1.0))
 
 
 def blend_overlay(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
