@@ -80,6 +80,7 @@ def map_statistics(values: np.ndarray, saliency: np.ndarray) -> dict:
     """Statistics of a raw attribution ``(h, w, C)`` and its display map ``(h, w)``."""
     raw = np.asarray(values, dtype=np.float64)
     shown = np.asarray(saliency, dtype=np.float64)
+    share = border_share(shown)
     return {
         "shape": list(np.shape(values)),
         "dtype": str(np.asarray(values).dtype),
@@ -87,7 +88,7 @@ def map_statistics(values: np.ndarray, saliency: np.ndarray) -> dict:
         "raw_mean": float(raw.mean()), "raw_std": float(raw.std()),
         "raw_abs_sum": float(np.abs(raw).sum()),
         "map_mean": float(shown.mean()),
-        "border_share": border_share(shown),
+        "border_share": None if np.isnan(share) else share,  # None: an all-zero map
         "border_band": BORDER_BAND,
     }
 

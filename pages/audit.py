@@ -1,0 +1,177 @@
+"""Audit: many images through one model and method, as a sortable gallery with exports."""
+
+import math
+
+import streamlit as st
+
+from pages.lib import audit_gallery, layout, own_models, settings
+from saliency_core.audit.batch import AuditSettings
+from saliency_core.audit.border import BORDER_BAND
+from saliency_core.audit.uploads import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
+from saliency_core.imaging import FIT_MODES
+from saliency_core.labels import shorten_label
+from saliency_core.methods import METHODS
+
+COLUMNS = 4
+CLASS_MODES = {"top1": "Each image's top-1 class", "fixed": "One class for all images"}
+SORTS = {
+    "order": "Upload order",
+    "border": "Border share, highest first",
+    "confidence_low": "Confidence, lowest first",
+    "confidence_high": "Confidence, highest first",
+    "class": "Predicted class",
+}
+FIT_LABELS = {"crop": "Centre crop", "squash": "Squash"}
+
+
+def render_params(method: str, classifier) -> dict:
+    """Controls for ``method``'s parameters (shared with Explore through the settings)."""
+    values = {}
+    for param in METHODS[method].params:
+        name = settings.param_setting_name(method, param.name)
+        if param.name == "layer":
+            values["layer"] = settings.bind(
+                name, st.selectbox, options=classifier.spatial_layer_names(),
+                default=classifier.default_cam_layer(), label="Layer to explain",
+                format_func=classifier.describe_layer)
+        elif param.options:
+            values[param.name] = settings.bind(
+                name, st.selectbox, options=list(param.options), label=param.label,
+                format_func=lambda v, p=param: p.labels.get(v, v), help=param.help)
+        else:
+            kind = int if isinstance(param.default, int) else float
+            values[param.name] = settings.bind(
+                name, st.slider, label=param.label, help=param.help,
+                min_value=kind(param.minimum), max_value=kind(param.maximum),
+                step=kind(param.step))
+    return values
+
+
+def _sorted(records, how: str):
+    if how == "border":
+        return sorted(records, key=lambda r: -r.border_share if not math.isnan(
+            r.border_share) else math.inf)
+    if how == "confidence_low":
+        return sorted(records, key=lambda r: r.probability)
+    if how == "confidence_high":
+        return sorted(records, key=lambda r: -r.probability)
+    if how == "class":
+        return sorted(records, key=lambda r: (r.top1_name, -r.probability))
+    return list(records)
+
+
+layout.page_setup()
+st.title("Audit")
+st.caption("Run many images through one model and method, then scan the maps for shortcuts: "
+           "a model that looks at the background, a watermark or the frame.")
+
+model_key = settings.get("model")
+classifier, token = own_models.classifier_for(model_key)
+if classifier is None:
+    st.stop()
+names = classifier.class_names
+
+controls, gallery = st.columns([1, 3], gap="large")
+with controls:
+    st.subheader("1 · Images")
+    uploaded = st.file_uploader(
+        "Images, or .zip files of them", accept_multiple_files=True, key="audit_upload",
+        help=f"JPEG, PNG, WebP, BMP, GIF or TIFF, each up to {MAX_FILE_BYTES // 2**20} MB; "
+             f"at most {MAX_FILES} images and {MAX_TOTAL_BYTES // 2**20} MB in all. Folders "
+             "inside a .zip are fine; other files are skipped and listed.")
+    files, found = audit_gallery.collect_files(uploaded)
+    for message in found.refused:
+        st.error(layout.escape_markdown(message), icon=":material/error:")
+
+    st.subheader("2 · Class")
+    mode = settings.bind("audit_class_mode", st.radio, options=list(CLASS_MODES),
+                         default="top1", label="Class to explain",
+                         format_func=CLASS_MODES.get)
+    fixed = None
+    if mode == "fixed":
+        fixed = settings.bind("audit_class", st.selectbox, options=list(range(len(names))),
+                              default=0, label="Class",
+                              format_func=lambda i: f"{shorten_label(names[i])} (#{i})")
+    fit = settings.bind("fit", st.radio, options=list(FIT_MODES), label="What the model sees",
+                        format_func=FIT_LABELS.get, horizontal=True)
+
+    st.subheader("3 · Method")
+    method = settings.bind("method", st.selectbox, options=list(METHODS), label="Method",
+                           format_func=lambda k: METHODS[k].label)
+    st.caption(METHODS[method].description)
+    params = render_params(method, classifier)
+
+audit = AuditSettings(method=method, params=tuple(sorted(params.items())), class_index=fixed,
+                      fit=fit, batch_size=16)
+
+with gallery:
+    if not files:
+        st.info("Upload images (several at once) or a .zip of them to begin.")
+        if found.skipped:
+            with st.expander(f"Skipped {len(found.skipped)} files"):
+                st.markdown("\n".join(f"- {layout.escape_markdown(n)}: "
+                                      f"{layout.escape_markdown(r)}" for n, r in found.skipped))
+        st.stop()
+    records = audit_gallery.run_audit(files, classifier, model_key, token, audit)
+    good = [r for r in records if not r.reason]
+    skipped = found.skipped + [(r.name, r.reason) for r in records if r.reason]
+    st.markdown(f"**{len(good)} images explained** with {METHODS[method].label}"
+                + (f" · {len(skipped)} skipped" if skipped else ""))
+    if skipped:
+        with st.expander(f"Skipped {len(skipped)} files"):
+            st.markdown("\n".join(f"- {layout.escape_markdown(n)}: {layout.escape_markdown(r)}"
+                                  for n, r in skipped))
+
+    col_sort, col_conf, col_border, col_class = st.columns([2, 2, 2, 3])
+    with col_sort:
+        how = settings.bind("audit_sort", st.selectbox, options=list(SORTS), default="order",
+                            label="Sort by", format_func=SORTS.get)
+    with col_conf:
+        min_conf = st.slider("Confidence at least", 0.0, 1.0, 0.0, 0.05, key="audit_min_conf")
+    with col_border:
+        min_border = st.slider("Border share at least", 0.0, 1.0, 0.0, 0.05,
+                               key="audit_min_border",
+                               help=f"Share of the map's mass in the outer {BORDER_BAND:.0%} "
+                                    "band. A uniform map has 0.36; much more can mean the "
+                                    "model looks at the frame.")
+    with col_class:
+        present = sorted({r.top1_name for r in good})
+        chosen_classes = st.multiselect("Predicted class", present, key="audit_classes",
+                                        format_func=shorten_label, placeholder="All classes")
+    shown = [r for r in _sorted(good, how)
+             if r.probability >= min_conf
+             and (math.isnan(r.border_share) or r.border_share >= min_border)
+             and (not chosen_classes or r.top1_name in chosen_classes)]
+    st.caption(f"Showing {len(shown)} of {len(good)}. The border share is the share of the "
+               f"map in the outer {BORDER_BAND:.0%} band: about 0.36 for a uniform map. A high "
+               "value is a hint to look, not proof of a shortcut.")
+
+    data_by_digest = {digest: (name, data) for name, data, digest in files}
+    for start in range(0, len(shown), COLUMNS):
+        for place, (column, record) in enumerate(zip(
+                st.columns(COLUMNS), shown[start:start + COLUMNS], strict=False), start=start):
+            with column, st.container(border=True, key=f"card_{place}"):
+                st.image(record.thumbnail, width="stretch")
+                st.markdown(f"**{layout.escape_markdown(shorten_label(record.class_name))}** "
+                            f"· {100 * record.probability:.1f}%  \n"
+                            f"Border share {record.border_share:.2f}  \n"
+                            f"{layout.escape_markdown(record.name)}")
+                if st.button("Open in Explore", key=f"open_{place}_{record.digest[:12]}",
+                             icon=":material/visibility:"):
+                    name, data = data_by_digest[record.digest]
+                    audit_gallery.open_in_explore(name, data, record.digest,
+                                                  record.class_index, audit)
+
+    st.subheader("Export")
+    col_csv, col_zip = st.columns(2)
+    col_csv.download_button("Summary (CSV)", data=audit_gallery.summary_bytes(records),
+                            file_name="summary.csv", mime="text/csv",
+                            icon=":material/table:", key="audit_csv", on_click="ignore")
+    identity = audit_gallery.model_identity(model_key)
+    col_zip.download_button(
+        "Overlays, raw maps and provenance (ZIP)",
+        data=lambda: audit_gallery.export_zip(files, classifier, audit, identity),
+        file_name="audit.zip", mime="application/zip", icon=":material/folder_zip:",
+        key="audit_zip", on_click="ignore",
+        help="The files the command line writes: STEM.png, STEM.npy and STEM.json per image, "
+             "and summary.csv. The maps are computed again when you download.")

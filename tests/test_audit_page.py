@@ -1,0 +1,101 @@
+"""The Audit page in AppTest: uploads, a zip with a nested folder, gallery, Explore hand-off."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from saliency_core.samples import read_sample
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 240
+
+
+@pytest.fixture(autouse=True)
+def _navigation_mode(monkeypatch):
+    """Run reruns through app.py's st.navigation, as the live server does (see test_app.py)."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def audit_app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/audit.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def cards(at) -> list[str]:
+    return [m.value.replace("\\", "") for m in at.markdown if "Border share" in m.value]
+
+
+def test_three_uploads_make_three_cards_sorted_and_filtered():
+    at = audit_app()
+    at.file_uploader(key="audit_upload").set_value([
+        ("cat.png", read_sample("chelsea"), "image/png"),
+        ("cup.png", read_sample("coffee"), "image/png"),
+        ("rocket.jpg", read_sample("rocket"), "image/jpeg")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = cards(at)
+    assert len(shown) == 3 and "cat.png" in shown[0] and "rocket.jpg" in shown[2]
+    assert any("3 images explained" in m.value for m in at.markdown)
+    shares = [float(s.split("Border share ")[1].split()[0]) for s in shown]
+    at.selectbox(key="w_audit_sort").set_value("border").run()
+    again = [float(s.split("Border share ")[1].split()[0]) for s in cards(at)]
+    assert again == sorted(shares, reverse=True)
+    at.slider(key="audit_min_conf").set_value(0.9).run()
+    assert [("cup.png" in s) for s in cards(at)] == [True]  # espresso at 94%
+    assert len(at.get("download_button")) == 2  # CSV and ZIP
+
+
+def test_zip_with_a_nested_folder_and_a_non_image_then_open_in_explore():
+    rng = np.random.default_rng(1)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("set/a.png", read_sample("chelsea"))
+        archive.writestr("set/deeper/b.png", png_bytes(
+            rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)))
+        archive.writestr("set/notes.txt", b"not an image")
+    at = audit_app()
+    at.radio(key="w_audit_class_mode").set_value("fixed").run()
+    at.selectbox(key="w_audit_class").set_value(281)
+    at.selectbox(key="w_method").set_value("gradient_x_input").run()
+    at.file_uploader(key="audit_upload").set_value([
+        ("photos.zip", buffer.getvalue(), "application/zip"),
+        ("broken.png", b"\x89PNG broken", "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = cards(at)
+    assert len(shown) == 2
+    assert "photos.zip/set/deeper/b.png" in shown[1].replace("\\", "")
+    skipped = " ".join(m.value for m in at.markdown).replace("\\", "")
+    assert "photos.zip/set/notes.txt: not an image file" in skipped
+    assert "broken.png: " in skipped and "2 skipped" in skipped
+    assert "tabby" in shown[0]  # the fixed class, not the top-1 (Egyptian cat)
+    # the cat's card opens Explore on that photo with the same class and method
+    next(b for b in at.button if b.key.startswith("open_0_")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["last_upload"][0] == "a.png"
+    assert at.session_state["prefs"]["source"] == "Upload"
+    headline = next(m.value for m in at.markdown if "for **" in m.value)
+    assert "Gradient × Input" in headline and "(class 281)" in headline, headline
+    assert any("Using your earlier file, a.png" in c.value.replace("\\", "")
+               for c in at.caption)
