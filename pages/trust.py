@@ -1,0 +1,237 @@
+"""Trust: sanity checks and faithfulness tests for the map the Explore page shows."""
+
+import dataclasses
+
+import numpy as np
+import streamlit as st
+
+from pages.lib import caching, image_choice, layout, own_models, settings, trust_checks
+from saliency_core.labels import shorten_label
+from saliency_core.methods import METHODS, Target
+from saliency_core.plotting import COLORMAPS
+from saliency_core.trust import (
+    NECESSARY_NOT_SUFFICIENT,
+    check_edges,
+    check_random_classes,
+    compare_methods,
+    make_method_explainer,
+    make_step_image,
+    run_faithfulness,
+    run_randomization,
+)
+from saliency_core.trust.figures import (
+    make_curves_figure,
+    make_edge_figure,
+    make_method_auc_figure,
+    make_random_class_figure,
+    make_randomization_figure,
+)
+from saliency_core.trust.similarity import to_abs_map
+
+CONFIG = {"displaylogo": False, "displayModeBar": False, "scrollZoom": False}
+MODE_LABELS = {"cascading": "Cascading: from the output down, blocks stay random",
+               "independent": "Independent: one block at a time"}
+PAPERS = ("Adebayo et al. 2018, *Sanity Checks for Saliency Maps*, "
+          "[arXiv:1810.03292](https://arxiv.org/abs/1810.03292); Petsiuk et al. 2018, *RISE*, "
+          "[arXiv:1806.07421](https://arxiv.org/abs/1806.07421)")
+
+
+def show_verdict(verdict) -> None:
+    """A verdict in plain words, green when it passes, red when it fails."""
+    text = verdict.text[0].upper() + verdict.text[1:] + "."
+    if verdict.passed:
+        st.success(text, icon=":material/check_circle:")
+    else:
+        st.error(text, icon=":material/cancel:")
+
+
+def method_params(method: str, classifier) -> dict:
+    """The method's parameters as last set on Explore (a layer for another model: default)."""
+    params = {}
+    for param in METHODS[method].params:
+        value = settings.get(settings.param_setting_name(method, param.name))
+        if param.name == "layer" and value not in classifier.spatial_layer_names():
+            value = classifier.default_cam_layer()
+        params[param.name] = value
+    return params
+
+
+layout.page_setup()
+st.title("Trust")
+st.caption("Can this map be trusted? Checks that a map must pass to explain the model: it must "
+           "change when the model's weights are randomised and when another class is asked "
+           f"for, it must be more than an edge map, and its top pixels must matter. {PAPERS}.")
+layout.show_link_notices()
+
+model_key = settings.get("model")
+model_name = own_models.model_display_name(model_key)
+classifier, token = own_models.classifier_for(model_key)
+if classifier is None:
+    st.stop()
+
+controls, checks = st.columns([1, 3], gap="large")
+with controls:
+    chosen = image_choice.choose_image()
+    if chosen is None:
+        st.stop()
+    image = chosen.image
+    fit = settings.get("fit")
+    prepared = caching.prepare_image(model_key, token, classifier, image, fit)
+    names = classifier.class_names
+    top = [p.index for p in prepared.predictions]
+    context = f"{image.digest[:12]}_{model_key}"  # as on Explore: a new image -> its top-1
+    if st.session_state.get("class_context") not in (None, context):
+        settings.put("class", None)
+        settings.put("contrast", None)
+    st.session_state["class_context"] = context
+    current = settings.get("class")
+    if current is None or not 0 <= current < len(names):
+        settings.put("class", top[0])
+    class_options = top + [c for c in [settings.get("class")] if c not in top]
+    class_index = settings.bind("class", st.selectbox, options=class_options,
+                                label="Class to explain",
+                                format_func=lambda i: f"{shorten_label(names[i])} (#{i})")
+    method = settings.bind("method", st.selectbox, options=list(METHODS), label="Method",
+                           format_func=lambda k: METHODS[k].label)
+    params = method_params(method, classifier)
+    score = settings.get("score")
+    score_words = "class score before softmax" if score == "logit" else "probability"
+    st.caption(f"Score explained: {score_words}; method parameters as last set on Explore.")
+    if settings.get("contrast") is not None:
+        st.caption("The class contrast set on Explore is not used here: every check explains "
+                   "one class.")
+
+with checks:
+    class_label = shorten_label(names[class_index])
+    st.markdown(f"**{METHODS[method].label}** for **{layout.escape_markdown(class_label)}** "
+                f"(class {class_index}) · {layout.escape_markdown(model_name)}")
+    st.info(NECESSARY_NOT_SUFFICIENT, icon=":material/info:")
+    request = caching.MapRequest(image.digest, model_key, token, fit, method,
+                                 tuple(sorted(params.items())), class_index, None, score)
+    target = Target(class_index, score=score)
+    explanation, _ = caching.run_explanation(METHODS[method].label, request, classifier,
+                                             prepared.model_input)
+    values = explanation.attribution.values
+    explain = make_method_explainer(method, params)
+    cmap = settings.get("cmap") if settings.get("cmap") in COLORMAPS else "viridis"
+    model_input = prepared.model_input
+
+    # 1. Edge-detector control: needs only the map, so it always runs.
+    st.subheader("Edge-detector control")
+    st.caption("Is the map more than an edge map of the image? A Sobel edge detector needs no "
+               "model; a map that looks like its output may show the image, not the model.")
+    edges = check_edges(values, model_input)
+    st.plotly_chart(make_edge_figure(to_abs_map(values), edges, cmap), width="stretch",
+                    config=CONFIG, key="trust_edges")
+    show_verdict(edges.verdict)
+
+    # 2. Random classes: automatic for one-pass methods, on request for sampling ones.
+    st.subheader("Random-class check")
+    st.caption("The map of this class beside the maps of 5 other classes drawn at random. If "
+               "they look the same, the map does not explain *this* class.")
+    key_classes = ("classes", request)
+    classes = trust_checks.cached_result(key_classes)
+    if classes is None and (not METHODS[method].sampling
+                            or st.button("Run the random-class check", key="run_classes")):
+        classes = trust_checks.run_check(
+            key_classes, "Computing the maps of 5 other classes",
+            lambda progress: check_random_classes(classifier, explain, model_input, target,
+                                                  values, progress=progress))
+    if classes is None:
+        st.caption(f"{METHODS[method].label} samples many images per map, so this check "
+                   "runs only when you ask.")
+    else:
+        st.plotly_chart(make_random_class_figure(
+            to_abs_map(values), class_label, classes,
+            [shorten_label(names[c]) for c in classes.classes], cmap),
+            width="stretch", config=CONFIG, key="trust_classes")
+        show_verdict(classes.verdict)
+
+    # 3. Model randomisation.
+    st.subheader("Model randomisation")
+    st.caption("The model's weights are re-initialised block by block with its own "
+               "initialisers (batch-norm statistics kept) and the map recomputed after each "
+               "step. A map that explains the model must change; one that stays the same "
+               "shows something the weights do not decide.")
+    mode = settings.bind("trust.mode", st.radio, options=list(MODE_LABELS),
+                         default="cascading", format_func=MODE_LABELS.get, horizontal=True,
+                         label="Randomisation")
+    key_random = ("randomisation", mode, request)
+    randomised = trust_checks.cached_result(key_random)
+    if randomised is None and st.button(f"Run the {mode} randomisation", key="run_random",
+                                        type="primary"):
+        randomizer = trust_checks.get_randomizer(model_key, token, classifier)
+        randomised = trust_checks.run_check(
+            key_random, f"Randomising {len(randomizer.blocks)} blocks",
+            lambda progress: run_randomization(randomizer, explain, model_input, target, mode,
+                                               progress))
+    if randomised is not None:
+        st.plotly_chart(make_randomization_figure(randomised, cmap), width="stretch",
+                        config=CONFIG, key="trust_random")
+        st.caption("Top: similarity to the original map (blue: Spearman rank correlation of "
+                   "|map|; orange: SSIM of the normalised maps). Bottom: the original map, then "
+                   "the map after each step. "
+                   f"{len(randomised.blocks)} steps in {randomised.seconds:.1f} s.")
+        show_verdict(randomised.verdict)
+
+    # 4. Deletion and insertion.
+    st.subheader("Faithfulness: deletion and insertion")
+    st.caption("Pixels are blurred away (deletion) or revealed from a blurred copy (insertion) "
+               "in the map's order, 1/32 of them per step, and the class probability is "
+               "measured; the same for a random order. A faithful map makes the probability "
+               "fall faster and rise faster than random.")
+    key_faith = ("faithfulness", request)
+    faith = trust_checks.cached_result(key_faith)
+    if faith is None and st.button("Run deletion and insertion", key="run_faith"):
+        faith = trust_checks.run_check(
+            key_faith, "Scoring 4 curves of 33 images",
+            lambda progress: run_faithfulness(classifier, model_input, values, target,
+                                              progress=progress))
+    if faith is not None:
+        step = settings.bind("trust.step", st.slider, default=8, min_value=0,
+                             max_value=faith.steps, label="Step to view",
+                             help="The perturbed images the model saw at this step.")
+        st.plotly_chart(make_curves_figure(faith, step), width="stretch", config=CONFIG,
+                        key="trust_curves")
+        shown = f"{100 * step / faith.steps:.0f}%"
+        left, right = st.columns(2)
+        left.image(np.clip(make_step_image(model_input, faith.reference, faith.order, step,
+                                           "deletion", faith.steps), 0, 255).astype(np.uint8),
+                   caption=f"Deletion, step {step}: top {shown} of the pixels blurred",
+                   width="stretch")
+        right.image(np.clip(make_step_image(model_input, faith.reference, faith.order, step,
+                                            "insertion", faith.steps), 0, 255).astype(np.uint8),
+                    caption=f"Insertion, step {step}: top {shown} of the pixels revealed",
+                    width="stretch")
+        unit = "probability" if faith.measure == "probability" else "logit"
+        st.caption(f"Step {step} of {faith.steps} ({shown} of the pixels changed): "
+                   f"{unit} {faith.deletion.probabilities[step]:.3f} after deletion, "
+                   f"{faith.insertion.probabilities[step]:.3f} after insertion (random order: "
+                   f"{faith.random_deletion.probabilities[step]:.3f} and "
+                   f"{faith.random_insertion.probabilities[step]:.3f}).")
+        for verdict in faith.verdicts:
+            show_verdict(verdict)
+
+    # 5. Every method's AUCs on this image.
+    st.subheader("All methods on this image")
+    all_params = {key: method_params(key, classifier) for key in METHODS}
+    key_methods = ("methods", dataclasses.replace(request, method="*", params=tuple(
+        (key, tuple(sorted(p.items()))) for key, p in all_params.items())))
+    compared = trust_checks.cached_result(key_methods)
+    if compared is None and st.button("Compare every method's deletion and insertion AUC",
+                                      key="run_methods"):
+        explainers = {key: make_method_explainer(key, p) for key, p in all_params.items()}
+        compared = trust_checks.run_check(
+            key_methods, f"Scoring {len(explainers)} methods",
+            lambda progress: compare_methods(classifier, model_input, target, explainers,
+                                             progress=progress))
+    if compared is not None:
+        scores, random_deletion, random_insertion = compared
+        st.plotly_chart(make_method_auc_figure(scores, [METHODS[s.method].label for s in scores],
+                                               random_deletion.auc, random_insertion.auc),
+                        width="stretch", config=CONFIG, key="trust_methods")
+        st.caption("Lower deletion and higher insertion AUC than the dashed random order mean "
+                   "a method's ranking of pixels matters to the model, on this image only.")
+
+settings.sync_query_params(method, share_sample=chosen.source == "Sample",
+                           photo_digest=image.digest)

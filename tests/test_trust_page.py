@@ -1,0 +1,73 @@
+"""The Trust page in AppTest with the default model and the cat sample."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 180
+
+
+@pytest.fixture(autouse=True)
+def _navigation_mode(monkeypatch):
+    """Run every AppTest rerun through app.py's st.navigation, as the live server does.
+
+    (Copied from ``tests/test_app.py``.) AppTest resets
+    ``PagesManager.uses_pages_directory`` before each run and, because this project has
+    a ``pages/`` folder, would rerun a page script directly, skipping app.py and its
+    sidebar. The live server clears that flag on the first ``st.navigation`` call.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def new_app(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def texts(at) -> str:
+    return " ".join([e.value for e in at.success] + [e.value for e in at.error]
+                    + [e.value for e in at.info])
+
+
+def test_trust_page_runs_cheap_checks_at_once_and_long_ones_on_request():
+    at = new_app()
+    at.switch_page("pages/trust.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Trust"
+    shown = texts(at)
+    assert "necessary, not sufficient" in shown
+    # cheap checks ran by themselves, each with its number and verdict
+    assert "Edge map" in shown.replace("edge map", "Edge map") and "(Spearman " in shown
+    assert "(mean Spearman " in shown
+    assert any(v.endswith(("passes.", "fails.")) for v in
+               [e.value for e in at.success] + [e.value for e in at.error])
+    charts = [c.proto.id for c in at.get("plotly_chart")]
+    assert len(charts) == 2  # edges and random classes; nothing long yet
+    assert at.button(key="run_random") and at.button(key="run_faith")
+
+    at.button(key="run_random").click().run()
+    assert not at.exception, at.exception
+    assert "when the model is randomised (Spearman" in texts(at)
+    assert len(at.get("plotly_chart")) == 3
+
+    at.button(key="run_faith").click().run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "random order (AUC" in shown
+    assert at.slider(key="w_trust.step").value == 8
+    at.slider(key="w_trust.step").set_value(20).run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith("Step 20 of 32 (62% of the pixels changed)")
+               for c in at.caption), [c.value for c in at.caption]
