@@ -99,7 +99,9 @@ def assert_no_exception(page) -> None:
 
 
 def test_trust_page_runs_the_cascading_check_and_shows_figure_and_verdict(server, page):
-    page.goto(server + "/trust")
+    page.goto(server)  # as a user: the app's front page, then the Trust entry of the menu
+    page.get_by_role("heading", name="Explore").first.wait_for(timeout=120_000)
+    page.locator("[data-testid='stSidebarNav']").get_by_text("Trust", exact=True).click()
     page.get_by_role("heading", name="Trust").first.wait_for(timeout=120_000)
     page.get_by_text("Edge-detector control").first.wait_for(timeout=120_000)
     # the cheap checks appear by themselves: the edge control and the random classes

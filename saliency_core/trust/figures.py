@@ -23,6 +23,7 @@ from saliency_core.trust.similarity import normalize_for_ssim
 from saliency_core.trust.verdicts import SIMILAR_SPEARMAN
 
 STRIP_PIXELS = 64
+STRIP_COLUMNS = 5
 SPEARMAN_COLOUR = "#1f77b4"
 SSIM_COLOUR = "#ff7f0e"
 RANDOM_COLOUR = "#7f7f7f"
@@ -68,12 +69,15 @@ def make_randomization_figure(result: RandomizationResult,
         pass line. Bottom: the original map, then the map after each step.
     """
     steps = len(result.blocks)
-    cols = steps + 1
+    cols = min(STRIP_COLUMNS, steps + 1)
+    strip_rows = -(-(steps + 1) // cols)
     labels = [escape_plotly(label) for label in result.step_labels()]
-    titles = ["", "original"] + [f"{i + 1}" for i in range(steps)]
-    fig = make_subplots(rows=2, cols=cols, row_heights=[0.68, 0.32], vertical_spacing=0.2,
-                        horizontal_spacing=0.01,
-                        specs=[[{"colspan": cols}] + [None] * steps, [{}] * cols],
+    titles = [""] + ["original"] + [f"step {i + 1}" for i in range(steps)]
+    specs = [[{"colspan": cols}] + [None] * (cols - 1)]
+    specs += [[{} for _ in range(cols)] for _ in range(strip_rows)]
+    fig = make_subplots(rows=1 + strip_rows, cols=cols,
+                        row_heights=[0.5] + [0.5 / strip_rows] * strip_rows,
+                        vertical_spacing=0.06, horizontal_spacing=0.01, specs=specs,
                         subplot_titles=titles)
     x = list(range(1, steps + 1))
     fig.add_trace(go.Scatter(x=x, y=result.spearman, mode="lines+markers",
@@ -89,15 +93,17 @@ def make_randomization_figure(result: RandomizationResult,
     fig.add_hline(y=SIMILAR_SPEARMAN, line={"color": RANDOM_COLOUR, "dash": "dash", "width": 1},
                   annotation_text="below: the map changed", annotation_position="bottom right",
                   row=1, col=1)
-    axis_title = ("blocks randomised, from the output down" if result.mode == "cascading"
-                  else "the one block randomised")
+    axis_title = ("steps: blocks randomised, from the output down" if result.mode == "cascading"
+                  else "steps: the one block randomised")
     fig.update_xaxes(tickvals=x, ticktext=labels, title_text=axis_title, row=1, col=1)
     fig.update_yaxes(range=[min(-0.2, float(np.min(result.spearman)) - 0.05), 1.05],
                      title_text="similarity to the original", row=1, col=1)
     for i, saliency in enumerate(result.maps):
-        fig.add_trace(_map_trace(saliency, colormap, show_scale=False), row=2, col=i + 1)
-    _square_axes(fig, 2, cols + 1)
-    fig.update_layout(height=520, margin={"l": 60, "r": 10, "t": 30, "b": 10},
+        fig.add_trace(_map_trace(saliency, colormap, show_scale=False),
+                      row=2 + i // cols, col=1 + i % cols)
+    _square_axes(fig, 2, 1 + cols * strip_rows)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(height=420 + 170 * strip_rows, margin={"l": 60, "r": 10, "t": 30, "b": 10},
                       legend={"orientation": "h", "y": 1.08, "x": 0}, dragmode=False)
     return fig
 
@@ -157,8 +163,7 @@ def make_curves_figure(result: FaithfulnessResult, step: int | None = None) -> g
         with each curve's AUC in the legend.
     """
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
-        "Deletion: top pixels blurred first (lower is better)",
-        "Insertion: top pixels revealed first (higher is better)"])
+        "Deletion (lower AUC is better)", "Insertion (higher AUC is better)"])
     pairs = ((result.deletion, result.random_deletion), (result.insertion,
                                                          result.random_insertion))
     for col, (curve, random) in enumerate(pairs, start=1):
