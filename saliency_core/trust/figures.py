@@ -77,7 +77,7 @@ def make_randomization_figure(result: RandomizationResult,
     specs += [[{} for _ in range(cols)] for _ in range(strip_rows)]
     fig = make_subplots(rows=1 + strip_rows, cols=cols,
                         row_heights=[0.5] + [0.5 / strip_rows] * strip_rows,
-                        vertical_spacing=0.06, horizontal_spacing=0.01, specs=specs,
+                        vertical_spacing=0.1, horizontal_spacing=0.01, specs=specs,
                         subplot_titles=titles)
     x = list(range(1, steps + 1))
     fig.add_trace(go.Scatter(x=x, y=result.spearman, mode="lines+markers",
