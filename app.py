@@ -3,17 +3,11 @@
 Run with ``streamlit run app.py``.
 """
 
-from pathlib import Path
-
 import streamlit as st
 
 from pages.lib import layout, settings
 
-# A local icon file: an icon name such as ":material/visibility:" makes every visitor's
-# browser fetch the favicon from a font CDN (a third-party request, and a failure offline).
-st.set_page_config(page_title="Saliency Studio",
-                   page_icon=str(Path(__file__).parent / "pages" / "lib" / "assets" / "icon.png"),
-                   layout="wide")
+layout.configure_page()
 settings.init_state()
 
 navigation = st.navigation([

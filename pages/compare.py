@@ -90,11 +90,11 @@ with grid:
         make_comparison_figure(prepared.view, maps, [METHODS[m].label for m in methods],
                                [shorten_label(names[c]) for c in classes], notes, cmap,
                                signed=reduction == "signed",
-                               legend=make_legend(reduction == "signed"),
-                               fade=settings.get("fade")),
+                               legend=make_legend(reduction == "signed")),
         width="stretch", config=CONFIG, key="compare_chart")
     st.caption("Each cell shows the time it took to compute, or \"from cache\" when it was "
-               "computed before.")
+               "computed before. Maps are laid over the photo at full strength (no fading), so "
+               "faint structure stays comparable across cells.")
 
 settings.sync_query_params(settings.get("method"), share_sample=chosen.source == "Sample",
                            photo_digest=image.digest)

@@ -10,6 +10,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 
@@ -68,7 +69,17 @@ def page_setup() -> None:
     """
     settings.init_state()
     if not getattr(_router, "active", False):
+        configure_page()
         render_sidebar()
+
+
+ICON = Path(__file__).parent / "assets" / "icon.png"
+
+
+def configure_page() -> None:
+    """Title, a local icon (an icon name such as ``:material/visibility:`` would make
+    every browser fetch the favicon from a font CDN) and the wide layout."""
+    st.set_page_config(page_title="Saliency Studio", page_icon=str(ICON), layout="wide")
 
 
 def show_link_notices() -> None:
