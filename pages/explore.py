@@ -5,10 +5,10 @@ import io
 import numpy as np
 import streamlit as st
 
-from pages.lib import caching, image_choice, layout, own_models, settings
+from pages.lib import audit_gallery, caching, image_choice, layout, own_models, settings
 from pages.lib.overlay_bridge import mount_overlay_bridge
 from saliency_core.labels import rank_classes, shorten_label
-from saliency_core.methods import METHODS
+from saliency_core.methods import METHODS, Target
 from saliency_core.pipeline import to_display_map
 from saliency_core.plotting import (
     COLORMAP_LABELS,
@@ -307,7 +307,7 @@ with result:
                + (f" − {contrast_label} (class {contrast_index})" if signed_contrast else "")
                + f" · {chosen.name}")
     png_key = (request, reduction, clip_at, cmap, opacity, fade)
-    col_png, col_npy = st.columns(2)
+    col_png, col_npy, col_json = st.columns(3)
     col_png.download_button(
         "Download overlay (PNG)",
         data=lambda: _download_bytes("png", png_key, lambda: render_overlay_png(
@@ -322,6 +322,19 @@ with result:
         icon=":material/data_array:", key="download_npy", on_click="ignore",
         help="The attribution at the model's input resolution, shape (H, W, 3) (or "
              "(H, W, 1) for Grad-CAM and occlusion), before channel reduction and scaling.")
+    col_json.download_button(
+        "Download provenance (JSON)",
+        data=lambda: _download_bytes("json", (request, reduction, clip_at), lambda:
+                                     audit_gallery.provenance_json(
+                                         model_key, classifier, image, chosen.name, fit,
+                                         prepared.model_input,
+                                         Target(class_index, contrast_index, score), method,
+                                         params, explanation, reduction, clip_at)),
+        file_name=f"{stem}.json", mime="application/json", icon=":material/description:",
+        key="download_json", on_click="ignore",
+        help="Everything needed to reproduce this map: the model and its weights' hash, the "
+             "image's hash, the class, the method with every parameter, library versions and "
+             "the map's statistics (the same record as the Audit page and command line).")
 
 with display:
     st.markdown(f"**Top {len(preds)} predictions**")

@@ -272,6 +272,40 @@ class KerasClassifier:
         grads, scores = self._run_batched(self._gradient_fn, images, target)
         return grads, scores
 
+    def gradients_per_row(self, images: np.ndarray, class_indices, score: str = "logit"
+                          ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Gradients for a batch with one class per image, in the same traced function.
+
+        Class indices are a ``(None,)`` tensor in the traced signature, so several
+        images with different classes share one model call and nothing retraces.
+
+        Args:
+            images: ``(B, H, W, 3)`` float 0-255 RGB.
+            class_indices: ``(B,)`` the class of each image.
+            score: ``"logit"`` or ``"probability"``.
+
+        Returns:
+            ``(gradients, scores, rows)``: ``(B, H, W, 3)``, ``(B,)``, and for each
+            image the number of rows of the model call it was in (CPU float results
+            can differ in the last bits between call sizes).
+        """
+        images = np.asarray(images, dtype=np.float32)
+        indices = np.asarray(class_indices, dtype=np.int32).reshape(-1)
+        if len(indices) != len(images):
+            raise ValueError("one class index per image is needed")
+        for index in indices:
+            self._check_target(Target(int(index), score=score))
+        grads, scores, rows = [], [], []
+        for start, chunk in self._chunks(images):
+            n = len(chunk)
+            g, s = self._gradient_fn(tf.constant(chunk), tf.constant(indices[start:start + n]),
+                                     tf.fill([n], tf.constant(-1)),
+                                     tf.constant(score == "probability"))
+            grads.append(g.numpy())
+            scores.append(s.numpy())
+            rows.extend([n] * n)
+        return np.concatenate(grads), np.concatenate(scores), rows
+
     def scores(self, images: np.ndarray, target: Target) -> np.ndarray:
         """The target score of each image ``(B, H, W, 3)``, shape ``(B,)`` (no gradients)."""
         return self._run_batched(self._scores_fn, images, target)[0]

@@ -535,3 +535,28 @@ def test_weights_upload_serves_only_its_session_and_the_table_updates_at_once():
     other.switch_page("pages/explore.py").run()
     assert_ok(other)
     assert any("SALIENCY_WEIGHTS_MOBILENET_V2" in e.value for e in other.error)
+
+
+def test_explore_offers_the_provenance_of_the_map_on_screen(default_classifier):
+    """The download button is there, and the record it sends describes the map on screen."""
+    import json
+
+    from pages.lib import audit_gallery
+    from saliency_core.imaging import fit_to_model, load_image
+    from saliency_core.methods import Target
+    from saliency_core.pipeline import explain
+
+    at = new_app()
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download provenance (JSON)" in labels
+    image = load_image(read_sample("chelsea"))
+    model_input, _ = fit_to_model(image.pixels, default_classifier.input_size)
+    target = Target(cat_top5(default_classifier)[0])
+    explanation = explain(default_classifier, model_input, target)
+    record = json.loads(audit_gallery.provenance_json(
+        "efficientnet_lite0", default_classifier, image, "chelsea.png", "crop", model_input,
+        target, "vanilla", {}, explanation, "max_abs", 99.5))
+    assert record["image"]["sha256"] == image.digest
+    assert record["target"]["class_index"] == target.class_index
+    assert record["method"]["key"] == "vanilla"
+    assert 0 < record["map"]["border_share"] < 1

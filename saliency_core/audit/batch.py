@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow as tf
 
 from saliency_core.audit.border import border_share
 from saliency_core.imaging import ImageError, LoadedImage, fit_to_model, load_image
@@ -161,24 +160,7 @@ def row_gradients(classifier: KerasClassifier, images: np.ndarray, class_indices
         ``(gradients, scores, rows)``: ``(B, H, W, 3)``, ``(B,)``, and for each
         image the number of rows of the model call it was in.
     """
-    images = np.asarray(images, dtype=np.float32)
-    indices = np.asarray(class_indices, dtype=np.int32).reshape(-1)
-    if len(indices) != len(images):
-        raise ValueError("one class index per image is needed")
-    for index in indices:
-        classifier._check_target(Target(int(index)))  # noqa: SLF001 (the adapter's own check)
-    grads, scores, rows = [], [], []
-    step = classifier.batch_size
-    for start in range(0, len(images), step):
-        chunk = images[start:start + step]
-        n = len(chunk)
-        g, s = classifier._gradient_fn(  # noqa: SLF001 (per-row classes; see module doc)
-            tf.constant(chunk), tf.constant(indices[start:start + step]),
-            tf.fill([n], tf.constant(-1)), tf.constant(score == "probability"))
-        grads.append(g.numpy())
-        scores.append(s.numpy())
-        rows.extend([n] * n)
-    return np.concatenate(grads), np.concatenate(scores), rows
+    return classifier.gradients_per_row(images, class_indices, score)
 
 
 def attribute_rows(classifier: KerasClassifier, method: str, params: dict,
