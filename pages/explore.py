@@ -214,19 +214,25 @@ with result:
     col_cmap, col_red, col_clip = st.columns(3)
     signed_contrast = contrast_index is not None
     with col_cmap:
-        if signed_contrast:
+        if signed_contrast or METHODS[method].display == "signed":
             cmap = settings.get("cmap")
-            st.caption("**Colour map:** red–blue, centred on 0 (a contrast has two sides).")
+            st.caption("**Colour map:** red–blue, centred on 0 (the map has two sides).")
         else:
             cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS),
                                  label="Colour map", format_func=COLORMAP_LABELS.get,
                                  help="Perceptually uniform maps show equal differences as "
                                       "equal steps in colour; Jet does not, and invents edges. "
                                       "Signed maps always use red–blue.")
+    display_kind = METHODS[method].display
     with col_red:
         if signed_contrast:
             reduction = "signed"
             st.caption("**Colour channels:** signed sum, so both classes' evidence shows.")
+        elif display_kind != "channels":
+            reduction = "signed" if display_kind == "signed" else "max_abs"
+            st.caption("**Colour channels:** none to combine; this method gives one value "
+                       "per pixel" + (", shown with its sign." if display_kind == "signed"
+                                      else "."))
         else:
             reduction = settings.bind("reduction", st.selectbox, options=list(REDUCTIONS),
                                       label="Colour channels", format_func=REDUCTIONS.get,
@@ -269,8 +275,13 @@ with result:
                             width="stretch", config=SIDE_CONFIG, key="side_chart")
 
     reading = (f"Red pixels favour **{layout.escape_markdown(class_label)}**, blue ones "
-               f"**{layout.escape_markdown(contrast_label)}**: the map is the gradient of "
-               "S_a − S_b, signed." if signed_contrast else METHODS[method].reading)
+               f"**{layout.escape_markdown(contrast_label)}**: the map explains S_a − S_b, "
+               "signed." if signed_contrast else METHODS[method].reading)
+    if signed_contrast and display_kind == "unsigned":
+        st.warning(f"{METHODS[method].label} keeps only evidence that raises the score (its "
+                   "ReLU), so this contrast map can show where class a wins but never where "
+                   "class b does: it has no blue. Use a gradient method to see both sides.",
+                   icon=":material/info:")
     clip_text = ("not clipped" if clip_at is None else
                  f"values above the {clip:g}th percentile are shown at full strength")
     st.caption(f"{reading} The map is scaled to this image alone ({clip_text}), so colours "
@@ -292,12 +303,20 @@ with result:
     info = explanation.attribution.info
     if info:
         st.caption(" · ".join(_format_info(k, v) for k, v in info.items()))
-    score_words = ("class score (before softmax)" if score == "logit" else
-                   "probability (after softmax)")
     if signed_contrast:
-        score_words = f"difference of {score_words}s, S_a − S_b"
+        score_words = ("Difference of the class scores before softmax, S_a − S_b"
+                       if score == "logit" else
+                       "Difference of the probabilities after softmax, p_a − p_b")
+    else:
+        score_words = ("Class score (before softmax)" if score == "logit" else
+                       "Probability (after softmax)")
     timing = ("from cache" if from_cache else f"computed in {explanation.seconds:.2f} s")
-    st.caption(f"{score_words.capitalize()}: {explanation.attribution.score:.4g} · {timing} · "
+    gap = info.get("completeness gap") if info else None
+    if gap is not None and abs(gap) > 0.05:
+        st.caption(f"A completeness gap of {100 * abs(gap):.0f}% means the attributions do not "
+                   "yet add up to the score change: raise **Steps** (200 usually brings it "
+                   "under 3%).")
+    st.caption(f"{score_words}: {explanation.attribution.score:.4g} · {timing} · "
                f"model input {classifier.input_size[1]}×{classifier.input_size[0]}, shown "
                f"over the {view.shape[1]}×{view.shape[0]} region it was made from.")
 

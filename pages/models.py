@@ -74,11 +74,17 @@ st.caption("Weights you upload serve **only this browser session**; other visito
 choices = [k for k in MODELS if k != DEFAULT_MODEL_KEY]
 target = st.selectbox("Model", choices, format_func=lambda k: MODELS[k].display_name,
                       key="weights_model")
-st.caption(weights_help(MODELS[target], reason="To use this model offline, supply weights"))
+status = _status(target)
+if status.startswith("ready"):
+    st.caption(f"{MODELS[target].display_name} is {status}. Uploading another file replaces "
+               "it for this session.")
+else:
+    st.caption(weights_help(MODELS[target], reason="To use this model offline, supply weights"))
 limit_mb = weights_limit_mb(target)
 limit_text = f"{limit_mb // 1000} GB" if limit_mb % 1000 == 0 else f"{limit_mb} MB"
 uploaded = st.file_uploader(f"Weights file (.h5 or .weights.h5, up to {limit_text})",
-                            key="weights_upload", max_upload_size=limit_mb,
+                            key=f"weights_upload_{st.session_state.get('weights_round', 0)}",
+                            max_upload_size=limit_mb,
                             help="HDF5 weights only (no pickles, no code).")
 if uploaded is not None and st.button("Use this weights file", type="primary"):
     if uploaded.size > limit_mb * MIB:  # the browser's check can be skipped
@@ -93,6 +99,8 @@ if uploaded is not None and st.button("Use this weights file", type="primary"):
                 if scope:
                     prune_session_uploads()
                 st.session_state["weights_errors"].pop(target, None)
+                # a fresh, empty uploader: the saved file is not offered for checking again
+                st.session_state["weights_round"] = st.session_state.get("weights_round", 0) + 1
                 _flash(f"Saved. {MODELS[target].display_name} now loads its weights from the "
                        f"{source.origin}. Pick it in the sidebar.")
                 st.rerun()  # the status table above shows the new source

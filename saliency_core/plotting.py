@@ -37,7 +37,7 @@ COLORMAP_LABELS: dict[str, str] = {
     "viridis": "Viridis (perceptually uniform)",
     "cividis": "Cividis (uniform, colour-blind safe)",
     "inferno": "Inferno (uniform, dark to bright)",
-    "greys": "Greys (black to white)",
+    "greys": "Greys (white = least, black = most)",
     "jet": "Jet (the blog's choice, not uniform)",
 }
 
@@ -61,15 +61,24 @@ def _colorscale(colormap: str, signed: bool) -> str:
     return COLORMAPS[colormap]
 
 
-def _fading_colorscale(colormap: str, signed: bool, steps: int = 21) -> list:
-    """The colour scale with an alpha ramp (:func:`fade_weights`), for the heat map."""
+def _explicit_colorscale(colormap: str, signed: bool, fade: bool = False,
+                         steps: int = 21) -> list:
+    """The colour scale as an explicit list of ``rgb()``/``rgba()`` stops.
+
+    Never a named scale or hex colours: Streamlit's chart theming replaces some hex
+    values (Inferno's first colour ``#000004`` came out pink). With ``fade`` the
+    alpha follows :func:`fade_weights`.
+    """
     positions = np.linspace(0.0, 1.0, steps)
     colors = sample_colorscale(_colorscale(colormap, signed), list(positions), colortype="tuple")
     scale = []
     for t, (r, g, b) in zip(positions, colors, strict=True):
-        alpha = float(fade_weights(np.float32(2 * t - 1 if signed else t), signed))
-        scale.append([float(t), f"rgba({round(255 * r)},{round(255 * g)},{round(255 * b)},"
-                                f"{alpha:.3f})"])
+        rgb = f"{round(255 * r)},{round(255 * g)},{round(255 * b)}"
+        if fade:
+            alpha = float(fade_weights(np.float32(2 * t - 1 if signed else t), signed))
+            scale.append([float(t), f"rgba({rgb},{alpha:.3f})"])
+        else:
+            scale.append([float(t), f"rgb({rgb})"])
     return scale
 
 
@@ -207,8 +216,7 @@ def _heatmap_trace(view_shape: Sequence[int], saliency: np.ndarray, colormap: st
         hover += "<br>raw attribution %{customdata:.4g}"
     return go.Heatmap(
         z=np.round(np.asarray(saliency, dtype=np.float32), 3), **placement,
-        colorscale=(_fading_colorscale(colormap, signed) if fade
-                    else _colorscale(colormap, signed)),
+        colorscale=_explicit_colorscale(colormap, signed, fade),
         zmin=-1.0 if signed else 0.0, zmax=1.0,
         opacity=opacity, zsmooth="best", name="saliency",
         showscale=show_colorbar, colorbar=_colorbar(legend),
@@ -258,6 +266,8 @@ def make_overlay_figure(view: np.ndarray, saliency: np.ndarray, colormap: str = 
         title=title,
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
         dragmode=False,
+        hoverlabel={"bgcolor": "white", "bordercolor": "#1f2933",
+                    "font": {"color": "#1f2933"}},
         sliders=[{
             "active": active,
             "currentvalue": {"prefix": "Map opacity: "},
@@ -374,6 +384,25 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
     return text + "…"
 
 
+def _wrap_text(draw: ImageDraw.ImageDraw, text: str, font, width: float,
+               max_lines: int = 4) -> list[str]:
+    """``text`` broken into lines of at most ``width`` pixels (the last one shortened)."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        attempt = f"{current} {word}".strip()
+        if current and draw.textlength(attempt, font=font) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = attempt
+    if current:
+        lines.append(current)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + [" ".join(lines[max_lines - 1:])]
+    return [_fit_text(draw, line, font, width) for line in lines]
+
+
 def render_overlay_png(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
                        opacity: float = 0.5, legend: MapLegend | None = None,
                        caption: str = "", fade: bool = False) -> bytes:
@@ -385,7 +414,8 @@ def render_overlay_png(view: np.ndarray, saliency: np.ndarray, colormap: str = "
         colormap: a key of :data:`COLORMAPS` (ignored for signed maps).
         opacity: the map's weight in the blend, 0 to 1.
         legend: the colour bar's title and end labels.
-        caption: one line under the image (e.g. model, class, method).
+        caption: the caption under the image (e.g. model, class, method, file),
+            wrapped onto as many lines as it needs (at most four).
         fade: weak values fade out, as in the overlay figure.
 
     Returns:
@@ -402,8 +432,9 @@ def render_overlay_png(view: np.ndarray, saliency: np.ndarray, colormap: str = "
     label_width = max(probe.textlength(t, font=font) for t in labels)
     bar = max(12, size)
     side = int(bar + 12 + min(label_width, width * 0.6))
-    line = size + 10
-    canvas = Image.new("RGB", (width + side, height + line), "white")
+    line = size + 6
+    lines = _wrap_text(probe, caption, font, width + side - 8)
+    canvas = Image.new("RGB", (width + side, height + 8 + line * max(1, len(lines))), "white")
     canvas.paste(Image.fromarray(overlay), (0, 0))
     lut = colormap_lut(colormap, legend.signed)[::-1]  # top of the bar = high end
     strip = np.repeat(lut[np.linspace(0, len(lut) - 1, height).astype(int)][:, None, :], bar,
@@ -416,8 +447,8 @@ def render_overlay_png(view: np.ndarray, saliency: np.ndarray, colormap: str = "
               fill="black", font=font)
     if legend.signed:
         draw.text((text_x, height // 2 - size // 2), "0", fill="black", font=font)
-    draw.text((4, height + 4), _fit_text(draw, caption, font, width + side - 8), fill="black",
-              font=font)
+    for row, text in enumerate(lines):
+        draw.text((4, height + 4 + row * line), text, fill="black", font=font)
     return encode_png(np.asarray(canvas))
 
 

@@ -425,6 +425,20 @@ def test_settings_defaults_come_from_one_place(monkeypatch):
     assert at.selectbox(key="w_cmap").value == "inferno"
 
 
+def test_single_channel_methods_need_no_channel_picker_and_occlusion_is_signed():
+    at = new_app()
+    at.selectbox(key="w_method").set_value("occlusion").run()
+    assert_ok(at)
+    assert "w_reduction" not in [s.key for s in at.selectbox]
+    heat = heatmap(overlay_figure(at))
+    assert heat["zmin"] == -1  # hiding a region can raise the score too: shown in blue
+    assert heat["colorbar"]["ticktext"][-1] == "raises the score"
+    at.selectbox(key="w_method").set_value("gradcam").run()
+    assert heatmap(overlay_figure(at))["zmin"] == 0
+    at.toggle(key="w_contrast_on").set_value(True).run()
+    assert any("never where class b does" in w.value for w in at.warning)
+
+
 def test_contrast_maps_are_signed_and_name_both_classes(default_classifier):
     at = new_app()
     at.toggle(key="w_contrast_on").set_value(True).run()
@@ -515,7 +529,7 @@ def test_weights_upload_serves_only_its_session_and_the_table_updates_at_once():
     at.switch_page("pages/models.py").run()
     assert weights_status(at, "MobileNetV2").startswith("needs weights")
     at.selectbox(key="weights_model").set_value("mobilenet_v2").run()
-    at.file_uploader(key="weights_upload").set_value(
+    at.file_uploader(key="weights_upload_0").set_value(
         ("mobilenet_v2.weights.h5", weights, "application/octet-stream")).run()
     next(b for b in at.button if b.label == "Use this weights file").click().run()
     assert_ok(at)
@@ -523,6 +537,9 @@ def test_weights_upload_serves_only_its_session_and_the_table_updates_at_once():
     assert any("Saved" in s.value for s in at.success)
     # the table above the uploader already shows the new source
     assert weights_status(at, "MobileNetV2") == "ready (file you uploaded in this session)"
+    assert at.file_uploader(key="weights_upload_1").value is None  # not offered again
+    assert not [b for b in at.button if b.label == "Use this weights file"]
+    assert any("is ready" in c.value for c in at.caption)
     at.selectbox(key="w_model").set_value("mobilenet_v2").run()
     at.switch_page("pages/explore.py").run()
     assert_ok(at)

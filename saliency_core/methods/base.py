@@ -122,6 +122,9 @@ class SaliencyMethod(ABC):
         params: the constructor's user-facing parameters.
         sampling: whether the method evaluates many samples (shows progress).
         reading: what a bright (high) value means, in plain words, for users.
+        display: how the map is best shown: ``"channels"`` (several channels,
+            the user picks the reduction), ``"unsigned"`` (one non-negative
+            channel) or ``"signed"`` (one channel whose sign matters).
     """
 
     key: ClassVar[str]
@@ -131,6 +134,7 @@ class SaliencyMethod(ABC):
     params: ClassVar[tuple[Param, ...]] = ()
     sampling: ClassVar[bool] = False
     reading: ClassVar[str] = "Bright pixels matter most to the class score."
+    display: ClassVar[str] = "channels"
 
     @abstractmethod
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,

@@ -56,6 +56,7 @@ class GradCAM(SaliencyMethod):
     citation = "Selvaraju et al. 2017, arXiv:1610.02391"
     reading = ("Bright regions are where the chosen layer's features that raise the class score "
                "sit. The map is as coarse as that layer's grid (7×7 for most models' last layer).")
+    display = "unsigned"
     plus_plus: ClassVar[bool] = False
     params: ClassVar[tuple[Param, ...]] = (
         Param("layer", "Layer", None, "The convolutional layer to explain; the default is "

@@ -44,8 +44,10 @@ class Occlusion(SaliencyMethod):
     description = ("How much the score drops when a grey square hides each region: "
                    "model-agnostic, forward passes only.")
     citation = "Zeiler & Fergus 2014, arXiv:1311.2901"
-    reading = ("Bright regions are where hiding the image under a grey square lowers the score "
-               "the most. The map is as coarse as the square and the stride.")
+    reading = ("Red regions are where hiding the image under a grey square lowers the score "
+               "(evidence for the class); blue ones, where hiding them raises it. The map is as "
+               "coarse as the square and the stride.")
+    display = "signed"
     sampling = True
     params: ClassVar[tuple[Param, ...]] = (
         Param("patch", "Patch size (pixels)", 32, "Side of the grey square, in model-input "

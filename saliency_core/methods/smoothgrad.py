@@ -101,7 +101,8 @@ class SmoothGrad(SaliencyMethod):
         else:
             out = np.maximum(total_sq / self.samples - mean * mean, 0.0)
         return Attribution(values=out.astype(np.float32), score=score_at(model, image, target),
-                           info={"samples": self.samples, "noise sigma (pixels)": round(sigma, 2)})
+                           info={"samples": self.samples,
+                                 "noise σ (in 0–255 pixel values)": round(sigma, 2)})
 
 
 class SmoothGradSquared(SmoothGrad):
