@@ -91,6 +91,8 @@ def pick_class(preds, class_names, digest: str, model_key: str) -> int:
 
 def pick_contrast(preds, class_names, class_index: int) -> int | None:
     """Optional second class b: explain S_a − S_b, what separates the two classes."""
+    if len(class_names) < 2:
+        return None  # nothing to contrast with
     current = settings.get("contrast")
     others = [p.index for p in preds if p.index != class_index]
     if not others:

@@ -145,3 +145,70 @@ def test_own_model_names_are_per_session(tmp_path):
     assert "bob" not in headline(first).replace("\\", "")
     options = json.dumps([s.options for s in first.selectbox if s.key == "w_model"])
     assert "bob" not in options
+
+
+def test_class_names_belong_to_the_session_that_uploaded_them(tmp_path):
+    data = build.small_model_bytes(tmp_path)
+    named = add_own_model(new_app(), "m.keras", data, b"alpha\nbeta\ngamma\n")
+    plain = add_own_model(new_app(), "m.keras", data)
+    named.switch_page("pages/explore.py").run()
+    plain.switch_page("pages/explore.py").run()
+    assert_ok(named) and assert_ok(plain)
+    assert {o.split(" (")[0] for o in class_radio(named).options[:3]} == {
+        "alpha", "beta", "gamma"}
+    assert all(o.startswith("class ") for o in class_radio(plain).options[:3])
+
+
+def test_web_addresses_in_user_text_never_become_links(tmp_path):
+    from pages.lib.layout import escape_markdown
+
+    for text in ("see www.evil.example now", "http://evil.example/x", "me@evil.example"):
+        escaped = escape_markdown(text)
+        assert "www." not in escaped and "://" not in escaped and "@e" not in escaped
+        assert escaped.replace("\u200b", "").replace("\\", "") == text  # reads the same
+    data = build.small_model_bytes(tmp_path)
+    at = add_own_model(new_app(), "www.evil.example.keras", data,
+                       b"www.evil.example\nhttp://x.y\nok\n")
+    at.switch_page("pages/explore.py").run()
+    assert_ok(at)
+    for text in [headline(at), *class_radio(at).options]:
+        assert "www." not in text and "://" not in text
+
+
+def test_a_model_that_blows_up_its_activations_gets_a_small_batch_or_is_refused(
+        tmp_path, monkeypatch):
+    """An UpSampling2D(16) model is tiny on disk but needs ~245 MB per image: its batch
+    size is chosen so a batch of gradients stays within the budget; above the limit
+    (here set low in saliency_studio.toml) it is refused."""
+    import keras
+
+    from saliency_core.models.custom import CustomModelError, activation_bytes, load_custom_model
+
+    inputs = keras.Input((224, 224, 3))
+    x = keras.layers.Conv2D(2, 3)(keras.layers.UpSampling2D(16)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / "amplifier.keras")
+    data = (tmp_path / "amplifier.keras").read_bytes()
+    custom = load_custom_model(data)
+    assert activation_bytes(custom.model) > 200 * 2**20
+    assert custom.batch_size * 3 * activation_bytes(custom.model) <= 1536 * 2**20
+    config = tmp_path / "saliency_studio.toml"
+    config.write_text("[limits]\nmax_activation_bytes = 100000000\n")
+    monkeypatch.setenv("SALIENCY_STUDIO_CONFIG", str(config))
+    with pytest.raises(CustomModelError, match="per image"):
+        load_custom_model(data)
+
+
+def test_a_very_thin_photo_is_explained_without_a_preview():
+    import io as _io
+
+    from PIL import Image
+
+    buffer = _io.BytesIO()
+    Image.fromarray(np.full((1, 3000, 3), 128, np.uint8)).save(buffer, format="PNG")
+    at = new_app()
+    at.radio(key="w_source").set_value("Upload").run()
+    upload(at, "thin.png", buffer.getvalue())
+    assert_ok(at)
+    assert not at.error
+    assert any("too thin to preview" in c.value for c in at.caption)

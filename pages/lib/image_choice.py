@@ -163,5 +163,8 @@ def choose_fit(image: LoadedImage, model_size: tuple[int, int], show_preview: bo
                    "is cut away." if cut > 0.005 else
                    f"The model sees the whole photo, resized to {model_size[1]}×"
                    f"{model_size[0]}.")
-        st.image(make_crop_preview(image.pixels, box), caption=caption, width=260)
+        if min(height, width) * 260 >= 2 * max(height, width):  # a visible preview
+            st.image(make_crop_preview(image.pixels, box), caption=caption, width=260)
+        else:
+            st.caption(caption + " (The photo is too thin to preview.)")
     return fit

@@ -6,6 +6,7 @@ Pages call :func:`page_setup` first; app.py's router draws the sidebar.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -21,9 +22,18 @@ _MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:")
 _log = logging.getLogger("saliency_studio")
 
 
+_AUTOLINK = re.compile(r"(?i)(://|www\.|@)")
+
+
 def escape_markdown(text: str) -> str:
-    """Escape user-supplied text (e.g. a file name) so Markdown shows it literally."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
+    """Escape user-supplied text (e.g. a file name) so Markdown shows it literally.
+
+    Markdown syntax is backslash-escaped, and the patterns that Streamlit's Markdown
+    turns into links by themselves (``http://…``, ``www.…``, ``name@host``) are broken
+    with an invisible zero-width space, so no user text becomes a live link.
+    """
+    text = _AUTOLINK.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], str(text))
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 
 
 _router = threading.local()  # each script run has its own thread

@@ -79,7 +79,9 @@ def add_custom_model(name: str, data: bytes, labels: bytes | None,
     """
     digests = (hashlib.sha256(data).hexdigest(), hashlib.sha256(labels or b"").hexdigest())
     custom = get_custom_model(*digests, data, labels)
-    key = f"{CUSTOM_PREFIX}{custom.digest[:12]}-{preprocessing}"
+    # the labels are part of the key: two sessions with one model file but different
+    # labels never share a cached classifier or cached predictions (with their names)
+    key = f"{CUSTOM_PREFIX}{custom.digest[:12]}-{digests[1][:8]}-{preprocessing}"
     models = custom_models()
     models.pop(key, None)  # the same model again moves to the end
     removed = []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 
@@ -60,12 +61,15 @@ class CustomModel:
         class_names: one per output.
         digest: SHA-256 of the file, a cache key.
         head_note: how the pre-softmax score is obtained.
+        batch_size: images per model call, so a batch of gradients fits the
+            activation budget.
     """
 
     model: keras.Model
     class_names: tuple[str, ...]
     digest: str
     head_note: str
+    batch_size: int = 16
 
 
 def parse_labels(data: bytes | None, num_classes: int) -> tuple[str, ...]:
@@ -168,10 +172,41 @@ def load_custom_model(data: bytes, labels: bytes | None = None) -> CustomModel:
                                "keras.Input((224, 224, 3)).")
     num_classes = int(model.outputs[0].shape[-1])
     names = parse_labels(labels, num_classes)
+    per_image = activation_bytes(model)
+    if per_image > limits.max_activation_bytes:
+        raise CustomModelError(
+            f"The model's layer outputs need {format_bytes(per_image)} per image (a gradient "
+            f"keeps them all); the limit is {format_bytes(limits.max_activation_bytes)}, to "
+            "protect the server. Layers that blow the image up (large upsampling) cause this.")
+    batch = int(max(1, min(16, limits.activation_budget_bytes // max(1, 3 * per_image))))
     return CustomModel(model=model, class_names=names, digest=hashlib.sha256(data).hexdigest(),
-                       head_note=head_note)
+                       head_note=head_note, batch_size=batch)
+
+
+def activation_bytes(model: keras.Model) -> int:
+    """The sum of every layer's output size for one image, in bytes (float32).
+
+    A gradient keeps these for the backward pass, so this bounds what one image
+    costs; pre-flight checks on the config cannot see it (an ``UpSampling2D(16)``
+    is tiny on disk but makes each image 256 times larger).
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += activation_bytes(layer)
+            continue
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        outputs = layer.output if isinstance(layer.output, list | tuple) else [layer.output]
+        for output in outputs:
+            shape = tuple(output.shape[1:])
+            if None not in shape:
+                total += 4 * math.prod(int(n) for n in shape)
+    return total
 
 
 def make_classifier(custom: CustomModel, preprocessing) -> KerasClassifier:
-    """Wrap a validated custom model with the preprocessing the user chose."""
-    return KerasClassifier(custom.model, preprocessing, custom.class_names)
+    """Wrap a validated custom model with the preprocessing the user chose; its batch
+    size keeps a batch of gradients within the activation budget."""
+    return KerasClassifier(custom.model, preprocessing, custom.class_names,
+                           batch_size=custom.batch_size)

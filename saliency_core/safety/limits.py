@@ -56,6 +56,11 @@ class Limits:
         max_png_chunks: most chunks in a PNG file.
         isolation_memory_bytes: address space (``RLIMIT_AS``) a checking child
             process may add to what it has mapped after importing its libraries.
+        max_activation_bytes: largest sum of a model's layer outputs for one image
+            (what a forward pass keeps for the backward pass); the registered models
+            need 58-141 MB, an upsampling "amplifier" gigabytes.
+        activation_budget_bytes: memory a batch of one own model's gradients may
+            use; its batch size is chosen to fit (at least 1, at most 16).
         isolation_walk_timeout_seconds: time for the child to start and walk an
             HDF5 file (the only defence against a hang inside the HDF5 library).
         isolation_timeout_seconds: time for the whole check in the child:
@@ -80,6 +85,8 @@ class Limits:
     max_image_frames: int = 1_000
     max_png_chunks: int = 100_000
     isolation_memory_bytes: int = 4 * GIB
+    max_activation_bytes: int = 512 * MIB
+    activation_budget_bytes: int = 1536 * MIB
     isolation_walk_timeout_seconds: float = 20.0
     isolation_timeout_seconds: float = 180.0
 
