@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from pages.lib import audit_gallery, layout, own_models, settings
+from pages.lib import audit_gallery, layout, method_controls, own_models, settings
 from saliency_core.audit.batch import AuditSettings
 from saliency_core.audit.border import BORDER_BAND
 from saliency_core.audit.uploads import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
@@ -22,29 +22,6 @@ SORTS = {
     "class": "Predicted class",
 }
 FIT_LABELS = {"crop": "Centre crop", "squash": "Squash"}
-
-
-def render_params(method: str, classifier) -> dict:
-    """Controls for ``method``'s parameters (shared with Explore through the settings)."""
-    values = {}
-    for param in METHODS[method].params:
-        name = settings.param_setting_name(method, param.name)
-        if param.name == "layer":
-            values["layer"] = settings.bind(
-                name, st.selectbox, options=classifier.spatial_layer_names(),
-                default=classifier.default_cam_layer(), label="Layer to explain",
-                format_func=classifier.describe_layer)
-        elif param.options:
-            values[param.name] = settings.bind(
-                name, st.selectbox, options=list(param.options), label=param.label,
-                format_func=lambda v, p=param: p.labels.get(v, v), help=param.help)
-        else:
-            kind = int if isinstance(param.default, int) else float
-            values[param.name] = settings.bind(
-                name, st.slider, label=param.label, help=param.help,
-                min_value=kind(param.minimum), max_value=kind(param.maximum),
-                step=kind(param.step))
-    return values
 
 
 def _sorted(records, how: str):
@@ -99,7 +76,7 @@ with controls:
     method = settings.bind("method", st.selectbox, options=list(METHODS), label="Method",
                            format_func=lambda k: METHODS[k].label)
     st.caption(METHODS[method].description)
-    params = render_params(method, classifier)
+    params = method_controls.render_method_params(method, classifier)
 
 audit = AuditSettings(method=method, params=tuple(sorted(params.items())), class_index=fixed,
                       fit=fit, batch_size=16)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.lib import caching, image_choice, layout, own_models, settings
+from pages.lib import caching, image_choice, layout, method_controls, own_models, settings
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS
 from saliency_core.plotting import (
@@ -67,12 +67,7 @@ with grid:
     clip = settings.get("clip")
     maps, notes = [], []
     for method in methods:
-        params = {}
-        for param in METHODS[method].params:
-            value = settings.get(settings.param_setting_name(method, param.name))
-            if param.name == "layer" and value not in classifier.spatial_layer_names():
-                value = classifier.default_cam_layer()  # unset, or chosen for another model
-            params[param.name] = value
+        params = method_controls.stored_method_params(method, classifier)
         row, row_notes = [], []
         for class_index in classes:
             request = caching.MapRequest(image.digest, model_key, token, fit, method,

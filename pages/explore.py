@@ -5,7 +5,15 @@ import io
 import numpy as np
 import streamlit as st
 
-from pages.lib import audit_gallery, caching, image_choice, layout, own_models, settings
+from pages.lib import (
+    audit_gallery,
+    caching,
+    image_choice,
+    layout,
+    method_controls,
+    own_models,
+    settings,
+)
 from pages.lib.overlay_bridge import mount_overlay_bridge
 from saliency_core.labels import rank_classes, shorten_label
 from saliency_core.methods import METHODS, Target
@@ -116,31 +124,6 @@ def pick_contrast(preds, class_names, class_index: int) -> int | None:
                          format_func=lambda i: f"{shorten_label(class_names[i])} (#{i})")
 
 
-def render_method_params(method: str, classifier) -> dict:
-    """Controls for ``method``'s parameters; returns their values (remembered per method)."""
-    values = {}
-    for param in METHODS[method].params:
-        name = settings.param_setting_name(method, param.name)
-        if param.name == "layer":
-            values["layer"] = settings.bind(
-                name, st.selectbox, options=classifier.spatial_layer_names(),
-                default=classifier.default_cam_layer(), label="Layer to explain",
-                format_func=classifier.describe_layer,
-                help="Later layers see larger regions of the image but give coarser maps; "
-                     "the last one is Grad-CAM's usual choice.")
-        elif param.options:
-            values[param.name] = settings.bind(
-                name, st.selectbox, options=list(param.options), label=param.label,
-                format_func=lambda v, p=param: p.labels.get(v, v), help=param.help)
-        else:
-            kind = int if isinstance(param.default, int) else float
-            values[param.name] = settings.bind(
-                name, st.slider, label=param.label, help=param.help,
-                min_value=kind(param.minimum), max_value=kind(param.maximum),
-                step=kind(param.step))
-    return values
-
-
 def _format_info(key: str, value) -> str:
     if key == "completeness gap":
         return f"completeness gap {100 * value:.2f}%"
@@ -199,7 +182,7 @@ with controls:
     method = settings.bind("method", st.selectbox, options=list(METHODS), label="Method",
                            format_func=lambda k: METHODS[k].label)
     st.caption(f"{METHODS[method].description} ({METHODS[method].citation})")
-    params = render_method_params(method, classifier)
+    params = method_controls.render_method_params(method, classifier)
 
 with display:
     result = st.container(key="result")

@@ -5,7 +5,15 @@ import dataclasses
 import numpy as np
 import streamlit as st
 
-from pages.lib import caching, image_choice, layout, own_models, settings, trust_checks
+from pages.lib import (
+    caching,
+    image_choice,
+    layout,
+    method_controls,
+    own_models,
+    settings,
+    trust_checks,
+)
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS, Target
 from saliency_core.plotting import COLORMAPS
@@ -45,17 +53,6 @@ def show_verdict(verdict) -> None:
         st.error(text, icon=":material/cancel:")
 
 
-def method_params(method: str, classifier) -> dict:
-    """The method's parameters as last set on Explore (a layer for another model: default)."""
-    params = {}
-    for param in METHODS[method].params:
-        value = settings.get(settings.param_setting_name(method, param.name))
-        if param.name == "layer" and value not in classifier.spatial_layer_names():
-            value = classifier.default_cam_layer()
-        params[param.name] = value
-    return params
-
-
 layout.page_setup()
 st.title("Trust")
 st.caption("Can this map be trusted? Checks that a map must pass to explain the model: it must "
@@ -93,7 +90,7 @@ with controls:
                                 format_func=lambda i: f"{shorten_label(names[i])} (#{i})")
     method = settings.bind("method", st.selectbox, options=list(METHODS), label="Method",
                            format_func=lambda k: METHODS[k].label)
-    params = method_params(method, classifier)
+    params = method_controls.stored_method_params(method, classifier)
     score = settings.get("score")
     score_words = "class score before softmax" if score == "logit" else "probability"
     st.caption(f"Score explained: {score_words}; method parameters as last set on Explore.")
@@ -214,7 +211,7 @@ with checks:
 
     # 5. Every method's AUCs on this image.
     st.subheader("All methods on this image")
-    all_params = {key: method_params(key, classifier) for key in METHODS}
+    all_params = {key: method_controls.stored_method_params(key, classifier) for key in METHODS}
     key_methods = ("methods", dataclasses.replace(request, method="*", params=tuple(
         (key, tuple(sorted(p.items()))) for key, p in all_params.items())))
     compared = trust_checks.cached_result(key_methods)

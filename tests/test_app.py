@@ -4,10 +4,11 @@ import io
 
 import numpy as np
 import pytest
+from apptest_support import new_app as open_app
+from apptest_support import use_navigation_mode
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
 from saliency_core.samples import read_sample
 
 pytestmark = pytest.mark.slow
@@ -16,29 +17,11 @@ TIMEOUT = 180
 
 @pytest.fixture(autouse=True)
 def _navigation_mode(monkeypatch):
-    """Run every AppTest rerun through app.py's st.navigation, as the live server does.
-
-    AppTest resets ``PagesManager.uses_pages_directory`` before each run and, because
-    this project has a ``pages/`` folder, would rerun a page script directly (the old
-    folder-based multipage mode), skipping app.py and its sidebar. The live server
-    clears that flag for good on the first ``st.navigation`` call; this does the same.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+    use_navigation_mode(monkeypatch)
 
 
 def new_app(**query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return open_app(TIMEOUT, **query)
 
 
 def class_radio(at):

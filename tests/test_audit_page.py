@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from apptest_support import use_navigation_mode
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -19,16 +20,7 @@ TIMEOUT = 240
 
 @pytest.fixture(autouse=True)
 def _navigation_mode(monkeypatch):
-    """Run reruns through app.py's st.navigation, as the live server does (see test_app.py)."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+    use_navigation_mode(monkeypatch)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

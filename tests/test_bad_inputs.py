@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from apptest_support import use_navigation_mode
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -19,15 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(autouse=True)
 def _navigation_mode(monkeypatch):
-    from streamlit.runtime.pages_manager import PagesManager  # see test_app.py
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+    use_navigation_mode(monkeypatch)
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -7,79 +7,25 @@ Playwright's Python package.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
+from browser_support import launch_browser, run_server, screenshot
 
-from conftest import ROOT
 from saliency_core.samples import SAMPLES, read_sample
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 OVERLAY = "[data-testid='stPlotlyChart'] .js-plotly-plot g.hm image"
 CARD = "[class*='st-key-card_']"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """``streamlit run app.py`` on a free localhost port; stopped afterwards."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    env = dict(os.environ, SALIENCY_STUDIO_OFFLINE="1", PYTHONUNBUFFERED="1")
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    break
-        except OSError:
-            time.sleep(0.5)
-        if process.poll() is not None:
-            pytest.fail(f"streamlit exited early:\n{log.read_text()}")
-    else:
-        process.kill()
-        pytest.fail(f"streamlit did not start:\n{log.read_text()}")
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    """The app on a free localhost port, shared by the tests of this module."""
+    yield from run_server(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it with apt-get)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+    yield from launch_browser()
 
 
 @pytest.fixture
@@ -130,8 +76,7 @@ def test_five_photos_give_five_cards_sorting_reorders_and_a_card_opens_explore(
     assert page.locator("[data-testid='stException']").count() == 0
     before, shares = card_names(page), card_shares(page)
     assert before == [p.name for p in photos]
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "audit-gallery.png"), full_page=True)
+    screenshot(page, "audit-gallery")
 
     page.get_by_role("combobox", name="Sort by").click()
     page.get_by_role("option", name="Border share, highest first").first.click()
@@ -153,4 +98,4 @@ def test_five_photos_give_five_cards_sorting_reorders_and_a_card_opens_explore(
     assert label in page.locator("[data-testid='stMarkdown']").filter(
         has_text="Vanilla gradient").first.inner_text()
     assert page.locator("[data-testid='stException']").count() == 0
-    page.screenshot(path=str(ARTIFACTS / "audit-opened-in-explore.png"), full_page=True)
+    screenshot(page, "audit-opened-in-explore")

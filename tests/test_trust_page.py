@@ -1,9 +1,9 @@
 """The Trust page in AppTest with the default model and the cat sample."""
 
 import pytest
+from apptest_support import new_app as open_app
+from apptest_support import use_navigation_mode
 from streamlit.testing.v1 import AppTest
-
-from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 180
@@ -11,29 +11,11 @@ TIMEOUT = 180
 
 @pytest.fixture(autouse=True)
 def _navigation_mode(monkeypatch):
-    """Run every AppTest rerun through app.py's st.navigation, as the live server does.
-
-    (Copied from ``tests/test_app.py``.) AppTest resets
-    ``PagesManager.uses_pages_directory`` before each run and, because this project has
-    a ``pages/`` folder, would rerun a page script directly, skipping app.py and its
-    sidebar. The live server clears that flag on the first ``st.navigation`` call.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+    use_navigation_mode(monkeypatch)
 
 
 def new_app(**query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return open_app(TIMEOUT, **query)
 
 
 def texts(at) -> str:
