@@ -17,7 +17,6 @@ from pages.lib import (
 from pages.lib.overlay_bridge import mount_overlay_bridge
 from saliency_core.labels import rank_classes, shorten_label
 from saliency_core.methods import METHODS, Target
-from saliency_core.pipeline import to_display_map
 from saliency_core.plotting import (
     COLORMAP_LABELS,
     COLORMAPS,
@@ -27,7 +26,7 @@ from saliency_core.plotting import (
     make_topk_figure,
     render_overlay_png,
 )
-from saliency_core.postprocess import REDUCTIONS, reduce_channels
+from saliency_core.postprocess import REDUCTIONS, normalize_map, reduce_channels
 
 SCORE_LABELS = {
     "logit": "Class score, before softmax (the paper's choice)",
@@ -44,26 +43,15 @@ SIDE_CONFIG = {"displaylogo": False, "scrollZoom": False,
 SEARCH = -1
 
 
-def _context(digest: str, model_key: str) -> str:
-    return f"{digest[:12]}_{model_key}"
-
-
 def pick_class(preds, class_names, digest: str, model_key: str) -> int:
     """Radio over the top classes plus a ranked search over all; returns the class index.
 
     A new image or model goes back to its top-1 class; everything else keeps it.
     """
-    context = _context(digest, model_key)
-    if st.session_state.get("class_context") not in (None, context):
-        settings.put("class", None)
-        settings.put("contrast", None)
-        st.session_state["class_searching"] = False
-    st.session_state["class_context"] = context
     top = [p.index for p in preds]
-    chosen = settings.get("class")
-    if chosen is None or not 0 <= chosen < len(class_names):
-        chosen = top[0]
-        settings.put("class", chosen)
+    chosen, changed = settings.class_for_image(digest, model_key, top[0], len(class_names))
+    if changed:
+        st.session_state["class_searching"] = False
     probs = {p.index: p.probability for p in preds}
     searching = st.session_state.get("class_searching", False) or chosen not in top
     st.session_state["w_class_pick"] = SEARCH if searching else chosen
@@ -243,8 +231,8 @@ with result:
                                                           classifier, prepared.model_input)
     values = explanation.attribution.values
     clip_at = None if clip >= 100 else clip
-    saliency = to_display_map(values, reduction, clip_at)
-    raw = reduce_channels(values, reduction)
+    raw = reduce_channels(values, reduction)  # once: the map and the hover both use it
+    saliency = normalize_map(raw, clip_at, signed=signed)
     legend = make_legend(signed, (class_label, contrast_label) if signed_contrast else None)
     opacity = settings.snap_opacity(settings.get("opacity"))
     view = prepared.view

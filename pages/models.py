@@ -57,10 +57,11 @@ st.markdown(
 if "models_flash" in st.session_state:
     st.success(st.session_state.pop("models_flash"), icon=":material/check_circle:")
 
+statuses = {key: _status(key) for key in MODELS}  # one weights look-up per model and run
 st.dataframe(
     [{"model": spec.display_name, "input": f"{spec.input_size[1]}×{spec.input_size[0]}",
       "input scaling": PREPROCESSING_LABELS.get(spec.preprocessing, spec.preprocessing),
-      "weights": _status(key),
+      "weights": statuses[key],
       "environment variable": "" if key == DEFAULT_MODEL_KEY else spec.env_var}
      for key, spec in MODELS.items()],
     hide_index=True, width="stretch")
@@ -74,7 +75,7 @@ st.caption("Weights you upload serve **only this browser session**; other visito
 choices = [k for k in MODELS if k != DEFAULT_MODEL_KEY]
 target = st.selectbox("Model", choices, format_func=lambda k: MODELS[k].display_name,
                       key="weights_model")
-status = _status(target)
+status = statuses[target]
 if status.startswith("ready"):
     st.caption(f"{MODELS[target].display_name} is {status}. Uploading another file replaces "
                "it for this session.")

@@ -76,14 +76,7 @@ with controls:
     prepared = caching.prepare_image(model_key, token, classifier, image, fit)
     names = classifier.class_names
     top = [p.index for p in prepared.predictions]
-    context = f"{image.digest[:12]}_{model_key}"  # as on Explore: a new image -> its top-1
-    if st.session_state.get("class_context") not in (None, context):
-        settings.put("class", None)
-        settings.put("contrast", None)
-    st.session_state["class_context"] = context
-    current = settings.get("class")
-    if current is None or not 0 <= current < len(names):
-        settings.put("class", top[0])
+    settings.class_for_image(image.digest, model_key, top[0], len(names))  # as on Explore
     class_options = top + [c for c in [settings.get("class")] if c not in top]
     class_index = settings.bind("class", st.selectbox, options=class_options,
                                 label="Class to explain",

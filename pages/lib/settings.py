@@ -215,6 +215,27 @@ def put(name: str, value: Any) -> None:
     st.session_state[PREFS][name] = value
 
 
+def class_for_image(digest: str, model_key: str, top_class: int, num_classes: int
+                    ) -> tuple[int, bool]:
+    """The class to explain on this image and model: ``(class, context_changed)``.
+
+    A new image or model goes back to its top-1 class (and drops the contrast);
+    everything else keeps the class, which falls back to the top-1 when unset or
+    out of range. Shared by every page that explains one class.
+    """
+    context = f"{digest[:12]}_{model_key}"
+    changed = st.session_state.get("class_context") not in (None, context)
+    if changed:
+        put("class", None)
+        put("contrast", None)
+    st.session_state["class_context"] = context
+    current = get("class")
+    if current is None or not 0 <= current < num_classes:
+        current = top_class
+        put("class", current)
+    return int(current), changed
+
+
 def _copy_back(name: str, key: str, convert: Callable[[Any], Any] | None) -> None:
     value = st.session_state[key]
     st.session_state[PREFS][name] = convert(value) if convert else value
