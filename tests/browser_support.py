@@ -3,7 +3,8 @@
 Playwright's Python package drives Debian's ``chromium`` (found with ``shutil.which``);
 Playwright's own browser download is never used. The app runs under ``streamlit run``
 on a free localhost port with ``SALIENCY_STUDIO_OFFLINE=1``. Screenshots go to
-``test-artifacts/``.
+``test-artifacts/``. Its fixtures (``server``, ``fresh_server``, ``browser``,
+``page``) reach every test module through ``pytest_plugins`` in ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -84,3 +85,31 @@ def launch_browser():
 def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app on a free localhost port, shared by the tests of a module."""
+    yield from run_server(tmp_path_factory)
+
+
+@pytest.fixture
+def fresh_server(tmp_path_factory):
+    """A newly started app whose first request has not happened yet."""
+    yield from run_server(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, shared by the tests of a module."""
+    yield from launch_browser()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh desktop-sized browser context (downloads allowed) and its page."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  accept_downloads=True)
+    page = context.new_page()
+    yield page
+    context.close()

@@ -14,39 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import ARTIFACTS, OVERLAY, launch_browser, run_server, screenshot
+from browser_support import ARTIFACTS, OVERLAY, screenshot
 from PIL import Image
 
 from conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 SAMPLE = ROOT / "saliency_core" / "samples" / "chelsea.png"
+COFFEE = ROOT / "saliency_core" / "samples" / "coffee.png"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app on a free localhost port, shared by the tests of this module."""
-    yield from run_server(tmp_path_factory)
 
 
-@pytest.fixture
-def fresh_server(tmp_path_factory):
-    """A newly started app whose first request has not happened yet."""
-    yield from run_server(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                  accept_downloads=True)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def assert_no_exception(page) -> None:
@@ -241,6 +220,18 @@ def test_eight_simultaneous_sessions_get_their_own_results(server, browser, tmp_
 # ------------------------------------------------------------ Explore for real users
 
 
+def upload_photo(page, path, tap: bool = False) -> None:
+    """Switch the image source to Upload, upload ``path`` and wait for its overlay."""
+    source = page.get_by_text("Upload", exact=True)
+    if tap:
+        source.tap()
+    else:
+        source.click()
+    page.get_by_text("Upload a photo to begin").wait_for(timeout=30_000)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(path))
+    wait_for_overlay(page, 180)
+
+
 def wait_for_url_param(page, name: str, value: str, timeout_s: float = 30) -> None:
     page.wait_for_function(
         "([name, value]) => new URLSearchParams(location.search).get(name) === value",
@@ -328,11 +319,7 @@ def assert_settings_kept(page) -> None:
 def test_settings_survive_an_upload_and_a_class_change(server, page):
     page.goto(server)
     set_up_smoothgrad_cividis_07(page)
-    page.get_by_text("Upload", exact=True).click()
-    page.get_by_text("Upload a photo to begin").wait_for(timeout=30_000)
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
-        str(ROOT / "saliency_core" / "samples" / "coffee.png"))
-    wait_for_overlay(page, 180)
+    upload_photo(page, COFFEE)
     name = pick_second_class(page)
     assert_settings_kept(page)
     assert "SmoothGrad" in headline_text(page) and name in headline_text(page)
@@ -361,11 +348,7 @@ def test_a_link_made_after_an_upload_never_shows_its_class_on_another_image(serv
                                                                             browser):
     page.goto(server)
     wait_for_overlay(page)
-    page.get_by_text("Upload", exact=True).click()
-    page.get_by_text("Upload a photo to begin").wait_for(timeout=30_000)
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
-        str(ROOT / "saliency_core" / "samples" / "coffee.png"))
-    wait_for_overlay(page, 180)
+    upload_photo(page, COFFEE)
     pick_second_class(page)
     page.wait_for_function("() => new URLSearchParams(location.search).has('photo')")
     link = page.url
@@ -442,11 +425,7 @@ def test_phone_layout_result_in_view_swipe_scrolls_and_tap_reads_a_pixel(server,
         page = context.new_page()
         page.goto(server)
         wait_for_overlay(page)
-        page.get_by_text("Upload", exact=True).tap()
-        page.get_by_text("Upload a photo to begin").wait_for(timeout=30_000)
-        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
-            str(ROOT / "saliency_core" / "samples" / "coffee.png"))
-        wait_for_overlay(page, 180)
+        upload_photo(page, COFFEE, tap=True)
         # the result scrolls into view by itself: the map is on screen
         page.wait_for_function(
             "() => { const r = document.querySelector('.st-key-result .js-plotly-plot')"

@@ -1,6 +1,6 @@
 """End-to-end: the Audit page under ``streamlit run`` in headless Chromium.
 
-The server and browser fixtures follow ``tests/test_browser.py``: the real app on a
+The server and browser fixtures come from ``tests/browser_support.py``: the real app on a
 free port with ``SALIENCY_STUDIO_OFFLINE=1``, Debian's ``chromium`` through
 Playwright's Python package.
 """
@@ -8,7 +8,7 @@ Playwright's Python package.
 from __future__ import annotations
 
 import pytest
-from browser_support import launch_browser, run_server, screenshot
+from browser_support import screenshot
 
 from saliency_core.samples import SAMPLES, read_sample
 
@@ -17,23 +17,7 @@ OVERLAY = "[data-testid='stPlotlyChart'] .js-plotly-plot g.hm image"
 CARD = "[class*='st-key-card_']"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app on a free localhost port, shared by the tests of this module."""
-    yield from run_server(tmp_path_factory)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def card_names(page) -> list[str]:

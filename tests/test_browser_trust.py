@@ -1,6 +1,6 @@
 """End-to-end: the Trust page under `streamlit run`, driven in headless Chromium.
 
-The server and browser fixtures follow ``tests/test_browser.py``: Debian's ``chromium``
+The server and browser fixtures come from ``tests/browser_support.py``: Debian's ``chromium``
 (found with ``shutil.which``) through Playwright's Python package, the app on a free
 localhost port with ``SALIENCY_STUDIO_OFFLINE=1``. Screenshots go to ``test-artifacts/``.
 """
@@ -8,29 +8,13 @@ localhost port with ``SALIENCY_STUDIO_OFFLINE=1``. Screenshots go to ``test-arti
 from __future__ import annotations
 
 import pytest
-from browser_support import launch_browser, run_server, screenshot
+from browser_support import screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CHART = "[data-testid='stPlotlyChart'] .js-plotly-plot"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app on a free localhost port, shared by the tests of this module."""
-    yield from run_server(tmp_path_factory)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def assert_no_exception(page) -> None:
