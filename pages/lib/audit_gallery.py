@@ -36,7 +36,7 @@ from saliency_core.audit.outputs import (
 from saliency_core.audit.provenance import make_provenance, registered_weights_sha256
 from saliency_core.audit.uploads import CollectedFiles, collect_uploads
 from saliency_core.imaging import LoadedImage
-from saliency_core.methods import METHODS, Target
+from saliency_core.methods import Target
 from saliency_core.models.registry import MODELS
 from saliency_core.plotting import blend_overlay, encode_png
 from saliency_core.tf_adapter import KerasClassifier
@@ -240,8 +240,3 @@ def provenance_json(model_key: str, classifier: KerasClassifier, image: LoadedIm
         seconds=explanation.seconds, reduction=reduction, clip_percentile=clip_percentile,
         info=explanation.attribution.info)
     return (json.dumps(record, indent=2) + "\n").encode()
-
-
-def method_is_slow(method: str) -> bool:
-    """Whether a method evaluates many samples per image."""
-    return METHODS[method].sampling
