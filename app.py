@@ -15,6 +15,7 @@ navigation = st.navigation([
     st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:"),
     st.Page("pages/audit.py", title="Audit", icon=":material/photo_library:"),
     st.Page("pages/trust.py", title="Trust", icon=":material/verified:"),
+    st.Page("pages/how_it_works.py", title="How it works", icon=":material/school:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
 ])
 layout.render_sidebar()

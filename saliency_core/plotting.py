@@ -82,6 +82,11 @@ def _explicit_colorscale(colormap: str, signed: bool, fade: bool = False,
     return scale
 
 
+def make_colorscale(colormap: str, signed: bool = False) -> list:
+    """A colour map as explicit ``rgb()`` stops, safe from Streamlit's chart theming."""
+    return _explicit_colorscale(colormap, signed)
+
+
 def colormap_lut(colormap: str, signed: bool = False, size: int = 256) -> np.ndarray:
     """A ``(size, 3)`` uint8 lookup table for a colour map."""
     colors = sample_colorscale(_colorscale(colormap, signed), np.linspace(0, 1, size),
@@ -172,6 +177,12 @@ def make_legend(signed: bool = False, contrast: tuple[str, str] | None = None) -
         return MapLegend("signed attribution", "lowers the score", "raises the score",
                          signed=True)
     return MapLegend("attribution (normalised)", "0 = least", "1 = most")
+
+
+def make_image_trace(view: np.ndarray, name: str = "image") -> go.Image:
+    """A ``(H, W, 3)`` uint8 image as a compact PNG-backed trace (no hover)."""
+    uri = "data:image/png;base64," + base64.b64encode(encode_png(view)).decode("ascii")
+    return go.Image(source=uri, name=name, hoverinfo="skip")
 
 
 def _image_trace(view: np.ndarray, extent: tuple[int, int] | None = None) -> go.Image:

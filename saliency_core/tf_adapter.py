@@ -238,6 +238,13 @@ class KerasClassifier:
         parts = [self._logits_fn(tf.constant(chunk)).numpy() for _, chunk in self._chunks(images)]
         return np.concatenate(parts, axis=0)
 
+    def preprocessed(self, images: np.ndarray) -> np.ndarray:
+        """What the network's first layer receives: the model's own preprocessing of
+        0-255 RGB images ``(B, H, W, 3)``, as float32 ``(B, H, W, 3)``."""
+        parts = [np.asarray(self.preprocess(tf.constant(chunk)), dtype=np.float32)
+                 for _, chunk in self._chunks(images)]
+        return np.concatenate(parts, axis=0)
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Softmax probabilities ``(B, K)`` for images ``(B, H, W, 3)``."""
         logits = self.logits(images).astype(np.float64)

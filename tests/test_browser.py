@@ -459,6 +459,52 @@ def test_phone_layout_result_in_view_swipe_scrolls_and_tap_reads_a_pixel(server,
 # ------------------------------------------------------------ safety across users
 
 
+def test_a_teacher_opens_a_lesson_link_reads_a_pixel_widens_the_range_and_reloads(server,
+                                                                                 browser):
+    """A projector-sized window (1280x720): the link's sample and k apply, the maths is
+    typeset, hovering the reduced map shows the three channel gradients, a change of
+    the nudge range reaches the URL, and a reload keeps it all."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    try:
+        page.goto(server + "/how_it_works?sample=coffee&lesson.k=200")
+        page.get_by_role("heading", name="How it works").first.wait_for(timeout=120_000)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2",
+                               timeout=180_000)
+        assert_no_exception(page)
+        assert page.locator(".katex").count() >= 3  # formulas typeset, from the app's own files
+        wait_for_url_param(page, "lesson.k", "200")
+        wait_for_url_param(page, "sample", "coffee")
+        reduced = page.locator(".js-plotly-plot").first.locator(
+            "g.draglayer g.x6y6 rect.nsewdrag").first  # panel 4, "max over RGB"
+        reduced.scroll_into_view_if_needed()
+        box = reduced.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_selector("g.hovertext", timeout=10_000)
+        hover = page.locator("g.hovertext").first.text_content()
+        for part in ("∂S/∂I red", "∂S/∂I green", "∂S/∂I blue", "max |∂S/∂I|"):
+            assert part in hover, hover
+        screenshot(page, "how-it-works-1280x720")
+
+        start = page.get_by_role("slider", name="Nudge range ε (grey levels) — start")
+        start.focus()
+        page.keyboard.press("ArrowRight")
+        wait_for_url_param(page, "lesson.eps", "0.03-10", 120)
+        page.wait_for_function(  # the Taylor chart now starts at the new smallest nudge
+            "() => { const p = document.querySelectorAll('.js-plotly-plot')[1];"
+            " return p && p._fullData && Math.abs(Number(p._fullData[0].x[0]) - 0.03) < 1e-9; }",
+            timeout=60_000)
+        page.reload()
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2",
+                               timeout=180_000)
+        assert page.get_by_role("slider", name="Pixels nudged (k)").get_attribute(
+            "aria-valuetext") == "200"
+        assert start.get_attribute("aria-valuetext") == "0.03"
+        assert_no_exception(page)
+    finally:
+        context.close()
+
+
 def test_a_full_walk_requests_nothing_outside_the_app(server, browser):
     """No page asks a third party for anything (fonts, icons, beacons): every request of
     a walk through all pages goes to the app's own origin."""
@@ -475,6 +521,10 @@ def test_a_full_walk_requests_nothing_outside_the_app(server, browser):
         page.get_by_role("link", name="Compare").click()
         page.get_by_role("heading", name="Compare").first.wait_for(timeout=60_000)
         wait_for_overlay(page, 180)
+        page.get_by_role("link", name="How it works").click()
+        page.locator(".katex").first.wait_for(timeout=120_000)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2",
+                               timeout=180_000)
         page.get_by_role("link", name="Models").click()
         page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
         page.get_by_role("link", name="Explore").click()

@@ -60,3 +60,26 @@ def test_a_link_naming_an_own_model_applies_none_of_its_classes():
     assert "model" not in values and "class" not in values and "contrast" not in values
     assert "gradcam.layer" not in values
     assert notices == [settings.LinkNotice("model", "custom:0123456789ab-unit", 2)]
+
+
+def test_the_lesson_settings_travel_only_in_the_lesson_pages_links():
+    values, _ = settings.read_query({"lesson.k": "500", "lesson.eps": "0.1-30"})
+    assert values == {"lesson.k": 500, "lesson.eps": (0.1, 30.0)}
+    for raw in ("0.1-0.1", "30-0.1", "0.1-30-100", "0.7-30", "1e-3-1", "-", ""):
+        assert "lesson.eps" not in settings.read_query({"lesson.eps": raw})[0], raw
+    for raw in ("7", "0", "50000"):
+        assert "lesson.k" not in settings.read_query({"lesson.k": raw})[0], raw
+
+
+def test_lesson_settings_are_written_only_by_their_page(monkeypatch):
+    import streamlit as st
+
+    prefs = settings.defaults()
+    prefs["lesson.eps"] = (0.003, 100.0)
+    monkeypatch.setattr(st, "session_state", {settings.PREFS: prefs})
+    explore = settings.url_values("vanilla", share_sample=True, photo_digest=None)
+    lesson = settings.url_values("vanilla", share_sample=True, photo_digest=None,
+                                 page=settings.LESSON_PAGE)
+    assert not any(k.startswith("lesson.") for k in explore)
+    assert lesson["lesson.k"] == "100" and lesson["lesson.eps"] == "0.003-100"
+    assert settings.read_query(lesson)[0]["lesson.eps"] == (0.003, 100.0)

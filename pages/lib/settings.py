@@ -63,16 +63,47 @@ class Setting:
         default: the value before the user chooses anything.
         parse: turns a URL string into a value, or ``None`` if it is not valid.
         in_url: whether shared links carry it.
+        page: the one page whose links carry it (None: every page's).
+        to_url: formats the value for a link (default: ``str``).
     """
 
     name: str
     default: Any
     parse: Callable[[str], Any]
     in_url: bool = True
+    page: str | None = None
+    to_url: Callable[[Any], str] | None = None
 
 
 def _bool(raw: str) -> bool | None:
     return {"1": True, "0": False}.get(raw)
+
+
+LESSON_PAGE = "how_it_works"
+LESSON_K = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+"""Choices of how many pixels the Taylor test nudges."""
+LESSON_EPSILONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+"""Choices for the two ends of the Taylor test's nudge range (grey levels)."""
+
+
+def _lesson_k(raw: str) -> int | None:
+    value = parse_index(raw)
+    return value if value in LESSON_K else None
+
+
+def _eps_range(raw: str) -> tuple[float, float] | None:
+    """``"0.01-10"`` -> ``(0.01, 10.0)``, both ends among :data:`LESSON_EPSILONS`."""
+    parts = raw.split("-")
+    if len(parts) != 2:
+        return None
+    ends = [parse_decimal(part, 0.0, 1000.0) for part in parts]
+    if None in ends or not all(e in LESSON_EPSILONS for e in ends) or ends[0] >= ends[1]:
+        return None
+    return ends[0], ends[1]
+
+
+def _format_eps_range(value: tuple[float, float]) -> str:
+    return "-".join(f"{v:g}" for v in value)
 
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
@@ -89,6 +120,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("fade", True, _bool),  # weak values fade, so the photo shows through
     Setting("clip", 99.5, lambda raw: parse_decimal(raw, 90.0, 100.0)),
     Setting("reduction", "max_abs", _choice(REDUCTIONS)),
+    Setting("lesson.k", 100, _lesson_k, page=LESSON_PAGE),
+    Setting("lesson.eps", (0.01, 10.0), _eps_range, page=LESSON_PAGE,
+            to_url=_format_eps_range),
 )}
 
 
@@ -289,12 +323,40 @@ def bind(name: str, widget: Callable[..., Any], options: list | None = None,
     return widget(key=key, on_change=changed, **kwargs)
 
 
+def bind_range(name: str, options: list, **kwargs) -> tuple[Any, Any]:
+    """A range ``st.select_slider`` bound to the setting ``name`` (a ``(low, high)`` tuple).
+
+    Unlike :func:`bind`, the stored range is passed as ``value`` instead of being
+    seeded into the widget's state: a range select slider whose value comes only
+    from session state is taken for a single-value slider, and a user's change
+    then comes back as one number. Passing ``value`` on every run is as safe: while
+    the widget keeps its state, that state is the value last copied back.
+    """
+    key = f"w_{name}"
+    prefs = st.session_state[PREFS]
+    current = prefs.get(name)
+    if not (isinstance(current, tuple) and len(current) == 2
+            and all(v in options for v in current) and current[0] < current[1]):
+        current = default_of(name)
+    prefs[name] = current
+
+    def changed() -> None:
+        low, high = st.session_state[key]
+        if low < high:  # a range squeezed to one point keeps the last real range
+            prefs[name] = (low, high)
+
+    low, high = st.select_slider(key=key, options=options, value=current, on_change=changed,
+                                 **kwargs)
+    return (low, high) if low < high else current
+
+
 def snap_opacity(value: float) -> float:
     """The nearest step of the overlay's opacity slider."""
     return min(OPACITY_STEPS, key=lambda s: abs(s - float(value)))
 
 
-def url_values(method: str, share_sample: bool, photo_digest: str | None) -> dict[str, str]:
+def url_values(method: str, share_sample: bool, photo_digest: str | None,
+               page: str | None = None) -> dict[str, str]:
     """The URL parameters of the current view (every setting, the method's parameters).
 
     Args:
@@ -303,14 +365,19 @@ def url_values(method: str, share_sample: bool, photo_digest: str | None) -> dic
         photo_digest: the SHA-256 of an uploaded photo or snapshot, which a link
             cannot carry; its first 12 digits let a visitor's re-upload of the
             same photo restore the class.
+        page: the page drawing the view; settings of other pages stay out.
     """
     prefs = st.session_state[PREFS]
     wanted: dict[str, str] = {}
     for name, setting in SETTINGS.items():
         value = prefs.get(name)
-        if not setting.in_url or value is None or (name == "sample" and not share_sample):
+        if (not setting.in_url or value is None or setting.page not in (None, page)
+                or (name == "sample" and not share_sample)):
             continue
-        wanted[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        if setting.to_url is not None:
+            wanted[name] = setting.to_url(value)
+        else:
+            wanted[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
     if not share_sample and photo_digest:
         wanted["photo"] = photo_digest[:12]
     for param in METHODS[method].params:
@@ -321,9 +388,10 @@ def url_values(method: str, share_sample: bool, photo_digest: str | None) -> dic
     return wanted
 
 
-def sync_query_params(method: str, share_sample: bool, photo_digest: str | None) -> None:
+def sync_query_params(method: str, share_sample: bool, photo_digest: str | None,
+                      page: str | None = None) -> None:
     """Write the current view to the URL, so the address bar is a shareable link."""
-    wanted = url_values(method, share_sample, photo_digest)
+    wanted = url_values(method, share_sample, photo_digest, page)
     current = {k: st.query_params.get(k) for k in st.query_params.keys()}
     if current != wanted:
         st.query_params.from_dict(wanted)

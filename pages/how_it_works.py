@@ -1,0 +1,188 @@
+"""How it works: every step of a gradient map for the current image, and a live test."""
+
+import numpy as np
+import streamlit as st
+
+from pages.lib import caching, image_choice, layout, lesson, own_models, settings
+from saliency_core.labels import shorten_label
+from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS
+from saliency_core.teaching import SELECTIONS
+from saliency_core.teaching.figures import (
+    SELECTION_COLOR_NAMES,
+    make_pipeline_figure,
+    make_taylor_figure,
+    mark_pixels,
+)
+
+CONFIG = {"displaylogo": False, "scrollZoom": False,
+          "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+PAPER = ("Simonyan, Vedaldi & Zisserman 2013, *Deep Inside Convolutional Networks*, "
+         "[arXiv:1312.6034](https://arxiv.org/abs/1312.6034)")
+TERMS = {
+    "score": "The class score S_c is the number the network gives class c before softmax "
+             "turns all scores into probabilities (the 'logit'). A higher score means the "
+             "network favours that class more.",
+    "taylor": "A first-order Taylor expansion replaces a curved function by its tangent: "
+              "the straight line (here, a flat plane in 150,528 dimensions) that touches it "
+              "at this image. Near the image the two agree; far away they need not.",
+    "gradient": "The gradient ∂S_c/∂I is the list of slopes of the score, one per pixel "
+                "and colour channel: how much the score would change per grey level that "
+                "value moves, all else fixed. It is computed exactly by backpropagation.",
+    "normalise": "Normalising rescales the map so its smallest value is 0 and its largest "
+                 "1, after the brightest 0.5% are clipped so a few extreme pixels do not "
+                 "wash out the rest. Each image is scaled on its own, so colours cannot be "
+                 "compared between images.",
+    "nudge": "A nudge of ε grey levels adds ε to a colour value (0 to 255) where the "
+             "gradient is positive and subtracts it where it is negative, so every nudge "
+             "should raise the score.",
+}
+
+
+layout.page_setup()
+st.title("How it works")
+st.caption(f"How a gradient saliency map is made from this image, step by step, and a live "
+           f"test of the idea behind it: {PAPER}. Image, model and class are shared with "
+           "Explore.")
+layout.show_link_notices()
+
+model_key = settings.get("model")
+model_name = own_models.model_display_name(model_key)
+classifier, token = own_models.classifier_for(model_key)
+if classifier is None:
+    st.stop()
+
+image_column, class_column, style_column = st.columns([5, 4, 3], gap="large")
+with image_column:
+    chosen = image_choice.choose_image()
+    if chosen is None:
+        st.stop()
+image = chosen.image
+fit = settings.get("fit")
+prepared = caching.prepare_image(model_key, token, classifier, image, fit)
+names = classifier.class_names
+top = [p.index for p in prepared.predictions]
+settings.class_for_image(image.digest, model_key, top[0], len(names))  # as on Explore
+class_options = top + [c for c in [settings.get("class")] if c not in top]
+probability = {p.index: p.probability for p in prepared.predictions}
+with class_column:
+    class_index = settings.bind(
+        "class", st.selectbox, options=class_options, label="Class to explain",
+        format_func=lambda i: f"{shorten_label(names[i])} (#{i})"
+        + (f", {probability[i]:.0%}" if i in probability else ""),
+        help="The model's top classes for this image, with their probabilities. The score "
+             "explained is the class score before softmax, as in the paper.")
+with style_column:
+    cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
+                         format_func=COLORMAP_LABELS.get)
+st.caption("The map on this page is always the paper's vanilla gradient of the class score "
+           "before softmax; Explore offers the other methods.")
+
+clip = 99.5
+steps = lesson.cached_steps(image.digest, model_key, token, fit, class_index, clip,
+                            classifier, prepared.model_input)
+height, width = steps.reduced.shape
+class_label = shorten_label(names[class_index])
+st.markdown(f"**{layout.escape_markdown(class_label)}** (class {class_index}) · "
+            f"{layout.escape_markdown(model_name)} · class score $S_c = {steps.score:.2f}$")
+
+st.subheader("1 · The idea")
+st.markdown("A classifier gives every class $c$ a **score** $S_c(I)$ for the image $I$. That "
+            "function is far from a straight line, but close to this one image it can be "
+            "replaced by one, its **first-order Taylor expansion**:",
+            help=TERMS["score"] + "\n\n" + TERMS["taylor"])
+st.latex(r"S_c(I) \;\approx\; w^{\top} I + b, \qquad "
+         r"w = \left.\frac{\partial S_c}{\partial I}\right|_{I_0}")
+st.markdown(f"The **gradient** $w$ has one number per pixel and colour channel "
+            f"({height}×{width}×3 here). Its size says which pixels need to be changed the "
+            "least to change the class score the most. The paper turns it into one value "
+            "per pixel by taking the largest magnitude over the three colour channels; the "
+            "map is then **normalised** to 0–1 for display:",
+            help=TERMS["gradient"] + "\n\n" + TERMS["normalise"])
+st.latex(r"M_{ij} = \max_{k \in \{R,G,B\}} \left| w_{ij,k} \right|, \qquad "
+         r"\hat M = \frac{M - \min M}{\max M - \min M}")
+st.markdown("That claim can be tested: **nudging** the pixels with the largest $M$ by "
+            "$\\varepsilon$ grey levels, in the direction of the gradient's sign, should "
+            "change the score by about", help=TERMS["nudge"])
+st.latex(r"\Delta S_c \;\approx\; w^{\top} \Delta I "
+         r"\;=\; \varepsilon \sum_{\text{nudged}} |w|")
+st.caption("and by more than nudging as many random pixels, or the least salient ones "
+           "(section 3).")
+
+st.subheader("2 · The pipeline")
+st.plotly_chart(make_pipeline_figure(steps, cmap), width="stretch", config=CONFIG,
+                key="lesson_pipeline")
+low, high = float(steps.network_input.min()), float(steps.network_input.max())
+grad_low, grad_high = float(steps.gradient.min()), float(steps.gradient.max())
+st.markdown(
+    f"1. **Input.** The photo fitted to the model's {height}×{width} input. The model "
+    f"rescales its values from 0–255 to {low:.2f}…{high:.2f} inside the differentiated "
+    "function, so the map is about the pixels you see.\n"
+    f"2. **Gradient, per colour channel.** $\\partial S/\\partial I$ from {grad_low:.2g} to "
+    f"{grad_high:.2g} per grey level: red raises the score, blue lowers it, white is no "
+    "effect.\n"
+    "3. **Magnitude.** $|\\partial S/\\partial I|$, its three channels shown as red, green "
+    "and blue.\n"
+    "4. **Max over RGB.** One value per pixel: the paper's saliency map. Hover it to see "
+    "all three channels.\n"
+    f"5. **Normalised.** Scaled to 0–1 after clipping the top {100 - clip:g}%.\n"
+    "6. **Overlay.** The map over the photo; weak values fade so the photo shows through.",
+    help="Drag over any panel to zoom; all panels follow. Double-click to zoom out.")
+
+st.subheader("3 · Test it yourself")
+st.markdown("Nudge $k$ pixels by $\\varepsilon$ grey levels along the gradient's sign and "
+            "compare the **predicted** change $w^\\top \\Delta I$ (dashed) with the "
+            "**actual** change of the score (solid), for the most salient, random and least "
+            "salient pixels. All nudged images go through the model in one batch.",
+            help=TERMS["nudge"])
+k_column, eps_column = st.columns(2, gap="large")
+with k_column:
+    k = settings.bind("lesson.k", st.select_slider, options=list(settings.LESSON_K),
+                      label="Pixels nudged (k)",
+                      help=f"Out of {height * width:,} pixels. All three colour values of "
+                           "each are nudged.")
+with eps_column:
+    eps_range = settings.bind_range("lesson.eps", options=list(settings.LESSON_EPSILONS),
+                                    label="Nudge range ε (grey levels)",
+                                    format_func=lambda v: f"{v:g}",
+                                    help="The smallest and largest nudge; the round values "
+                                         "between (1, 2, 5, 10…) are tried too. One grey "
+                                         "level is 1/255 of the range of a colour value.")
+with st.spinner("Scoring the nudged images…"):
+    test = lesson.cached_taylor_test(image.digest, model_key, token, fit, class_index, clip,
+                                     int(k), tuple(eps_range), classifier, steps)
+chart, marked = st.columns([4, 1])
+with chart:
+    st.plotly_chart(make_taylor_figure(test), width="stretch", config=CONFIG,
+                    key="lesson_taylor")
+with marked:
+    st.image(mark_pixels(steps.model_input, test.pixels), width="stretch",
+             caption="The nudged pixels: " + ", ".join(
+                 f"{label} in {SELECTION_COLOR_NAMES[key]}"
+                 for key, label in SELECTIONS.items()) + " (first random draw).")
+holds, breaks = test.holds_up_to("most"), test.breaks_at("most")
+if holds is None:
+    st.warning(f"Already at ε = {test.epsilons[0]:g} the straight line misses the actual "
+               f"change by more than {test.tolerance:.0%}: pick a smaller range to see where "
+               "it holds.", icon=":material/show_chart:")
+elif breaks is None:
+    st.success(f"The straight line predicts the change within {test.tolerance:.0%} over the "
+               f"whole range (up to ε = {holds:g}): pick a larger range to see where it "
+               "stops holding.", icon=":material/show_chart:")
+else:
+    st.info(f"For the {k} most salient pixels the straight line predicts the change within "
+            f"{test.tolerance:.0%} up to ε = {holds:g} grey levels; from ε = {breaks:g} on "
+            "(shaded) the network's curvature takes over, and the gradient alone no longer "
+            "tells what a change does.", icon=":material/show_chart:")
+at = int(np.searchsorted(test.epsilons, holds if holds is not None else test.epsilons[0]))
+changes = {key: test.curves[key].actual[at] for key in SELECTIONS}
+ranked = changes["most"] > changes["random"] > changes["least"]
+st.markdown(
+    f"At ε = {test.epsilons[at]:g}: the {k} most salient pixels moved the score by "
+    f"{changes['most']:+.3g}, {k} random pixels by {changes['random']:+.3g} (mean of "
+    f"{lesson.RANDOM_DRAWS} draws) and the {k} least salient by {changes['least']:+.3g}. "
+    + ("So the map does rank pixels by their effect, as the paper claims."
+       if ranked else "Here the map's ranking does **not** match the effects: a warning sign "
+                      "for this map."))
+
+settings.sync_query_params(settings.get("method"), share_sample=chosen.source == "Sample",
+                           photo_digest=image.digest, page=settings.LESSON_PAGE)
