@@ -162,8 +162,7 @@ def make_taylor_figure(test: TaylorTest, unit: str = "logit") -> go.Figure:
         The figure.
     """
     fig = make_subplots(rows=1, cols=2, column_widths=[0.56, 0.44], horizontal_spacing=0.09,
-                        subplot_titles=("Change of the class score",
-                                        "Actual ÷ predicted (1 = the straight line is exact)"))
+                        subplot_titles=("Score change", "Actual ÷ predicted (1 = exact)"))
     x = test.epsilons
     for key, label in SELECTIONS.items():
         curve = test.curves[key]
