@@ -239,3 +239,25 @@ def test_stats_rate_time_per_map_and_delay():
     assert snap.maps == 11
     now[0] = 10.0  # nothing for a while: the rate falls to 0
     assert stats.snapshot().fps == 0.0 and stats.snapshot().maps == 11
+
+
+def test_ice_servers_are_empty_by_default_and_checked():
+    from saliency_core.live.network import read_ice_servers
+
+    assert read_ice_servers("") == []
+    assert read_ice_servers("[weights]\nvgg16 = 'x.h5'\n") == []
+    text = ('[live]\nice_servers = [{ urls = "turn:turn.example.org:3478", username = "u", '
+            'credential = "p" }, { urls = ["stun:a", "turns:b"] }, { urls = "http://x" }, 3]\n')
+    assert read_ice_servers(text) == [
+        {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"},
+        {"urls": ["stun:a", "turns:b"]}]
+    assert read_ice_servers("[live]\nice_servers = 'turn:x'\n") == []
+    assert read_ice_servers("not toml [") == []
+
+
+def test_the_figures_line_goes_at_the_bottom_of_frames_of_any_size():
+    for shape in [(480, 640), (1, 1), (12, 300), (300, 12)]:
+        out = draw_label(np.full((*shape, 3), 255, np.uint8), "7.5 maps/s · 120 ms", bottom=True)
+        assert out.shape == (*shape, 3)
+    out = draw_label(np.full((480, 640, 3), 255, np.uint8), "7.5 maps/s", bottom=True)
+    assert (out[-30:, :5] == 0).all(axis=2).any() and out[:100].min() == 255  # bottom only

@@ -104,6 +104,15 @@ def _choose_file(source: str) -> KeptFile | None:
                            lambda: st.camera_input("Take a snapshot", key="camera_widget"))
 
 
+def keep_as_upload(name: str, data: bytes, digest: str) -> None:
+    """Make ``data`` the kept upload and select the Upload source, so Explore shows it
+    (Audit's "Open in Explore", Live's "Freeze")."""
+    st.session_state["last_upload"] = (name.rsplit("/", 1)[-1], data, digest)
+    for suffix in ("_id", "_refused"):
+        st.session_state.pop(f"last_upload{suffix}", None)
+    settings.put("source", "Upload")
+
+
 def _apply_pending_link_class(digest: str) -> None:
     """A link made from a photo names its class; apply it if this is the same photo."""
     pending = settings.get("pending_photo")

@@ -141,18 +141,30 @@ def composite_overlay(region: np.ndarray, saliency: np.ndarray, colormap: str,
     return np.asarray(Image.alpha_composite(base, layer).convert("RGB"))
 
 
-def draw_label(frame: np.ndarray, text: str) -> np.ndarray:
-    """Write ``text`` on a dark band in the top-left corner of ``frame`` ``(H, W, 3)``."""
+def draw_label(frame: np.ndarray, text: str, bottom: bool = False) -> np.ndarray:
+    """Write ``text`` on a dark band in the top-left (or bottom-left) corner of ``frame``.
+
+    Args:
+        frame: ``(H, W, 3)`` uint8.
+        text: one line; shortened with an ellipsis to fit the width.
+        bottom: put it in the bottom-left corner instead.
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 frame.
+    """
     height, width = frame.shape[:2]
     image = Image.fromarray(frame)
     draw = ImageDraw.Draw(image)
-    font = _font(max(10, min(32, height // 18)))
+    font = _font(max(10, min(32, height // (26 if bottom else 18))))
     while text and draw.textlength(text, font=font) > width - 12 and len(text) > 2:
         text = text[:-2] + "…"
-    left, top, right, bottom = draw.textbbox((6, 4), text, font=font)
-    draw.rectangle((0, 0, min(width - 1, right + 6), min(height - 1, bottom + 5)),
+    left, top, right, low = draw.textbbox((0, 0), text, font=font)
+    y = max(0, height - (low - top) - 10 - top) if bottom else 4
+    band_top = min(height - 1, max(0, y + top - 4))
+    band_bottom = max(band_top, min(height - 1, y + low + 5))
+    draw.rectangle((0, band_top, max(0, min(width - 1, right + 12)), band_bottom),
                    fill=(0, 0, 0))
-    draw.text((6, 4), text, font=font, fill=(255, 255, 255))
+    draw.text((6, y), text, font=font, fill=(255, 255, 255))
     return np.asarray(image)
 
 
