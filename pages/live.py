@@ -43,9 +43,11 @@ st.caption("Point your camera at a mug, a hand or a pen: the map follows what th
            "looks at as the object moves.")
 
 model_key = settings.get("model")
-classifier, _token = own_models.classifier_for(model_key)
+classifier, token = own_models.classifier_for(model_key)
 if classifier is None:
     st.stop()
+with st.spinner("Preparing the model for the stream…"):
+    live_stream.warm_up(model_key, token, classifier)
 session = live_stream.live_session()
 
 controls, display = st.columns([1, 2], gap="large")
@@ -96,6 +98,8 @@ with display:
     @st.fragment(run_every=FIGURES_EVERY if playing else None)
     def show_stream_figures() -> None:
         figures = session.worker.stats.snapshot()
+        if not playing and not figures.maps:
+            return  # nothing measured yet
         fps, per_map, delay, dropped = st.columns(4)
         fps.metric("Frames per second", f"{figures.fps:.1f}",
                    help="Maps finished per second over the last 3 s (refreshed every "

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import numpy as np
 import streamlit as st
 import streamlit.components.v2  # noqa: F401  (registers st.components.v2)
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
@@ -114,6 +115,14 @@ def live_session() -> LiveSession:
     if "live_session" not in st.session_state:
         st.session_state["live_session"] = LiveSession()
     return st.session_state["live_session"]
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
+def warm_up(model_key: str, token: str, _classifier) -> bool:
+    """Trace the model's prediction and gradient once (a few seconds), before the stream
+    starts, so the first frames do not wait for it. Once per model and weights."""
+    process_frame(np.zeros((48, 64, 3), np.uint8), LiveSettings(_classifier))
+    return True
 
 
 def render_stream(session: LiveSession):
