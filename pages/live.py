@@ -102,7 +102,7 @@ with display:
             return  # nothing measured yet
         fps, per_map, delay, dropped = st.columns(4)
         fps.metric("Frames per second", f"{figures.fps:.1f}",
-                   help="Maps finished per second over the last 3 s (refreshed every "
+                   help="Maps finished per second over the last 5 s (refreshed every "
                         f"{FIGURES_EVERY:.0f} s; the video shows it live).")
         per_map.metric("Time per map", f"{1000 * figures.seconds_per_map:.0f} ms",
                        help="Fitting, predicting and explaining one frame.")

@@ -15,7 +15,7 @@ class StatsSnapshot:
     """The stream's figures at one moment.
 
     Attributes:
-        fps: maps finished per second over the window (0 before two maps).
+        fps: maps finished within the window, per second of the window.
         seconds_per_map: median time to compute one map over the window.
         delay: median time from a frame's arrival to its overlay being ready.
         maps: maps finished since the start.
@@ -37,7 +37,7 @@ class LiveStats:
         clock: monotonic time source (tests pass their own).
     """
 
-    def __init__(self, window: float = 3.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, window: float = 5.0, clock: Callable[[], float] = time.monotonic):
         self.window = window
         self._clock = clock
         self._lock = threading.Lock()
@@ -71,7 +71,6 @@ class LiveStats:
             maps, dropped = self._maps, self._dropped
         if not recent:
             return StatsSnapshot(0.0, 0.0, 0.0, maps, dropped)
-        span = recent[-1][0] - recent[0][0]
-        fps = (len(recent) - 1) / span if len(recent) > 1 and span > 0 else 0.0
+        fps = len(recent) / self.window
         return StatsSnapshot(fps, statistics.median(r[1] for r in recent),
                              statistics.median(r[2] for r in recent), maps, dropped)
