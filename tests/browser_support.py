@@ -70,14 +70,14 @@ def run_server(tmp_path_factory):
         process.kill()
 
 
-def launch_browser(args: list[str] = CHROMIUM_ARGS):
+def launch_browser():
     """Yield a headless Chromium, skipping the test with a reason when it is missing."""
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it with apt-get)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
 

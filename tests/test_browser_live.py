@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser_support import CHROMIUM_ARGS, OVERLAY, launch_browser, screenshot
+from browser_support import CHROMIUM, CHROMIUM_ARGS, OVERLAY, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 STREAM = "iframe[title*='webrtc']"
@@ -102,11 +102,14 @@ def test_the_stream_comes_back_with_the_overlay_changes_and_reports_its_rate(ser
 
 
 @pytest.fixture(scope="module")
-def asking_browser():
-    """Chromium with the fake camera but without the flag that grants it silently, so a
-    denied permission stays denied."""
-    yield from launch_browser([a for a in CHROMIUM_ARGS
-                               if a != "--use-fake-ui-for-media-stream"])
+def asking_browser(browser):
+    """A second Chromium (same Playwright) with the fake camera but without the flag that
+    grants it silently, so a denied permission stays denied."""
+    instance = browser.browser_type.launch(
+        executable_path=CHROMIUM,
+        args=[a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"])
+    yield instance
+    instance.close()
 
 
 def test_a_denied_camera_says_what_to_do_and_the_app_keeps_working(server, asking_browser):
