@@ -60,3 +60,36 @@ def test_freeze_before_any_frame_says_to_start_first():
     assert not at.exception, [e.value for e in at.exception]
     assert any("press START first" in w.value for w in at.warning)
     assert at.title[0].value == "Live"
+
+
+def test_freeze_opens_the_explained_frame_in_explore_and_it_stays_there():
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from saliency_core.samples import read_sample
+
+    at = live_app()
+    at.radio(key="w_live_method").set_value("smoothgrad").run()
+    session = at.session_state["live_session"]
+    import io
+
+    pixels = np.asarray(Image.open(io.BytesIO(read_sample("coffee"))).convert("RGB"))
+    session.worker.submit(av.VideoFrame.from_ndarray(pixels, format="rgb24"),
+                          start_thread=False)
+    assert session.worker.process_next()  # what the stream's thread does with a frame
+    result = session.latest_result()
+    assert result.frame.shape == pixels.shape
+    next(b for b in at.button if "Freeze" in b.label).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Explore"
+    headline = next(m.value for m in at.markdown if "for **" in m.value)
+    assert "SmoothGrad" in headline and f"(class {result.class_index})" in headline, headline
+    assert at.slider(key="w_smoothgrad.samples").value == 3
+    at.switch_page("pages/explore.py").run()  # AppTest stays on the page it last switched to
+    at.selectbox(key="w_cmap").set_value("cividis").run()  # a later change keeps the photo
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Using your earlier file, live" in c.value.replace("\\", "")
+               for c in at.caption)
+    assert f"(class {result.class_index})" in next(m.value for m in at.markdown
+                                                   if "for **" in m.value)
