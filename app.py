@@ -13,6 +13,7 @@ settings.init_state()
 navigation = st.navigation([
     st.Page("pages/explore.py", title="Explore", icon=":material/visibility:", default=True),
     st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:"),
+    st.Page("pages/live.py", title="Live", icon=":material/videocam:"),
     st.Page("pages/audit.py", title="Audit", icon=":material/photo_library:"),
     st.Page("pages/trust.py", title="Trust", icon=":material/verified:"),
     st.Page("pages/how_it_works.py", title="How it works", icon=":material/school:"),

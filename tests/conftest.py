@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import pylibsrtp  # noqa: F401  (before TensorFlow, or it crashes: see pages/lib/__init__.py)
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -169,7 +169,12 @@ def test_upload_survives_a_visit_to_another_page():
     assert_ok(at)
     assert headline(at) == first
     assert any("earlier file" in c.value for c in at.caption)
-    # removing the file really removes it
+    # a later change keeps it, though the widget is empty after the page switch
+    at.selectbox(key="w_cmap").set_value("cividis").run()
+    assert_ok(at)
+    assert headline(at) == first and any("earlier file" in c.value for c in at.caption)
+    # removing a file from the widget really removes it
+    upload(at, "parrot.png", read_sample("coffee"))
     at.file_uploader(key="upload_widget").set_value(None)
     at.run()
     assert any("Upload a photo" in i.value for i in at.info)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from pages.lib import caching, own_models, settings
+from pages.lib import caching, image_choice, own_models, settings
 from saliency_core.audit.batch import (
     AuditSettings,
     ImageFailure,
@@ -209,10 +209,7 @@ def export_zip(files: list[UploadedFile], classifier: KerasClassifier, audit: Au
 def open_in_explore(name: str, data: bytes, digest: str, class_index: int,
                     audit: AuditSettings) -> None:
     """Show this image on Explore with the same model, class, method, parameters and fit."""
-    st.session_state["last_upload"] = (name.rsplit("/", 1)[-1], data, digest)
-    for suffix in ("_id", "_refused"):
-        st.session_state.pop(f"last_upload{suffix}", None)
-    settings.put("source", "Upload")
+    image_choice.keep_as_upload(name, data, digest)
     settings.put("method", audit.method)
     for param, value in audit.params:
         settings.put(settings.param_setting_name(audit.method, param), value)

@@ -60,8 +60,9 @@ def _persisted_file(widget_key: str, store_key: str, draw) -> KeptFile | None:
 
     Streamlit forgets a widget's state when another page is shown, so the file
     is also kept in session state. If the widget is new in this run (we came back
-    from another page), the kept file is reused; if the widget existed and is now
-    empty, the user removed the file, and the kept copy is dropped too.
+    from another page, or another page handed a file over), the kept file is reused,
+    also in later runs while the widget stays empty; if the widget held the file and
+    is now empty, the user removed it, and the kept copy is dropped too.
     """
     returning = widget_key not in st.session_state
     uploaded = draw()
@@ -76,7 +77,9 @@ def _persisted_file(widget_key: str, store_key: str, draw) -> KeptFile | None:
                                                hashlib.sha256(data).hexdigest())
                 st.session_state.pop(f"{store_key}_refused", None)
             st.session_state[f"{store_key}_id"] = uploaded.file_id
-    elif not returning:
+    elif returning:  # the widget is new and empty: it no longer holds the kept file
+        st.session_state.pop(f"{store_key}_id", None)
+    elif f"{store_key}_id" in st.session_state:  # the widget held it: the user removed it
         for suffix in ("", "_id", "_refused"):
             st.session_state.pop(f"{store_key}{suffix}", None)
     refused = st.session_state.get(f"{store_key}_refused")
@@ -102,6 +105,15 @@ def _choose_file(source: str) -> KeptFile | None:
                  "and 50 megapixels."))
     return _persisted_file("camera_widget", "last_snapshot",
                            lambda: st.camera_input("Take a snapshot", key="camera_widget"))
+
+
+def keep_as_upload(name: str, data: bytes, digest: str) -> None:
+    """Make ``data`` the kept upload and select the Upload source, so Explore shows it
+    (Audit's "Open in Explore", Live's "Freeze")."""
+    st.session_state["last_upload"] = (name.rsplit("/", 1)[-1], data, digest)
+    for suffix in ("_id", "_refused"):
+        st.session_state.pop(f"last_upload{suffix}", None)
+    settings.put("source", "Upload")
 
 
 def _apply_pending_link_class(digest: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import streamlit as st
 
 from saliency_core.imaging import FIT_MODES
+from saliency_core.live import LIVE_METHODS
 from saliency_core.methods import METHODS
 from saliency_core.methods.base import Param
 from saliency_core.models.registry import DEFAULT_MODEL_KEY, MODELS
@@ -123,6 +124,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("lesson.k", 100, _lesson_k, page=LESSON_PAGE),
     Setting("lesson.eps", (0.01, 10.0), _eps_range, page=LESSON_PAGE,
             to_url=_format_eps_range),
+    # Live page: its method, SmoothGrad's few samples, and a pinned class (None: top-1)
+    Setting("live_method", "vanilla", _choice(LIVE_METHODS), in_url=False),
+    Setting("live_samples", 3, parse_index, in_url=False),
+    Setting("live_class", None, parse_index, in_url=False),
 )}
 
 

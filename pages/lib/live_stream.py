@@ -1,0 +1,175 @@
+"""The Live page's parts: one worker per browser session, the WebRTC stream, the camera check.
+
+The stream's frame callback runs on streamlit-webrtc's own thread, never in a
+script run, so it must not touch ``st.session_state``. Each browser session gets
+one :class:`LiveSession` (kept in its session state, created by the script); the
+callback closes over that object only. The page hands the current settings to it
+through a :class:`saliency_core.live.SettingsBox` on every run.
+
+The callback does no work itself: it offers the newest frame to the session's
+worker (which drops a frame still waiting) and returns the newest finished
+overlay at once, so frames never queue and the delay stays at about one map's
+compute time. streamlit-webrtc's own ``async_processing`` is off because the
+worker already takes the work off the media thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import streamlit as st
+import streamlit.components.v2  # noqa: F401  (registers st.components.v2)
+from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+from pages.lib import image_choice, settings
+from saliency_core.live import (
+    LatestFrameWorker,
+    LiveResult,
+    LiveSettings,
+    SettingsBox,
+    process_frame,
+)
+from saliency_core.live.frames import draw_label
+from saliency_core.live.network import read_ice_servers
+from saliency_core.plotting import encode_png
+
+STREAM_KEY = "live_stream"
+MEDIA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480},
+                               "frameRate": {"ideal": 15, "max": 15}},
+                     "audio": False}
+"""640×480 at 15 frames/s: maps come at a few per second on a CPU, and every frame
+sent costs the server a video decode and encode, so more would only take CPU from
+the model."""
+CHECK_KEY = "live_camera_check"
+_JS = (Path(__file__).parent / "assets" / "camera_check.js").read_text(encoding="utf-8")
+_camera_check = st.components.v2.component("saliency_camera_check", js=_JS)
+
+CAMERA_MESSAGES = {
+    "denied": ("**The browser does not let this page use the camera.** Allow camera access "
+               "for this site (the camera icon in the address bar, or the site settings), "
+               "then press START again. The other pages work without a camera."),
+    "unavailable": ("**No camera can be used.** None is connected, or another program is "
+                    "using it. Connect or free a camera and press START again; meanwhile the "
+                    "Explore page takes uploads and samples."),
+    "insecure": ("**This browser only gives a camera to pages served over HTTPS or from "
+                 "localhost.** Open the app at http://localhost on this machine, or serve it "
+                 "over HTTPS (see the README, *Live camera*)."),
+}
+
+
+@dataclass(frozen=True)
+class StreamOutput:
+    """The worker's result for one frame: the video frame to send back, and its facts."""
+
+    frame: av.VideoFrame
+    result: LiveResult
+
+
+@dataclass
+class LiveSession:
+    """Everything one browser session's stream needs, shared with the media thread.
+
+    Attributes:
+        box: the current :class:`LiveSettings`, replaced by each script run.
+        worker: explains the newest frame on its own thread.
+    """
+
+    box: SettingsBox = field(default_factory=SettingsBox)
+    worker: LatestFrameWorker = field(init=False)
+
+    def __post_init__(self):
+        self.worker = LatestFrameWorker(self._process)
+
+    def _process(self, frame: av.VideoFrame) -> StreamOutput | None:
+        current = self.box.get()
+        if current is None:
+            return None
+        result = process_frame(frame.to_ndarray(format="rgb24"), current)
+        figures = self.worker.stats.snapshot()
+        shown = result.frame
+        if figures.maps:  # the live figures ride on the video: a page rerun is costly
+            shown = draw_label(shown, f"{figures.fps:.1f} maps/s · "
+                                      f"{1000 * figures.seconds_per_map:.0f} ms per map · "
+                                      f"delay {1000 * figures.delay:.0f} ms", bottom=True)
+        return StreamOutput(av.VideoFrame.from_ndarray(shown, format="rgb24"), result)
+
+    def frame_callback(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """streamlit-webrtc's callback: offer ``frame``, return the newest overlay at once."""
+        self.worker.submit(frame)
+        output = self.worker.latest()
+        return frame if output is None else output.frame
+
+    def latest_result(self) -> LiveResult | None:
+        """The newest explained frame, or ``None``."""
+        output = self.worker.latest()
+        return None if output is None else output.result
+
+
+def live_session() -> LiveSession:
+    """This browser session's :class:`LiveSession` (created on first use)."""
+    if "live_session" not in st.session_state:
+        st.session_state["live_session"] = LiveSession()
+    return st.session_state["live_session"]
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
+def warm_up(model_key: str, token: str, _classifier) -> bool:
+    """Trace the model's prediction and gradient once (a few seconds), before the stream
+    starts, so the first frames do not wait for it. Once per model and weights."""
+    process_frame(np.zeros((48, 64, 3), np.uint8), LiveSettings(_classifier))
+    return True
+
+
+def render_stream(session: LiveSession):
+    """The WebRTC component: the camera goes up, the overlay comes back.
+
+    No STUN server by default (``iceServers`` empty): on localhost and a local network
+    the peers connect directly; ``[live] ice_servers`` in the config adds a TURN server.
+    """
+    ice = {"iceServers": read_ice_servers()}
+    return webrtc_streamer(
+        key=STREAM_KEY, mode=WebRtcMode.SENDRECV, rtc_configuration=ice,
+        media_stream_constraints=MEDIA_CONSTRAINTS,
+        video_frame_callback=session.frame_callback, async_processing=False,
+        video_html_attrs={"autoPlay": True, "controls": False, "muted": True,
+                          "style": {"width": "100%"}})
+
+
+def camera_state() -> str | None:
+    """Mount the camera check; the last state the browser reported, or ``None`` yet."""
+    _camera_check(key=CHECK_KEY, height=0, on_camera_change=lambda: None)
+    state = st.session_state.get(CHECK_KEY)
+    return None if state is None else state.get("camera")
+
+
+def show_camera_problem(state: str | None) -> bool:
+    """Say what to do when the camera cannot be used; ``True`` if a problem was shown."""
+    message = CAMERA_MESSAGES.get(state or "")
+    if message is None:
+        return False
+    st.error(message, icon=":material/videocam_off:")
+    return True
+
+
+def freeze_to_explore(result: LiveResult, current: LiveSettings) -> None:
+    """Send the explained frame to Explore with the same class, method, colours and fit."""
+    data = encode_png(result.source)
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"live-{time.strftime('%Y%m%d-%H%M%S')}.png"
+    image_choice.keep_as_upload(name, data, digest)
+    settings.put("method", current.method)
+    if current.method == "smoothgrad":
+        settings.put(settings.param_setting_name("smoothgrad", "samples"), current.samples)
+    settings.put("fit", current.fit)
+    settings.put("cmap", current.colormap)
+    settings.put("opacity", current.opacity)
+    settings.put("score", "logit")
+    settings.put("class", result.class_index)
+    settings.put("contrast", None)
+    st.session_state["class_context"] = None  # keep this class for the new image
+    st.switch_page("pages/explore.py")

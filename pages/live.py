@@ -1,0 +1,132 @@
+"""Live: the camera stream with the saliency map of the current (or a pinned) class."""
+
+import streamlit as st
+
+from pages.lib import layout, live_stream, own_models, settings
+from pages.lib.image_choice import FIT_LABELS
+from saliency_core.imaging import FIT_MODES
+from saliency_core.labels import shorten_label
+from saliency_core.live import LIVE_METHODS, LiveSettings
+from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS
+
+FIGURES_EVERY = 5.0  # seconds between refreshes of the figures under the video
+
+
+def pick_live_class(class_names: tuple[str, ...], session: live_stream.LiveSession
+                    ) -> int | None:
+    """Top-1 of each frame, or a pinned class (at first the class on screen when pinned)."""
+    pinned = settings.get("live_class")
+    if pinned is not None and not 0 <= pinned < len(class_names):
+        pinned = None
+        settings.put("live_class", None)
+
+    def toggled() -> None:
+        shown = session.latest_result()
+        on = st.session_state["w_live_pin"]
+        settings.put("live_class", (shown.class_index if shown else 0) if on else None)
+
+    st.session_state["w_live_pin"] = pinned is not None
+    st.toggle("Pin a class", key="w_live_pin", on_change=toggled,
+              help="Off, each frame's map explains that frame's top class, so the map "
+                   "follows whatever the model sees. On, every frame explains one class.")
+    if pinned is None:
+        st.caption("Explaining each frame's **top class**.")
+        return None
+    return settings.bind("live_class", st.selectbox, options=list(range(len(class_names))),
+                         label="Pinned class (type to search)",
+                         format_func=lambda i: f"{shorten_label(class_names[i])} (#{i})")
+
+
+layout.page_setup()
+st.title("Live")
+st.caption("Point your camera at a mug, a hand or a pen: the map follows what the model "
+           "looks at as the object moves.")
+
+model_key = settings.get("model")
+classifier, token = own_models.classifier_for(model_key)
+if classifier is None:
+    st.stop()
+with st.spinner("Preparing the model for the stream…"):
+    live_stream.warm_up(model_key, token, classifier)
+session = live_stream.live_session()
+
+controls, display = st.columns([1, 2], gap="large")
+with controls:
+    st.markdown(f"**Model:** {layout.escape_markdown(own_models.model_display_name(model_key))}"
+                " (change it in the sidebar).")
+    st.subheader("Class")
+    pinned = pick_live_class(classifier.class_names, session)
+    st.subheader("Method")
+    method = settings.bind("live_method", st.radio, options=list(LIVE_METHODS),
+                           label="Method", format_func=LIVE_METHODS.get,
+                           help="The vanilla gradient needs one gradient per frame. "
+                                "SmoothGrad averages a few noisy copies: calmer, slower.")
+    samples = settings.get("live_samples")
+    if method == "smoothgrad":
+        samples = settings.bind("live_samples", st.slider, label="Samples", min_value=2,
+                                max_value=8, step=1,
+                                help="Noisy copies per frame; each costs about one more "
+                                     "gradient (Explore uses 25).")
+    st.subheader("Display")
+    cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
+                         format_func=COLORMAP_LABELS.get)
+    opacity = settings.bind("opacity", st.slider, label="Opacity", min_value=0.0,
+                            max_value=1.0, step=0.1,
+                            help="Weight of the map; weak values fade further, so the "
+                                 "picture shows through.")
+    fit = settings.bind("fit", st.radio, options=list(FIT_MODES), label="What the model sees",
+                        format_func=FIT_LABELS.get,
+                        help="Centre crop: the map covers the centre square and the rest "
+                             "is dimmed. Squash: the whole frame, distorted.")
+
+current = LiveSettings(classifier, pinned_class=pinned, method=method, samples=int(samples),
+                       colormap=cmap, opacity=float(opacity), fit=fit)
+session.box.set(current)  # the media thread reads the settings from here, never st.session_state
+
+with display:
+    context = live_stream.render_stream(session)
+    problem = live_stream.show_camera_problem(live_stream.camera_state())
+    playing = context.state.playing
+    if not playing and not problem:
+        st.info("Press **START** and allow the camera. Frames go to this app's server only "
+                "(no other server is contacted), are explained there and come back with the "
+                "map and the class drawn on them.", icon=":material/videocam:")
+
+    # Every script run costs Streamlit two full garbage collections and Keras's
+    # clear_session (about a second of the interpreter on this machine), so these
+    # figures refresh every few seconds; the video itself shows them on every frame.
+    @st.fragment(run_every=FIGURES_EVERY if playing else None)
+    def show_stream_figures() -> None:
+        figures = session.worker.stats.snapshot()
+        if not playing and not figures.maps:
+            return  # nothing measured yet
+        fps, per_map, delay, dropped = st.columns(4)
+        fps.metric("Frames per second", f"{figures.fps:.1f}",
+                   help="Maps finished per second over the last 5 s (refreshed every "
+                        f"{FIGURES_EVERY:.0f} s; the video shows it live).")
+        per_map.metric("Time per map", f"{1000 * figures.seconds_per_map:.0f} ms",
+                       help="Fitting, predicting and explaining one frame.")
+        delay.metric("Delay", f"{1000 * figures.delay:.0f} ms",
+                     help="From a frame's arrival at the server to its map being ready.")
+        dropped.metric("Frames skipped", f"{figures.dropped}",
+                       help="Frames that arrived while a map was being computed and were "
+                            "replaced by a newer one: the map is always of a recent frame.")
+        result = session.latest_result()
+        if playing and result is None:
+            st.caption("Starting: the first map prepares the model's gradient once "
+                       "(a few seconds).")
+        if session.worker.error:
+            st.warning(f"The last frame could not be explained: "
+                       f"{layout.escape_markdown(session.worker.error)}",
+                       icon=":material/warning:")
+
+    show_stream_figures()
+    if st.button("Freeze and open in Explore", icon=":material/photo_camera:",
+                 help="Send the frame on screen to Explore, with its class and these "
+                      "settings, for a closer look (all methods, hover, downloads)."):
+        frozen = session.latest_result()
+        if frozen is None:
+            st.warning("There is no explained frame yet: press START first.",
+                       icon=":material/info:")
+        else:
+            live_stream.freeze_to_explore(frozen, current)
