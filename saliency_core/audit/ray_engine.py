@@ -1,0 +1,226 @@
+"""The Ray engine of ``python -m saliency_core explain --engine ray``: Ray Data batch inference.
+
+The file list (names, paths and output stems, not the decoded images) becomes a
+Ray dataset with one row per batch of ``batch_size`` files. ``map_batches``
+sends each row to a pool of actors (``ActorPoolStrategy``) that each load the
+model once and run :func:`saliency_core.audit.engine.explain_files`, the same
+per-batch function as the local engine, with the same file size limit and
+decoding checks. The outcomes stream back in input order and the driver writes
+them through the same :class:`~saliency_core.audit.engine.OutputFolder`, so
+the output folder only has to exist where the command runs.
+
+Ray is optional (``requirements-scale.txt``) and imported only here, when a run
+asks for it. Without ``address`` a local Ray starts on the loopback address and
+stops with the run; with one, the run connects to that cluster and leaves it
+running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from saliency_core.audit.batch import AuditSettings
+from saliency_core.audit.engine import (
+    AuditFile,
+    EngineError,
+    FileOutcome,
+    ModelChoice,
+    explain_files,
+    open_model,
+    split_batches,
+)
+from saliency_core.audit.outputs import ModelIdentity
+
+INSTALL_HINT = "pip install -r requirements-scale.txt"
+"""How to install the optional Ray dependency (from the repository's root)."""
+
+_PASSED_ENV = ("TF_CPP_MIN_LOG_LEVEL", "SALIENCY_STUDIO_OFFLINE", "SALIENCY_STUDIO_CACHE",
+               "KERAS_HOME")
+"""Environment variables the driver hands to the actors, if set."""
+
+
+class RayUnavailableError(RuntimeError):
+    """Ray is not installed; the message says how to install it."""
+
+
+class RayRunError(EngineError):
+    """The cluster cannot run the audit (too few resources, a failed worker); for the user."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide the Ray engine runs.
+
+    Attributes:
+        address: an existing cluster (``"auto"``, ``"HOST:6379"`` or
+            ``"ray://HOST:10001"``), or ``None`` to start a local Ray for the run.
+        workers: actors in the pool, each with its own copy of the model; ``None``
+            sizes the pool from the cluster (one per two CPUs, or one per
+            ``gpus_per_worker`` share of its GPUs).
+        cpus_per_worker: CPUs each actor reserves. Fractional by default, so that
+            a small machine keeps CPUs free for Ray Data's own tasks.
+        gpus_per_worker: GPUs each actor reserves (0 for none).
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    cpus_per_worker: float = 0.5
+    gpus_per_worker: float = 0.0
+
+
+def import_ray():
+    """The ``ray`` module, with usage statistics off.
+
+    Raises:
+        RayUnavailableError: Ray (with Ray Data) is not installed.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+        import ray.data  # noqa: F401 (the [data] extra)
+    except ImportError as exc:
+        raise RayUnavailableError(f"--engine ray needs Ray Data, which is not installed "
+                                  f"({exc.name or exc}); install it with: {INSTALL_HINT}"
+                                  ) from None
+    return ray
+
+
+class BatchExplainer:
+    """A Ray Data actor: loads the model once, then explains one batch of files per row.
+
+    Args:
+        choice: the model to open.
+        model: how provenance names it (computed once by the driver).
+        settings: the audit settings.
+        engine: the provenance's ``engine`` record.
+    """
+
+    def __init__(self, choice: ModelChoice, model: ModelIdentity, settings: AuditSettings,
+                 engine: dict):
+        self.classifier, _identity = open_model(choice)
+        self.model = model
+        self.settings = settings
+        self.engine = engine
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{"name", "path", "stem"}`` (one list of files per row) to one
+        ``outcome`` per file (a pickled :class:`FileOutcome`)."""
+        outcomes = []
+        for names, paths, stems in zip(rows["name"], rows["path"], rows["stem"], strict=True):
+            files = [AuditFile(str(n), str(p), str(s))
+                     for n, p, s in zip(names, paths, stems, strict=True)]
+            outcomes += explain_files(self.classifier, self.model, self.settings, files,
+                                      self.engine)
+        return {"outcome": np.array([pickle.dumps(o) for o in outcomes], dtype=object)}
+
+
+def batch_rows(files: Sequence[AuditFile], batch_size: int) -> list[dict]:
+    """The dataset's rows: one per batch, with the batch's names, paths and stems."""
+    return [{"name": [f.name for f in batch], "path": [f.path for f in batch],
+             "stem": [f.stem for f in batch]} for batch in split_batches(files, batch_size)]
+
+
+def pool_size(options: RayOptions, resources: dict, batches: int) -> int:
+    """Actors to start: as asked, or sized from the cluster's resources; at most one per batch.
+
+    Raises:
+        RayRunError: the cluster has fewer CPUs or GPUs than the pool would hold
+            (Ray would wait for them forever).
+    """
+    cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
+    if options.workers is not None:
+        workers = options.workers
+    elif options.gpus_per_worker > 0:
+        workers = int(gpus // options.gpus_per_worker)
+    else:
+        workers = int(cpus // 2)
+    workers = max(1, min(workers, batches))
+    if options.gpus_per_worker > 0 and workers * options.gpus_per_worker > gpus:
+        raise RayRunError(f"{workers} workers with {options.gpus_per_worker:g} GPU each need "
+                          f"{workers * options.gpus_per_worker:g} GPUs; the cluster has "
+                          f"{gpus:g}")
+    if workers * options.cpus_per_worker > cpus:
+        raise RayRunError(f"{workers} workers with {options.cpus_per_worker:g} CPU each need "
+                          f"{workers * options.cpus_per_worker:g} CPUs; the cluster has "
+                          f"{cpus:g} (lower --workers or --cpus-per-worker)")
+    return workers
+
+
+def _actor_env() -> dict[str, str]:
+    env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+    from saliency_core.safety.limits import config_path
+
+    config = config_path()
+    if config.is_file():  # the operator's limits apply in the workers too
+        env["SALIENCY_STUDIO_CONFIG"] = str(config.resolve())
+    return env
+
+
+def _connect(ray, options: RayOptions) -> None:
+    runtime_env = {"env_vars": _actor_env()}
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": False,
+             "runtime_env": runtime_env}
+    if options.address:
+        ray.init(address=options.address, **quiet)
+    else:
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", **quiet)
+
+
+def iter_ray(choice: ModelChoice, model: ModelIdentity, settings: AuditSettings,
+             files: Sequence[AuditFile], options: RayOptions) -> Iterator[FileOutcome]:
+    """The Ray engine: :func:`explain_files` in a pool of Ray actors; outcomes in input order.
+
+    Starts a local Ray (or connects to ``options.address``) and shuts it down (or
+    disconnects) when the outcomes are consumed or the caller stops.
+
+    Raises:
+        RayUnavailableError: Ray is not installed.
+        RayRunError: the cluster cannot be reached, is too small, or a worker failed.
+    """
+    ray = import_ray()
+    from ray.exceptions import RayError
+
+    rows = batch_rows(files, settings.batch_size)
+    try:
+        _connect(ray, options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise RayRunError(f"cannot start or reach Ray at {options.address or 'local'}: "
+                          f"{_first_line(exc)}") from None
+    try:
+        workers = pool_size(options, ray.cluster_resources(), len(rows))
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # summary.csv in input order
+        context.enable_progress_bars = False  # the command line draws its own
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        engine = {"name": "ray", "version": ray.__version__, "workers": workers}
+        dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+            BatchExplainer, batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            fn_constructor_args=(choice, model, settings, engine),
+            num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker or None)
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                for blob in batch["outcome"]:
+                    yield pickle.loads(blob)  # noqa: S301 (our own actors' results)
+        except RayError as exc:
+            raise RayRunError(f"a Ray worker failed: {_first_line(exc)}") from None
+    finally:
+        ray.shutdown()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The most telling line of an error, for a one-line message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error:" in line:
+            return line
+    return lines[0] if lines else type(exc).__name__
+
