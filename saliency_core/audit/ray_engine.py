@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -142,12 +143,12 @@ def pool_size(options: RayOptions, resources: dict, batches: int) -> int:
         workers = int(cpus // 2)
     workers = max(1, min(workers, batches))
     if options.gpus_per_worker > 0 and workers * options.gpus_per_worker > gpus:
-        raise RayRunError(f"{workers} workers with {options.gpus_per_worker:g} GPU each need "
-                          f"{workers * options.gpus_per_worker:g} GPUs; the cluster has "
-                          f"{gpus:g}")
+        raise RayRunError(f"{workers} workers x {options.gpus_per_worker:g} GPU = "
+                          f"{workers * options.gpus_per_worker:g} GPUs, but the cluster has "
+                          f"{gpus:g} (lower --workers or --gpus-per-worker)")
     if workers * options.cpus_per_worker > cpus:
-        raise RayRunError(f"{workers} workers with {options.cpus_per_worker:g} CPU each need "
-                          f"{workers * options.cpus_per_worker:g} CPUs; the cluster has "
+        raise RayRunError(f"{workers} workers x {options.cpus_per_worker:g} CPU = "
+                          f"{workers * options.cpus_per_worker:g} CPUs, but the cluster has "
                           f"{cpus:g} (lower --workers or --cpus-per-worker)")
     return workers
 
@@ -164,7 +165,7 @@ def _actor_env() -> dict[str, str]:
 
 def _connect(ray, options: RayOptions) -> None:
     runtime_env = {"env_vars": _actor_env()}
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": False,
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False,
              "runtime_env": runtime_env}
     if options.address:
         ray.init(address=options.address, **quiet)
@@ -201,11 +202,9 @@ def iter_ray(choice: ModelChoice, model: ModelIdentity, settings: AuditSettings,
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         engine = {"name": "ray", "version": ray.__version__, "workers": workers}
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-            BatchExplainer, batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            fn_constructor_args=(choice, model, settings, engine),
-            num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker or None)
+        dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+        dataset = _map_batches(dataset, ray, workers, options,
+                               fn_constructor_args=(choice, model, settings, engine))
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 for blob in batch["outcome"]:
@@ -214,6 +213,24 @@ def iter_ray(choice: ModelChoice, model: ModelIdentity, settings: AuditSettings,
             raise RayRunError(f"a Ray worker failed: {_first_line(exc)}") from None
     finally:
         ray.shutdown()
+
+
+def _map_batches(dataset, ray, workers: int, options: RayOptions, **kwargs):
+    """``dataset.map_batches`` with the actor pool: one row (one batch of files) per call."""
+    pool = {"compute": ray.data.ActorPoolStrategy(size=workers),
+            "num_cpus": options.cpus_per_worker, "num_gpus": options.gpus_per_worker or None}
+    if options.address:
+        return dataset.map_batches(BatchExplainer, batch_size=1, **pool, **kwargs)
+    # Ray Data restarts dead actors, for clusters where a node can go away. On one machine an
+    # actor dies from lack of memory, and restarting it would repeat that forever. Ray 2.60
+    # takes max_restarts only as a deprecated extra argument; a later Ray may refuse it.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        try:
+            return dataset.map_batches(BatchExplainer, batch_size=1, max_restarts=0, **pool,
+                                       **kwargs)
+        except TypeError:
+            return dataset.map_batches(BatchExplainer, batch_size=1, **pool, **kwargs)
 
 
 def _first_line(exc: BaseException) -> str:
