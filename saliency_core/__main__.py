@@ -8,6 +8,8 @@ image, the overlay PNG, the raw ``.npy`` map and a provenance JSON, plus
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -274,8 +276,7 @@ def check_engine_options(args: argparse.Namespace) -> None:
 
 def run_explain(args: argparse.Namespace) -> int:
     """The ``explain`` command; returns the exit status."""
-    from saliency_core.audit.batch import AuditSettings
-    from saliency_core.audit.engine import EngineError, OutputFolder, iter_local, plan_files
+    from saliency_core.audit.engine import EngineError
 
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -285,13 +286,40 @@ def run_explain(args: argparse.Namespace) -> int:
     if not images:
         print("nothing to do: no image files were found", file=sys.stderr)
         return 1
+    with contextlib.ExitStack() as stack:
+        try:
+            folder = run_engine(args, images, params, stack)
+        except EngineError as exc:
+            print(f"python -m saliency_core explain: error: {exc}", file=sys.stderr)
+            return 1
+    print(f"explained {folder.processed} of {len(images)} images ({folder.skipped} skipped); "
+          f"results in {args.out}", file=sys.stderr)
+    return 0 if folder.processed else 1
+
+
+def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params: dict,
+                   stack: contextlib.ExitStack):
+    """Explain ``images`` with the chosen engine, writing to ``--out``; the finished folder.
+
+    Ray, if chosen, is started (or joined) on ``stack`` before the model is loaded.
+
+    Raises:
+        UsageError: a wrong argument.
+        saliency_core.audit.engine.EngineError: the engine cannot go on.
+    """
+    from saliency_core.audit.batch import AuditSettings
+    from saliency_core.audit.engine import OutputFolder, iter_local, plan_files
+
+    session = workers = None
     if args.engine == "ray":
-        from saliency_core.audit.ray_engine import RayUnavailableError, import_ray
+        from saliency_core.audit.ray_engine import RayOptions, RaySession, RayUnavailableError
 
         try:
-            import_ray()  # before the model: say at once if Ray is missing
+            session = stack.enter_context(RaySession(RayOptions(
+                args.address, args.workers, args.cpus_per_worker, args.gpus_per_worker)))
         except RayUnavailableError as exc:
             raise UsageError(str(exc)) from None
+        workers = session.size_pool(math.ceil(len(images) / args.batch_size))
     classifier, identity, choice = load_model(args)
     class_index = resolve_class(args.class_, classifier.class_names)
     if args.method in ("gradcam", "gradcam_plus_plus") and "layer" in params:
@@ -307,24 +335,15 @@ def run_explain(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"--out {args.out}: {exc.strerror or exc}") from None
     files = plan_files(images)
-    if args.engine == "ray":
-        from saliency_core.audit.ray_engine import RayOptions, iter_ray
-
+    if session is not None:
         del classifier  # the actors load their own copies
-        outcomes = iter_ray(choice, identity, settings, files, RayOptions(
-            args.address, args.workers, args.cpus_per_worker, args.gpus_per_worker))
+        outcomes = session.iter_outcomes(choice, identity, settings, files, workers)
     else:
         outcomes = iter_local(classifier, identity, settings, files)
     with OutputFolder(out, len(files)) as folder:
-        try:
-            for outcome in outcomes:
-                folder.write(outcome)
-        except EngineError as exc:
-            print(f"python -m saliency_core explain: error: {exc}", file=sys.stderr)
-            return 1
-    print(f"explained {folder.processed} of {len(files)} images ({folder.skipped} skipped); "
-          f"results in {out}", file=sys.stderr)
-    return 0 if folder.processed else 1
+        for outcome in outcomes:
+            folder.write(outcome)
+    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:

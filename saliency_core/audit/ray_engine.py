@@ -174,28 +174,58 @@ def _connect(ray, options: RayOptions) -> None:
                  _node_ip_address="127.0.0.1", **quiet)
 
 
-def iter_ray(choice: ModelChoice, model: ModelIdentity, settings: AuditSettings,
-             files: Sequence[AuditFile], options: RayOptions) -> Iterator[FileOutcome]:
-    """The Ray engine: :func:`explain_files` in a pool of Ray actors; outcomes in input order.
+class RaySession:
+    """Ray for one run: a local Ray started, or a cluster joined, on entering; shut down
+    (or left) on exit. Enter it before loading the model, so that a missing Ray, an
+    unreachable cluster or one too small is reported at once.
 
-    Starts a local Ray (or connects to ``options.address``) and shuts it down (or
-    disconnects) when the outcomes are consumed or the caller stops.
-
-    Raises:
-        RayUnavailableError: Ray is not installed.
-        RayRunError: the cluster cannot be reached, is too small, or a worker failed.
+    Args:
+        options: where and how wide to run.
     """
-    ray = import_ray()
-    from ray.exceptions import RayError
 
-    rows = batch_rows(files, settings.batch_size)
-    try:
-        _connect(ray, options)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise RayRunError(f"cannot start or reach Ray at {options.address or 'local'}: "
-                          f"{_first_line(exc)}") from None
-    try:
-        workers = pool_size(options, ray.cluster_resources(), len(rows))
+    def __init__(self, options: RayOptions):
+        self.options = options
+        self._ray = None
+
+    def __enter__(self) -> RaySession:
+        """Import Ray and connect.
+
+        Raises:
+            RayUnavailableError: Ray is not installed.
+            RayRunError: Ray cannot be started or the cluster cannot be reached.
+        """
+        ray = import_ray()
+        try:
+            _connect(ray, self.options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RayRunError(f"cannot start or reach Ray at {self.options.address or 'local'}"
+                              f": {_first_line(exc)}") from None
+        self._ray = ray
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._ray.shutdown()
+
+    def size_pool(self, batches: int) -> int:
+        """The pool's size for ``batches`` batches (see :func:`pool_size`).
+
+        Raises:
+            RayRunError: the cluster cannot hold the pool.
+        """
+        return pool_size(self.options, self._ray.cluster_resources(), batches)
+
+    def iter_outcomes(self, choice: ModelChoice, model: ModelIdentity,
+                      settings: AuditSettings, files: Sequence[AuditFile],
+                      workers: int) -> Iterator[FileOutcome]:
+        """:func:`explain_files` in a pool of ``workers`` actors; outcomes in input order.
+
+        Raises:
+            RayRunError: a worker failed (e.g. it could not load the model).
+        """
+        ray = self._ray
+        from ray.exceptions import RayError
+
+        rows = batch_rows(files, settings.batch_size)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # summary.csv in input order
         context.enable_progress_bars = False  # the command line draws its own
@@ -203,7 +233,7 @@ def iter_ray(choice: ModelChoice, model: ModelIdentity, settings: AuditSettings,
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         engine = {"name": "ray", "version": ray.__version__, "workers": workers}
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
-        dataset = _map_batches(dataset, ray, workers, options,
+        dataset = _map_batches(dataset, ray, workers, self.options,
                                fn_constructor_args=(choice, model, settings, engine))
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -211,8 +241,6 @@ def iter_ray(choice: ModelChoice, model: ModelIdentity, settings: AuditSettings,
                     yield pickle.loads(blob)  # noqa: S301 (our own actors' results)
         except RayError as exc:
             raise RayRunError(f"a Ray worker failed: {_first_line(exc)}") from None
-    finally:
-        ray.shutdown()
 
 
 def _map_batches(dataset, ray, workers: int, options: RayOptions, **kwargs):
