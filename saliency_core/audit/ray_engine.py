@@ -41,9 +41,11 @@ from saliency_core.audit.outputs import ModelIdentity
 INSTALL_HINT = "pip install -r requirements-scale.txt"
 """How to install the optional Ray dependency (from the repository's root)."""
 
-_PASSED_ENV = ("TF_CPP_MIN_LOG_LEVEL", "SALIENCY_STUDIO_OFFLINE", "SALIENCY_STUDIO_CACHE",
-               "KERAS_HOME")
+_PASSED_ENV = ("TF_CPP_MIN_LOG_LEVEL", "SALIENCY_STUDIO_OFFLINE")
 """Environment variables the driver hands to the actors, if set."""
+
+_LOCAL_ENV = ("SALIENCY_STUDIO_CACHE", "KERAS_HOME")
+"""Paths the driver hands to the actors of a local Ray only (a cluster has its own)."""
 
 
 class RayUnavailableError(RuntimeError):
@@ -153,18 +155,21 @@ def pool_size(options: RayOptions, resources: dict, batches: int) -> int:
     return workers
 
 
-def _actor_env() -> dict[str, str]:
-    env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+def _actor_env(local: bool) -> dict[str, str]:
+    """Environment variables for the actors: the log level, offline mode and, on a local
+    Ray, the weights cache and the operator's limits file (by its absolute path)."""
     from saliency_core.safety.limits import config_path
 
+    names = _PASSED_ENV + (_LOCAL_ENV if local else ())
+    env = {name: os.environ[name] for name in names if name in os.environ}
     config = config_path()
-    if config.is_file():  # the operator's limits apply in the workers too
+    if local and config.is_file():  # the operator's limits apply in the actors too
         env["SALIENCY_STUDIO_CONFIG"] = str(config.resolve())
     return env
 
 
 def _connect(ray, options: RayOptions) -> None:
-    runtime_env = {"env_vars": _actor_env()}
+    runtime_env = {"env_vars": _actor_env(local=not options.address)}
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False,
              "runtime_env": runtime_env}
     if options.address:
@@ -230,7 +235,7 @@ class RaySession:
         context.execution_options.preserve_order = True  # summary.csv in input order
         context.enable_progress_bars = False  # the command line draws its own
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # errors: RayRunError
         engine = {"name": "ray", "version": ray.__version__, "workers": workers}
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
         dataset = _map_batches(dataset, ray, workers, self.options,
