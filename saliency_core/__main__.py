@@ -29,9 +29,11 @@ outputs, for each image STEM:
 exit status: 0 when at least one image was explained, 1 when none could be,
 2 for a wrong argument.
 
-example:
+examples:
   python -m saliency_core explain photos/ --out audit/ --method smoothgrad \\
       --param samples=10 --batch-size 16
+  python -m saliency_core explain /data/photos --out /data/audit --engine ray \\
+      --address auto --gpus-per-worker 1 --batch-size 64
 """
 
 
@@ -96,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a method parameter, repeatable, e.g. --param samples=10 "
                              "--param seed=3 (SmoothGrad); unknown names are refused")
     scale = parser.add_argument_group(
-        "engine", "local (default) runs the batches one after another in this process; ray "
-                  "runs the same per-batch function in a pool of Ray Data actors, locally "
-                  "or on a cluster (needs: pip install -r requirements-scale.txt)")
+        "engine", "local (default) runs the batches one after another in this process; ray\n"
+                  "runs the same per-batch function in a pool of Ray Data actors, locally or\n"
+                  "on a cluster (needs: pip install -r requirements-scale.txt)")
     scale.add_argument("--engine", default="local", choices=("local", "ray"),
                        help="local (default; fastest on one small machine) or ray")
     scale.add_argument("--address", default=None, metavar="ADDR",

@@ -32,6 +32,7 @@ from saliency_core.audit.engine import (
     EngineError,
     FileOutcome,
     ModelChoice,
+    ModelChoiceError,
     explain_files,
     open_model,
     split_batches,
@@ -99,15 +100,23 @@ class BatchExplainer:
 
     Args:
         choice: the model to open.
-        model: how provenance names it (computed once by the driver).
+        model: the model as the command loaded it; the actor's copy must be the same
+            (on a cluster a registered model's weights come from the worker's own pod).
         settings: the audit settings.
         engine: the provenance's ``engine`` record.
+
+    Raises:
+        ModelChoiceError: the model cannot be loaded here, or its weights differ.
     """
 
     def __init__(self, choice: ModelChoice, model: ModelIdentity, settings: AuditSettings,
                  engine: dict):
-        self.classifier, _identity = open_model(choice)
-        self.model = model
+        self.classifier, self.model = open_model(choice)
+        if self.model != model:
+            raise ModelChoiceError(
+                f"the worker's {model.file or model.key} is not the command's (weights "
+                f"SHA-256 {str(self.model.weights_sha256)[:12]} against "
+                f"{str(model.weights_sha256)[:12]}); give every pod the same weights")
         self.settings = settings
         self.engine = engine
 
