@@ -257,3 +257,19 @@ def test_pool_size_follows_the_cluster_and_refuses_what_cannot_fit():
         pool_size(RayOptions(workers=3, cpus_per_worker=1.0), two_cpus, batches=10)
     with pytest.raises(RayRunError, match="= 1 GPUs, but the cluster has 0"):
         pool_size(RayOptions(gpus_per_worker=1.0), two_cpus, batches=10)
+
+
+def test_actors_get_the_limits_file_and_caches_only_on_a_local_ray(tmp_path, monkeypatch):
+    from saliency_core.audit.ray_engine import _actor_env
+
+    (tmp_path / "saliency_studio.toml").write_text("[limits]\nmax_input_side = 256\n")
+    monkeypatch.chdir(tmp_path)  # the default config file name, relative to the command
+    monkeypatch.delenv("SALIENCY_STUDIO_CONFIG", raising=False)
+    monkeypatch.setenv("SALIENCY_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SALIENCY_STUDIO_OFFLINE", "1")
+    local = _actor_env(local=True)
+    assert local["SALIENCY_STUDIO_CONFIG"] == str(tmp_path / "saliency_studio.toml")
+    assert local["SALIENCY_STUDIO_CACHE"] == str(tmp_path / "cache")
+    cluster = _actor_env(local=False)
+    assert cluster["SALIENCY_STUDIO_OFFLINE"] == "1"
+    assert "SALIENCY_STUDIO_CONFIG" not in cluster and "SALIENCY_STUDIO_CACHE" not in cluster
