@@ -273,3 +273,17 @@ def test_actors_get_the_limits_file_and_caches_only_on_a_local_ray(tmp_path, mon
     cluster = _actor_env(local=False)
     assert cluster["SALIENCY_STUDIO_OFFLINE"] == "1"
     assert "SALIENCY_STUDIO_CONFIG" not in cluster and "SALIENCY_STUDIO_CACHE" not in cluster
+
+
+def test_outcomes_travel_as_plain_columns_without_pickle():
+    from saliency_core.audit.engine import FileOutcome
+    from saliency_core.audit.ray_engine import pack_outcomes, unpack_outcomes
+
+    outcomes = [FileOutcome({"file": "a.png", "status": "ok"},
+                            {"a.png": b"\x89PNG", "a.npy": b"", "a.json": b"{}\n"}),
+                FileOutcome({"file": "bad.jpg", "status": "skipped", "reason": "damaged"}, {})]
+    columns = pack_outcomes(outcomes)
+    assert set(columns) == {"row", "files", "data"}
+    assert all(isinstance(value, (str, bytes)) for column in columns.values()
+               for value in column)
+    assert list(unpack_outcomes(columns)) == outcomes

@@ -17,9 +17,9 @@ running.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import pickle
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -121,15 +121,36 @@ class BatchExplainer:
         self.engine = engine
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``{"name", "path", "stem"}`` (one list of files per row) to one
-        ``outcome`` per file (a pickled :class:`FileOutcome`)."""
+        """``{"name", "path", "stem"}`` (one list of files per row) to one output row
+        per file (see :func:`pack_outcomes`)."""
         outcomes = []
         for names, paths, stems in zip(rows["name"], rows["path"], rows["stem"], strict=True):
             files = [AuditFile(str(n), str(p), str(s))
                      for n, p, s in zip(names, paths, stems, strict=True)]
             outcomes += explain_files(self.classifier, self.model, self.settings, files,
                                       self.engine)
-        return {"outcome": np.array([pickle.dumps(o) for o in outcomes], dtype=object)}
+        return pack_outcomes(outcomes)
+
+
+def pack_outcomes(outcomes: Sequence[FileOutcome]) -> dict[str, np.ndarray]:
+    """Outcomes as dataset columns: ``row`` (the summary row as JSON), ``files`` (the
+    output files' names and sizes as JSON) and ``data`` (their bytes, one after another)."""
+    return {
+        "row": np.array([json.dumps(o.row) for o in outcomes], dtype=object),
+        "files": np.array([json.dumps([[name, len(data)] for name, data in o.files.items()])
+                           for o in outcomes], dtype=object),
+        "data": np.array([b"".join(o.files.values()) for o in outcomes], dtype=object),
+    }
+
+
+def unpack_outcomes(batch: dict[str, np.ndarray]) -> Iterator[FileOutcome]:
+    """The outcomes of :func:`pack_outcomes`' columns, in order."""
+    for row, files, data in zip(batch["row"], batch["files"], batch["data"], strict=True):
+        outputs, start = {}, 0
+        for name, size in json.loads(files):
+            outputs[name] = bytes(data[start:start + size])
+            start += size
+        yield FileOutcome(json.loads(row), outputs)
 
 
 def batch_rows(files: Sequence[AuditFile], batch_size: int) -> list[dict]:
@@ -251,8 +272,7 @@ class RaySession:
                                fn_constructor_args=(choice, model, settings, engine))
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                for blob in batch["outcome"]:
-                    yield pickle.loads(blob)  # noqa: S301 (our own actors' results)
+                yield from unpack_outcomes(batch)
         except RayError as exc:
             raise RayRunError(f"a Ray worker failed: {_first_line(exc)}") from None
 
