@@ -8,6 +8,8 @@ image, the overlay PNG, the raw ``.npy`` map and a provenance JSON, plus
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -27,9 +29,11 @@ outputs, for each image STEM:
 exit status: 0 when at least one image was explained, 1 when none could be,
 2 for a wrong argument.
 
-example:
+examples:
   python -m saliency_core explain photos/ --out audit/ --method smoothgrad \\
       --param samples=10 --batch-size 16
+  python -m saliency_core explain /data/photos --out /data/audit --engine ray \\
+      --address auto --gpus-per-worker 1 --batch-size 64
 """
 
 
@@ -93,6 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a method parameter, repeatable, e.g. --param samples=10 "
                              "--param seed=3 (SmoothGrad); unknown names are refused")
+    scale = parser.add_argument_group(
+        "engine", "local (default) runs the batches one after another in this process; ray\n"
+                  "runs the same per-batch function in a pool of Ray Data actors, locally or\n"
+                  "on a cluster (needs: pip install -r requirements-scale.txt)")
+    scale.add_argument("--engine", default="local", choices=("local", "ray"),
+                       help="local (default; fastest on one small machine) or ray")
+    scale.add_argument("--address", default=None, metavar="ADDR",
+                       help="with --engine ray: an existing Ray cluster (auto, HOST:6379 or "
+                            "ray://HOST:10001); default: start a local Ray for this run")
+    scale.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="with --engine ray: actors, each holding the model (default: "
+                            "one per 2 CPUs of the cluster, or one per --gpus-per-worker "
+                            "share of its GPUs)")
+    scale.add_argument("--cpus-per-worker", type=float, default=0.5, metavar="C",
+                       help="with --engine ray: CPUs each actor reserves (default 0.5, so "
+                            "that Ray Data's own tasks always find a CPU)")
+    scale.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                       help="with --engine ray: GPUs each actor reserves (default 0)")
     return root
 
 
@@ -190,21 +212,13 @@ def resolve_class(text: str | None, class_names: Sequence[str]) -> int | None:
 
 
 def load_model(args: argparse.Namespace):
-    """``(classifier, ModelIdentity)`` for ``--model``.
+    """``(classifier, ModelIdentity, ModelChoice)`` for ``--model``.
 
     Raises:
         UsageError: a wrong model argument or a model that cannot be used.
     """
-    from saliency_core.audit.outputs import ModelIdentity
-    from saliency_core.audit.provenance import registered_weights_sha256
-    from saliency_core.models.custom import CustomModelError, load_custom_model, make_classifier
-    from saliency_core.models.preprocessing import get_preprocessor
-    from saliency_core.models.registry import (
-        MODELS,
-        WeightsUnavailableError,
-        is_offline_forced,
-    )
-    from saliency_core.pipeline import load_classifier
+    from saliency_core.audit.engine import ModelChoice, ModelChoiceError, open_model
+    from saliency_core.models.registry import MODELS
     from saliency_core.safety.limits import format_bytes, load_limits
 
     model = args.model
@@ -214,63 +228,101 @@ def load_model(args: argparse.Namespace):
                              "preprocessing")
         if args.labels is not None:
             raise UsageError(f"--labels is for .keras files; {model} has ImageNet labels")
-        try:
-            classifier, _source = load_classifier(model, allow_download=not is_offline_forced())
-        except WeightsUnavailableError as exc:
-            raise UsageError(" ".join(str(exc).split())) from None
-        return classifier, ModelIdentity(model, None, registered_weights_sha256(model),
-                                         MODELS[model].preprocessing)
-    path = Path(model)
-    if not path.is_file():
-        raise UsageError(f"--model {model!r} is neither a registered model "
-                         f"({', '.join(MODELS)}) nor a .keras file")
-    limit = load_limits().max_model_bytes
-    if path.stat().st_size > limit:
-        raise UsageError(f"--model {path.name} is larger than the limit of "
-                         f"{format_bytes(limit)}")
-    labels = None
-    if args.labels is not None:
-        try:
-            labels = Path(args.labels).read_bytes()
-        except OSError as exc:
-            raise UsageError(f"--labels {args.labels}: {exc.strerror or exc}") from None
-    preprocessing = args.preprocess or "raw"
-    data = path.read_bytes()
+        choice = ModelChoice(model)
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise UsageError(f"--model {model!r} is neither a registered model "
+                             f"({', '.join(MODELS)}) nor a .keras file")
+        limit = load_limits().max_model_bytes
+        if path.stat().st_size > limit:
+            raise UsageError(f"--model {path.name} is larger than the limit of "
+                             f"{format_bytes(limit)}")
+        labels = None
+        if args.labels is not None:
+            try:
+                labels = Path(args.labels).read_bytes()
+            except OSError as exc:
+                raise UsageError(f"--labels {args.labels}: {exc.strerror or exc}") from None
+        choice = ModelChoice("file", path.name, path.read_bytes(), labels,
+                             args.preprocess or "raw")
     try:
-        custom = load_custom_model(data, labels)
-        classifier = make_classifier(custom, get_preprocessor(preprocessing))
-    except (CustomModelError, ValueError) as exc:
-        raise UsageError(f"--model {path.name}: {' '.join(str(exc).split())}") from None
-    return classifier, ModelIdentity("file", path.name, custom.digest, preprocessing)
+        classifier, identity = open_model(choice)
+    except ModelChoiceError as exc:
+        prefix = "" if choice.data is None else "--model "
+        raise UsageError(f"{prefix}{exc}") from None
+    return classifier, identity, choice
 
 
-def _reader(path: Path, limit: int):
-    def read() -> bytes:
-        from saliency_core.imaging import ImageError
+def check_engine_options(args: argparse.Namespace) -> None:
+    """Refuse Ray options without ``--engine ray`` and impossible pool sizes.
 
-        size = path.stat().st_size
-        if size > limit:
-            raise ImageError(f"The file is {size / 2**20:.0f} MB; images may be at most "
-                             f"{limit / 2**20:.0f} MB.")
-        return path.read_bytes()
-    return read
+    Raises:
+        UsageError: a wrong combination or value.
+    """
+    if args.engine != "ray":
+        given = [option for option, value in (
+            ("--address", args.address), ("--workers", args.workers),
+            ("--cpus-per-worker", args.cpus_per_worker != 0.5 or None),
+            ("--gpus-per-worker", args.gpus_per_worker or None)) if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} need --engine ray")
+        return
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if not args.cpus_per_worker > 0:
+        raise UsageError("--cpus-per-worker must be more than 0")
+    if args.gpus_per_worker < 0:
+        raise UsageError("--gpus-per-worker cannot be negative")
 
 
 def run_explain(args: argparse.Namespace) -> int:
     """The ``explain`` command; returns the exit status."""
-    from saliency_core.audit.batch import AuditSettings, ImageFailure, iter_audit
-    from saliency_core.audit.outputs import StemNamer, SummaryWriter, result_files, summary_row
-    from saliency_core.audit.progress import ProgressBar
-    from saliency_core.audit.uploads import MAX_FILE_BYTES
+    from saliency_core.audit.engine import EngineError
 
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
+    check_engine_options(args)
     images = collect_images(args.paths)
     params = parse_params(args.method, args.param)
     if not images:
         print("nothing to do: no image files were found", file=sys.stderr)
         return 1
-    classifier, identity = load_model(args)
+    with contextlib.ExitStack() as stack:
+        try:
+            folder = run_engine(args, images, params, stack)
+        except EngineError as exc:
+            print(f"python -m saliency_core explain: error: {exc}", file=sys.stderr)
+            return 1
+    print(f"explained {folder.processed} of {len(images)} images ({folder.skipped} skipped); "
+          f"results in {args.out}", file=sys.stderr)
+    return 0 if folder.processed else 1
+
+
+def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params: dict,
+                   stack: contextlib.ExitStack):
+    """Explain ``images`` with the chosen engine, writing to ``--out``; the finished folder.
+
+    Ray, if chosen, is started (or joined) on ``stack`` before the model is loaded.
+
+    Raises:
+        UsageError: a wrong argument.
+        saliency_core.audit.engine.EngineError: the engine cannot go on.
+    """
+    from saliency_core.audit.batch import AuditSettings
+    from saliency_core.audit.engine import OutputFolder, iter_local, plan_files
+
+    session = workers = None
+    if args.engine == "ray":
+        from saliency_core.audit.ray_engine import RayOptions, RaySession, RayUnavailableError
+
+        try:
+            session = stack.enter_context(RaySession(RayOptions(
+                args.address, args.workers, args.cpus_per_worker, args.gpus_per_worker)))
+        except RayUnavailableError as exc:
+            raise UsageError(str(exc)) from None
+        workers = session.size_pool(math.ceil(len(images) / args.batch_size))
+    classifier, identity, choice = load_model(args)
     class_index = resolve_class(args.class_, classifier.class_names)
     if args.method in ("gradcam", "gradcam_plus_plus") and "layer" in params:
         if params["layer"] not in classifier.spatial_layer_names():
@@ -284,28 +336,16 @@ def run_explain(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {args.out}: {exc.strerror or exc}") from None
-    bar = ProgressBar(len(images))
-    stems, processed, skipped = StemNamer(), 0, 0
-    sources = [(name, _reader(path, MAX_FILE_BYTES)) for name, path in images]
-    with (out / "summary.csv").open("w", newline="", encoding="utf-8") as handle:
-        summary = SummaryWriter(handle)
-        for item in iter_audit(classifier, sources, settings):
-            if isinstance(item, ImageFailure):
-                skipped += 1
-                bar.message(f"skipped {item.name}: {item.reason}")
-                summary.write(summary_row(item))
-            else:
-                stem = stems(item.name)
-                _record, files = result_files(item, stem, classifier, settings, identity)
-                for file_name, data in files.items():
-                    (out / file_name).write_bytes(data)
-                summary.write(summary_row(item, stem))
-                processed += 1
-            bar.advance()
-    bar.close()
-    print(f"explained {processed} of {len(images)} images ({skipped} skipped); results in "
-          f"{out}", file=sys.stderr)
-    return 0 if processed else 1
+    files = plan_files(images)
+    if session is not None:
+        del classifier  # the actors load their own copies
+        outcomes = session.iter_outcomes(choice, identity, settings, files, workers)
+    else:
+        outcomes = iter_local(classifier, identity, settings, files)
+    with OutputFolder(out, len(files)) as folder:
+        for outcome in outcomes:
+            folder.write(outcome)
+    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:

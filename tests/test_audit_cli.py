@@ -114,7 +114,8 @@ def test_help_documents_every_option(capsys):
     assert stop.value.code == 0
     text = capsys.readouterr().out
     for option in ("--out", "--model", "--method", "--class", "--labels", "--preprocess",
-                   "--fit", "--batch-size", "--param", "summary.csv", "exit status"):
+                   "--fit", "--batch-size", "--param", "--engine", "--address", "--workers",
+                   "--cpus-per-worker", "--gpus-per-worker", "summary.csv", "exit status"):
         assert option in text
 
 

@@ -89,10 +89,17 @@ def result_provenance(result: ImageResult, classifier: KerasClassifier,
 
 
 def result_files(result: ImageResult, stem: str, classifier: KerasClassifier,
-                 settings: AuditSettings, model: ModelIdentity) -> tuple[dict, dict[str, bytes]]:
-    """``(provenance, {file name: bytes})`` of one result: ``STEM.png``, ``.npy``, ``.json``."""
+                 settings: AuditSettings, model: ModelIdentity, engine: dict | None = None
+                 ) -> tuple[dict, dict[str, bytes]]:
+    """``(provenance, {file name: bytes})`` of one result: ``STEM.png``, ``.npy``, ``.json``.
+
+    ``engine``, if given, is recorded as the provenance's ``engine`` (what ran
+    the command line's batches, e.g. ``{"name": "ray", "version": "2.60.0"}``).
+    """
     record = result_provenance(result, classifier, settings, model)
     record["outputs"] = {"png": f"{stem}.png", "npy": f"{stem}.npy", "json": f"{stem}.json"}
+    if engine is not None:
+        record["engine"] = dict(engine)
     return record, {
         f"{stem}.png": overlay_png(result, settings),
         f"{stem}.npy": npy_bytes(result.values),

@@ -1,0 +1,243 @@
+"""The command line's audit: one per-batch function, run in this process or on Ray.
+
+:func:`explain_files` is the unit of work of ``python -m saliency_core explain``:
+a batch of image files in; for each file, its output files and its
+``summary.csv`` row out. The local engine (:func:`iter_local`) calls it batch
+after batch in this process; the Ray engine
+(:mod:`saliency_core.audit.ray_engine`) calls the very same function in a pool
+of Ray actors that each load the model once (:func:`open_model`). Both hand the
+outcomes, in input order, to :class:`OutputFolder`, so they write the same files.
+
+Batches are ``batch_size`` consecutive files of the sorted input (a broken file
+leaves its batch one image smaller), so a batch, and with it the floats of a
+batched model call, does not depend on the engine or on which worker runs it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from saliency_core.audit.batch import (
+    AuditSettings,
+    ImageFailure,
+    decode_source,
+    explain_images,
+)
+from saliency_core.audit.outputs import (
+    ModelIdentity,
+    StemNamer,
+    SummaryWriter,
+    result_files,
+    summary_row,
+)
+from saliency_core.audit.progress import ProgressBar
+from saliency_core.audit.uploads import MAX_FILE_BYTES
+from saliency_core.imaging import ImageError
+from saliency_core.tf_adapter import KerasClassifier
+
+
+class EngineError(RuntimeError):
+    """An engine cannot go on (e.g. a cluster that is too small); the message is for the user."""
+
+
+class ModelChoiceError(ValueError):
+    """The chosen model cannot be used; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model of an audit, in a form a worker on another machine can open.
+
+    A ``.keras`` file travels as its bytes (with its labels), so workers need
+    no access to the file; a registered model is opened from the worker's own
+    weights (its package or weights cache).
+
+    Attributes:
+        key: a registered model's key, or ``"file"`` for a ``.keras`` file.
+        file_name: the ``.keras`` file's name.
+        data: the ``.keras`` file's bytes.
+        labels: the labels file's bytes (one class name per line), if any.
+        preprocessing: the preprocessing key of a ``.keras`` model.
+    """
+
+    key: str
+    file_name: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+    labels: bytes | None = field(default=None, repr=False)
+    preprocessing: str | None = None
+
+
+def open_model(choice: ModelChoice) -> tuple[KerasClassifier, ModelIdentity]:
+    """Load the chosen model: a registered one, or a ``.keras`` file through the safe path.
+
+    Raises:
+        ModelChoiceError: the weights are unavailable or the file is not a usable model.
+    """
+    from saliency_core.audit.provenance import registered_weights_sha256
+    from saliency_core.models.custom import CustomModelError, load_custom_model, make_classifier
+    from saliency_core.models.preprocessing import get_preprocessor
+    from saliency_core.models.registry import MODELS, WeightsUnavailableError, is_offline_forced
+    from saliency_core.pipeline import load_classifier
+
+    if choice.data is None:
+        try:
+            classifier, _source = load_classifier(choice.key,
+                                                  allow_download=not is_offline_forced())
+        except WeightsUnavailableError as exc:
+            raise ModelChoiceError(" ".join(str(exc).split())) from None
+        return classifier, ModelIdentity(choice.key, None, registered_weights_sha256(choice.key),
+                                         MODELS[choice.key].preprocessing)
+    preprocessing = choice.preprocessing or "raw"
+    try:
+        custom = load_custom_model(choice.data, choice.labels)
+        classifier = make_classifier(custom, get_preprocessor(preprocessing))
+    except (CustomModelError, ValueError) as exc:
+        raise ModelChoiceError(f"{choice.file_name}: {' '.join(str(exc).split())}") from None
+    return classifier, ModelIdentity("file", choice.file_name, custom.digest, preprocessing)
+
+
+@dataclass(frozen=True)
+class AuditFile:
+    """One input file and the stem of its outputs.
+
+    Attributes:
+        name: the name in ``summary.csv`` (relative to the folder given).
+        path: where the file is read from.
+        stem: ``STEM`` of ``STEM.png``, ``STEM.npy`` and ``STEM.json``.
+    """
+
+    name: str
+    path: str
+    stem: str
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What one file gives: its ``summary.csv`` row and its output files (none if skipped)."""
+
+    row: dict[str, str]
+    files: dict[str, bytes]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the image was explained."""
+        return self.row["status"] == "ok"
+
+
+def plan_files(images: Sequence[tuple[str, Path]]) -> list[AuditFile]:
+    """Give every ``(name, path)`` a unique, safe output stem, in input order."""
+    stems = StemNamer()
+    return [AuditFile(name, str(path), stems(name)) for name, path in images]
+
+
+def split_batches(files: Sequence[AuditFile], batch_size: int) -> list[list[AuditFile]]:
+    """Consecutive batches of ``batch_size`` files (the last may be shorter)."""
+    return [list(files[i:i + batch_size]) for i in range(0, len(files), batch_size)]
+
+
+def read_image_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of an image file, refusing files larger than ``max_bytes`` before reading.
+
+    Raises:
+        ImageError: the file is too large.
+        OSError: it cannot be read.
+    """
+    size = Path(path).stat().st_size
+    if size > max_bytes:
+        raise ImageError(f"The file is {size / 2**20:.0f} MB; images may be at most "
+                         f"{max_bytes / 2**20:.0f} MB.")
+    return Path(path).read_bytes()
+
+
+def explain_files(classifier: KerasClassifier, model: ModelIdentity, settings: AuditSettings,
+                  files: Sequence[AuditFile], engine: dict | None = None) -> list[FileOutcome]:
+    """Read, check, decode, fit and explain one batch of files; their outputs, in order.
+
+    Every file goes through the same size limit (:func:`read_image_file`) and the
+    same decoding checks as an upload (:func:`saliency_core.imaging.load_image`);
+    the images that pass are explained in one :func:`explain_images` call.
+
+    Args:
+        classifier: the model.
+        model: how provenance names the model.
+        settings: method, parameters, class, fit and display settings.
+        files: the batch.
+        engine: recorded as the provenance's ``engine`` (e.g. ``{"name": "ray"}``).
+
+    Returns:
+        One outcome per file: a skipped file's row has its reason and no files.
+    """
+    outcomes: list[FileOutcome | None] = []
+    decoded = []
+    for file in files:
+        try:
+            image = decode_source((file.name, lambda path=file.path: read_image_file(path)))
+        except ImageError as exc:
+            outcomes.append(FileOutcome(summary_row(ImageFailure(file.name, str(exc))), {}))
+            continue
+        decoded.append((file, image))
+        outcomes.append(None)
+    results = iter(explain_images(classifier, [(f.name, image) for f, image in decoded],
+                                  settings))
+    stems = iter(f.stem for f, _ in decoded)
+    done = []
+    for outcome in outcomes:
+        if outcome is None:
+            result, stem = next(results), next(stems)
+            _record, data = result_files(result, stem, classifier, settings, model, engine)
+            outcome = FileOutcome(summary_row(result, stem), data)
+        done.append(outcome)
+    return done
+
+
+class OutputFolder:
+    """Writes outcomes to a folder: each file's outputs, ``summary.csv`` row by row, progress.
+
+    Use as a context manager; :meth:`write` takes outcomes in input order.
+
+    Args:
+        out: the output folder (must exist).
+        total: the number of files, for the progress bar.
+        stream: where progress and skipped files are reported (default stderr).
+    """
+
+    def __init__(self, out: Path, total: int, stream: TextIO | None = None):
+        self.out = Path(out)
+        self.processed = 0
+        self.skipped = 0
+        self._bar = ProgressBar(total, stream=stream or sys.stderr)
+        self._handle = None
+        self._summary = None
+
+    def __enter__(self) -> OutputFolder:
+        self._handle = (self.out / "summary.csv").open("w", newline="", encoding="utf-8")
+        self._summary = SummaryWriter(self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._handle.close()
+        self._bar.close()
+
+    def write(self, outcome: FileOutcome) -> None:
+        """Write one file's outputs and its summary row."""
+        for file_name, data in outcome.files.items():
+            (self.out / file_name).write_bytes(data)
+        if outcome.ok:
+            self.processed += 1
+        else:
+            self.skipped += 1
+            self._bar.message(f"skipped {outcome.row['file']}: {outcome.row['reason']}")
+        self._summary.write(outcome.row)
+        self._bar.advance()
+
+
+def iter_local(classifier: KerasClassifier, model: ModelIdentity, settings: AuditSettings,
+               files: Sequence[AuditFile]) -> Iterator[FileOutcome]:
+    """The local engine: :func:`explain_files` batch after batch in this process."""
+    engine = {"name": "local"}
+    for batch in split_batches(files, settings.batch_size):
+        yield from explain_files(classifier, model, settings, batch, engine)

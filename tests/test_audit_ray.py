@@ -1,0 +1,289 @@
+"""``python -m saliency_core explain --engine ray``: the same outputs as the local engine.
+
+The Ray runs are subprocesses of the real command line: one starts its own
+local Ray, one connects through ``--address`` to a Ray "cluster" started here
+on the loopback address (``ray start --head --block``, stopped by its process
+id). Each Ray gets its own short temporary folder, and the tests check that no
+process of it is left running. A tiny ``.keras`` model keeps the actors' start
+cheap (each still imports TensorFlow, about 3 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+IMAGES = 12
+TIMING_FIELDS = ("created", "seconds", "engine")
+"""Provenance fields that may differ between engines (all else must be equal)."""
+
+
+TOKEN = secrets.token_hex(32)
+
+
+def ray_env(temp_dir: Path) -> dict[str, str]:
+    """The environment of a Ray run: no usage statistics, Ray's files in ``temp_dir``.
+
+    Ray 2.60 turns token authentication on for new clusters; the token is given here,
+    so that nothing is read from or written to ``~/.ray``. A stopped head does not
+    wait 30 s for its node to drain.
+    """
+    return dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(temp_dir),
+                RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN,
+                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
+                SALIENCY_STUDIO_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def processes_using(path: Path) -> list[str]:
+    """Command lines of running processes that mention ``path`` (Ray's own folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(path) in line:
+                found.append(f"{entry.name}: {line[:120]}")
+    return found
+
+
+def wait_until_gone(path: Path, seconds: float = 20.0) -> list[str]:
+    """Wait for every process mentioning ``path`` to exit; those still running."""
+    deadline = time.monotonic() + seconds
+    while (left := processes_using(path)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+@pytest.fixture
+def short_tmp():
+    """A short temporary folder for Ray (its socket paths must stay under 108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="sray"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def audit_input(tmp_path_factory):
+    """12 small photos, 1 broken file and a tiny ``.keras`` classifier (32×32, 3 classes)."""
+    import keras
+
+    root = tmp_path_factory.mktemp("ray-audit")
+    folder = root / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(IMAGES):
+        small = rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((80, 60), Image.Resampling.BICUBIC).save(
+            folder / f"img{i:02d}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, name="head")(x)
+    keras.Model(inputs, outputs).save(root / "tiny.keras")
+    return folder, root / "tiny.keras"
+
+
+def explain_args(audit_input, out: Path) -> list[str]:
+    folder, model = audit_input
+    return ["explain", str(folder), "--out", str(out), "--model", str(model),
+            "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def local_out(audit_input, tmp_path_factory):
+    """The local engine's outputs (in this process)."""
+    from saliency_core.__main__ import main
+
+    out = tmp_path_factory.mktemp("local-out")
+    assert main(explain_args(audit_input, out)) == 0
+    return out
+
+
+def run_ray_cli(audit_input, out: Path, temp_dir: Path, *extra: str):
+    return subprocess.run([sys.executable, "-m", "saliency_core",
+                           *explain_args(audit_input, out), "--engine", "ray", *extra],
+                          cwd=ROOT, env=ray_env(temp_dir), capture_output=True, text=True,
+                          timeout=180)
+
+
+def assert_same_outputs(local: Path, ray: Path) -> None:
+    """Same files; ``.npy`` and PNG bytes equal; JSON equal apart from timing and engine."""
+    names = sorted(p.name for p in local.iterdir())
+    assert names == sorted(p.name for p in ray.iterdir())
+    assert len([n for n in names if n.endswith(".npy")]) == IMAGES
+    for name in names:
+        if name.endswith(".npy"):
+            a, b = np.load(local / name), np.load(ray / name)
+            assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b), name
+        elif name.endswith(".png"):
+            assert (local / name).read_bytes() == (ray / name).read_bytes(), name
+        elif name.endswith(".json"):
+            a, b = (json.loads((folder / name).read_text()) for folder in (local, ray))
+            assert a["engine"] == {"name": "local"}
+            assert b["engine"]["name"] == "ray" and b["engine"]["version"]
+            assert ({k: v for k, v in a.items() if k not in TIMING_FIELDS}
+                    == {k: v for k, v in b.items() if k not in TIMING_FIELDS}), name
+
+    def rows(folder):  # summary.csv without the seconds column
+        lines = [line.split(",") for line in (folder / "summary.csv").read_text().splitlines()]
+        column = lines[0].index("seconds")
+        return [line[:column] + line[column + 1:] for line in lines]
+
+    assert rows(local) == rows(ray)
+    assert rows(ray)[1][:3] == ["broken.jpg", "", "skipped"]
+
+
+def test_ray_engine_writes_what_the_local_engine_writes(audit_input, local_out, tmp_path,
+                                                        short_tmp):
+    pytest.importorskip("ray")
+    out = tmp_path / "ray-out"
+    done = run_ray_cli(audit_input, out, short_tmp)
+    assert done.returncode == 0, done.stderr
+    assert "skipped broken.jpg: The image file is damaged" in done.stderr
+    assert f"explained {IMAGES} of {IMAGES + 1} images (1 skipped)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert_same_outputs(local_out, out)
+    # the local Ray started for the run stopped with it
+    assert not wait_until_gone(short_tmp)
+
+
+@pytest.fixture
+def ray_cluster(short_tmp):
+    """A separate one-node Ray "cluster" on loopback; yields its address."""
+    pytest.importorskip("ray")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (short_tmp / "head.log").open("w")
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+         f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={short_tmp}"],
+        env=ray_env(short_tmp), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert head.poll() is None, (short_tmp / "head.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "ray start --head did not open its port"
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.terminate()  # --block: stops every process this head started
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        log.close()
+    assert not wait_until_gone(short_tmp), "Ray processes were left running"
+
+
+def test_address_runs_on_a_separately_started_cluster(audit_input, local_out, tmp_path,
+                                                      ray_cluster, short_tmp):
+    out = tmp_path / "cluster-out"
+    done = run_ray_cli(audit_input, out, short_tmp, "--address", ray_cluster, "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert_same_outputs(local_out, out)  # two actors, outputs still in input order
+    assert json.loads((out / "img00.json").read_text())["engine"]["workers"] == 2
+    # a pool the cluster cannot hold is refused at once instead of waiting forever
+    too_big = run_ray_cli(audit_input, tmp_path / "too-big", short_tmp, "--address",
+                          ray_cluster, "--workers", "3", "--cpus-per-worker", "1")
+    assert too_big.returncode == 1
+    assert ("3 workers x 1 CPU = 3 CPUs, but the cluster has 2"
+            in too_big.stderr.strip().splitlines()[-1])
+
+
+def test_without_ray_the_engine_says_how_to_install_it(audit_input, tmp_path, monkeypatch,
+                                                       capsys):
+    from saliency_core.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # "import ray" raises ImportError
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    assert main([*explain_args(audit_input, tmp_path / "out"), "--engine", "ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--engine ray needs Ray Data" in err
+    assert "pip install -r requirements-scale.txt" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_options_need_the_ray_engine_and_sensible_values(audit_input, tmp_path, capsys):
+    from saliency_core.__main__ import main
+
+    for extra, message in ((["--address", "auto"], "--address need --engine ray"),
+                           (["--workers", "2"], "--workers need --engine ray"),
+                           (["--gpus-per-worker", "1"], "--gpus-per-worker need --engine ray"),
+                           (["--engine", "ray", "--workers", "0"], "at least 1"),
+                           (["--engine", "ray", "--cpus-per-worker", "0"], "more than 0")):
+        assert main([*explain_args(audit_input, tmp_path / "out"), *extra]) == 2, extra
+        assert message in capsys.readouterr().err, extra
+
+
+def test_pool_size_follows_the_cluster_and_refuses_what_cannot_fit():
+    from saliency_core.audit.ray_engine import RayOptions, RayRunError, pool_size
+
+    two_cpus = {"CPU": 2.0}
+    assert pool_size(RayOptions(), two_cpus, batches=10) == 1
+    assert pool_size(RayOptions(), {"CPU": 16.0}, batches=10) == 8
+    assert pool_size(RayOptions(), {"CPU": 16.0}, batches=3) == 3  # no idle actors
+    assert pool_size(RayOptions(workers=4), two_cpus, batches=10) == 4  # 4 x 0.5 CPU
+    assert pool_size(RayOptions(gpus_per_worker=0.5), {"CPU": 8.0, "GPU": 2.0}, 10) == 4
+    with pytest.raises(RayRunError, match="= 3 CPUs, but the cluster has 2"):
+        pool_size(RayOptions(workers=3, cpus_per_worker=1.0), two_cpus, batches=10)
+    with pytest.raises(RayRunError, match="= 1 GPUs, but the cluster has 0"):
+        pool_size(RayOptions(gpus_per_worker=1.0), two_cpus, batches=10)
+
+
+def test_actors_get_the_limits_file_and_caches_only_on_a_local_ray(tmp_path, monkeypatch):
+    from saliency_core.audit.ray_engine import _actor_env
+
+    (tmp_path / "saliency_studio.toml").write_text("[limits]\nmax_input_side = 256\n")
+    monkeypatch.chdir(tmp_path)  # the default config file name, relative to the command
+    monkeypatch.delenv("SALIENCY_STUDIO_CONFIG", raising=False)
+    monkeypatch.setenv("SALIENCY_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SALIENCY_STUDIO_OFFLINE", "1")
+    local = _actor_env(local=True)
+    assert local["SALIENCY_STUDIO_CONFIG"] == str(tmp_path / "saliency_studio.toml")
+    assert local["SALIENCY_STUDIO_CACHE"] == str(tmp_path / "cache")
+    cluster = _actor_env(local=False)
+    assert cluster["SALIENCY_STUDIO_OFFLINE"] == "1"
+    assert "SALIENCY_STUDIO_CONFIG" not in cluster and "SALIENCY_STUDIO_CACHE" not in cluster
+
+
+def test_outcomes_travel_as_plain_columns_without_pickle():
+    from saliency_core.audit.engine import FileOutcome
+    from saliency_core.audit.ray_engine import pack_outcomes, unpack_outcomes
+
+    outcomes = [FileOutcome({"file": "a.png", "status": "ok"},
+                            {"a.png": b"\x89PNG", "a.npy": b"", "a.json": b"{}\n"}),
+                FileOutcome({"file": "bad.jpg", "status": "skipped", "reason": "damaged"}, {})]
+    columns = pack_outcomes(outcomes)
+    assert set(columns) == {"row", "files", "data"}
+    assert all(isinstance(value, (str, bytes)) for column in columns.values()
+               for value in column)
+    assert list(unpack_outcomes(columns)) == outcomes
