@@ -106,7 +106,7 @@ def test_smoothgrad_batched_equals_unbatched(model, cls):
 def test_samples_are_sent_in_batches(model):
     model.batch_size = 5
     SmoothGrad(samples=12).attribute(model, np.zeros((4, 5, 3)), Target(0))
-    assert model.largest_batch == 5
+    assert model.largest_batch == 4  # 4 + 4 + 4 within the bound of 5
 
 
 def test_smoothgrad_aggregations_match_the_noise_statistics():
@@ -255,3 +255,28 @@ def test_integrated_gradients_uniform_grid_is_exact_too(model):
     np.testing.assert_allclose(result.values, image * (model.weights[0] + image / 2), rtol=1e-4)
     with pytest.raises(ValueError):
         IntegratedGradients(grid="gauss")
+
+
+def test_batches_are_split_into_nearly_equal_chunks():
+    from saliency_core.batching import split_evenly
+
+    assert split_evenly(20, 16) == [(0, 10), (10, 20)]
+    assert split_evenly(5, 2) == [(0, 2), (2, 4), (4, 5)]
+    assert split_evenly(3, 8) == [(0, 3)] and split_evenly(0, 4) == []
+    model = QuadraticModel(np.random.default_rng(0).normal(size=(3, 4, 5, 3)), batch_size=16)
+    SmoothGrad(samples=20).attribute(model, np.zeros((4, 5, 3)), Target(0))
+    assert model.largest_batch == 10  # 10 + 10, not 16 + 4
+
+
+def test_batch_bound_follows_memory_per_image_and_free_memory():
+    from saliency_core.batching import GRADIENT_MEMORY_FACTOR, MAX_BATCH, choose_batch_size
+
+    per_image = 50 * 2**20
+    assert choose_batch_size(per_image, available_bytes=10 * 2**30, share=0.2) == \
+        int(0.2 * 10 * 2**30 // (GRADIENT_MEMORY_FACTOR * per_image))
+    assert choose_batch_size(per_image, available_bytes=20 * 2**30) > \
+        choose_batch_size(per_image, available_bytes=5 * 2**30)
+    assert choose_batch_size(4 * per_image, available_bytes=10 * 2**30) < \
+        choose_batch_size(per_image, available_bytes=10 * 2**30)
+    assert choose_batch_size(10**12, available_bytes=2**30) == 1
+    assert choose_batch_size(1, available_bytes=2**40) == MAX_BATCH

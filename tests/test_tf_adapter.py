@@ -157,3 +157,16 @@ def test_lite_preprocessing():
                                rtol=1e-6)
     with pytest.raises(ValueError):
         get_preprocessor("torch")
+
+
+def test_default_batch_bound_follows_the_models_memory_per_image():
+    from saliency_core.batching import choose_batch_size
+    from saliency_core.tf_adapter import activation_bytes
+
+    model = tiny_cnn()
+    clf = KerasClassifier(model, get_preprocessor("tf"), NAMES)
+    assert clf.activation_bytes == activation_bytes(model) > 0
+    assert abs(clf.batch_size - choose_batch_size(clf.activation_bytes)) <= 1  # free memory moves
+    fixed = KerasClassifier(model, get_preprocessor("tf"), NAMES, batch_size=2)
+    _, _, rows = fixed.gradients_per_row(random_images(5), [0, 1, 2, 0, 1])
+    assert rows == [2, 2, 2, 2, 1]  # chunks 2 + 2 + 1 (at most 2, nearly equal)
