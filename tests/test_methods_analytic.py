@@ -257,6 +257,45 @@ def test_integrated_gradients_uniform_grid_is_exact_too(model):
         IntegratedGradients(grid="gauss")
 
 
+class TanhModel:
+    """S(x) = sum(tanh(x / 20)): curved along the IG path, so few steps leave a gap."""
+
+    input_size = (4, 5)
+    batch_size = 16
+
+    def __init__(self):
+        self.calls = 0
+
+    def scores(self, images, target):
+        return self.gradients(images, target)[1]
+
+    def gradients(self, images, target):
+        self.calls += 1
+        t = np.tanh(np.asarray(images, np.float64) / 20)
+        return (1 - t * t) / 20, t.sum(axis=(1, 2, 3))
+
+
+def test_integrated_gradients_adds_steps_until_the_target_gap_is_met():
+    """Halving the intervals keeps the earlier sum: the refined result equals a direct
+    run with the steps it reports, and its gap is within the target."""
+    image = np.random.default_rng(3).uniform(0, 255, (4, 5, 3))
+    fixed = IntegratedGradients(steps=4, grid="uniform").attribute(TanhModel(), image,
+                                                                   Target(0))
+    assert fixed.info["steps used"] == 4 and fixed.info["completeness gap"] > 0.01
+    refined = IntegratedGradients(steps=4, grid="uniform", target_gap="1").attribute(
+        TanhModel(), image, Target(0))
+    steps = refined.info["steps used"]
+    assert steps > 4 and steps % 4 == 0 and refined.info["completeness gap"] <= 0.01
+    direct = IntegratedGradients(steps=steps, grid="uniform").attribute(TanhModel(), image,
+                                                                        Target(0))
+    np.testing.assert_allclose(refined.values, direct.values, rtol=1e-6)
+    adaptive = IntegratedGradients(steps=4, target_gap="1").attribute(TanhModel(), image,
+                                                                     Target(0))
+    assert adaptive.info["completeness gap"] <= 0.01
+    with pytest.raises(ValueError, match="target gap"):
+        IntegratedGradients(target_gap="3")
+
+
 def test_batches_are_split_into_nearly_equal_chunks():
     from saliency_core.batching import split_evenly
 
