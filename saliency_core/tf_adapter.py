@@ -340,6 +340,13 @@ class KerasClassifier:
         """The target score of each image ``(B, H, W, 3)``, shape ``(B,)`` (no gradients)."""
         return self._run_batched(self._scores_fn, images, target)[0]
 
+    def warm_up(self) -> None:
+        """Trace the score and gradient functions on a blank image, so the first real
+        prediction and map do not pay for tracing (the server does this at start)."""
+        blank = np.zeros((1, *self.input_size, 3), np.float32)
+        self.logits(blank)
+        self.gradients(blank, Target(0))
+
     def spatial_layer_names(self) -> list[str]:
         """Layers Grad-CAM can use, in graph order (``outer/inner`` inside nested models)."""
         return [name for name, _ in self._spatial_layers]

@@ -392,7 +392,7 @@ def test_settings_defaults_come_from_one_place(monkeypatch):
         value = next(w.value for w in widget if w.key == f"w_{name}")
         assert value == settings.default_of(name), name
     at.selectbox(key="w_method").set_value("integrated_gradients").run()
-    for param in ("steps", "baseline", "grid"):
+    for param in ("steps", "baseline", "grid", "target_gap"):
         key = f"integrated_gradients.{param}"
         widget = at.get("selectbox") + at.get("slider")
         assert next(w.value for w in widget if w.key == f"w_{key}") == settings.default_of(key)
@@ -560,3 +560,27 @@ def test_explore_offers_the_provenance_of_the_map_on_screen(default_classifier):
     assert record["target"]["class_index"] == target.class_index
     assert record["method"]["key"] == "vanilla"
     assert 0 < record["map"]["border_share"] < 1
+
+
+def test_default_model_preload_runs_once_per_server_and_never_under_apptest(monkeypatch):
+    """The router starts one background thread that loads and traces the default model;
+    AppTest (a mock runtime) starts none."""
+    import threading
+
+    from streamlit.runtime import Runtime
+
+    from pages.lib import own_models
+
+    new_app()
+    assert not any(t.name == own_models.PRELOAD_THREAD for t in threading.enumerate())
+    calls = []
+    monkeypatch.setattr(own_models, "_preload_default_model", lambda: calls.append(1))
+    monkeypatch.setattr(Runtime, "_instance", object.__new__(Runtime))  # a real server's type
+    own_models.preload_default_model.clear()
+    try:
+        first = own_models.preload_default_model()
+        first.join(5)
+        assert first.name == own_models.PRELOAD_THREAD
+        assert own_models.preload_default_model() is first and calls == [1]
+    finally:
+        own_models.preload_default_model.clear()

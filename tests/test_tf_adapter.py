@@ -170,3 +170,15 @@ def test_default_batch_bound_follows_the_models_memory_per_image():
     fixed = KerasClassifier(model, get_preprocessor("tf"), NAMES, batch_size=2)
     _, _, rows = fixed.gradients_per_row(random_images(5), [0, 1, 2, 0, 1])
     assert rows == [2, 2, 2, 2, 1]  # chunks 2 + 2 + 1 (at most 2, nearly equal)
+
+
+def test_warm_up_traces_so_the_first_real_calls_do_not():
+    clf = KerasClassifier(tiny_cnn(), get_preprocessor("tf"), NAMES, batch_size=4)
+    clf.warm_up()
+    traced = (clf._logits_fn.experimental_get_tracing_count(),
+              clf._gradient_fn.experimental_get_tracing_count())
+    assert traced == (1, 1)
+    clf.probabilities(random_images(3))
+    clf.gradients(random_images(2), Target(2))
+    assert (clf._logits_fn.experimental_get_tracing_count(),
+            clf._gradient_fn.experimental_get_tracing_count()) == traced
