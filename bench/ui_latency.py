@@ -19,6 +19,10 @@ weights from ../shared/models when present) and times, from the browser's side:
 Each step ends when the overlay's heat map in the page has new values (or, for
 Compare, when the grid's 12 heat maps are drawn). Medians over ``--repeats`` where a
 step can be repeated; the first-time steps are measured once.
+
+Then, without a browser, the server's own time for a class switch: an AppTest rerun
+of Explore after picking another of the top 5 classes (the map computed, and again
+from the cache), which is the script run the server does between click and figure.
 """
 
 from __future__ import annotations
@@ -96,6 +100,37 @@ def timed_change(page, action, timeout_s: float = 300) -> float:
 def click_class(page, nth: int) -> None:
     radio = page.locator("[data-testid='stRadio']").filter(has_text="Class to explain")
     radio.locator("label").filter(has_text="%").nth(nth).click()
+
+
+def measure_server_class_switch(repeats: int) -> list[tuple[str, float, str]]:
+    """Seconds of an Explore rerun after a class change, in-process with AppTest."""
+    import numpy as np
+    from apptest_support import new_app, use_navigation_mode
+
+    from saliency_core.imaging import fit_to_model, load_image
+    from saliency_core.pipeline import load_classifier, predict
+    from saliency_core.samples import read_sample
+
+    class Patch:  # what use_navigation_mode needs of pytest's monkeypatch
+        setattr = staticmethod(setattr)
+
+    use_navigation_mode(Patch())
+    clf = load_classifier("efficientnet_lite0")[0]
+    x, _ = fit_to_model(load_image(read_sample("chelsea")).pixels, clf.input_size)
+    top = [p.index for p in predict(clf, np.asarray(x))]
+    at = new_app(300)
+    fresh, cached = [], []
+    for n in range(2 * max(2, repeats)):
+        target = top[1 + n % 4] if n < 4 else top[1 + n % 2]
+        start = time.perf_counter()
+        at.radio(key="w_class_pick").set_value(target).run()
+        (fresh if n < 4 else cached).append(time.perf_counter() - start)
+        if at.exception:
+            raise SystemExit(at.exception[0].value)
+    return [("server: Explore rerun after a class switch (map computed)",
+             statistics.median(fresh), f"median of {len(fresh)}, AppTest"),
+            ("server: Explore rerun after a class switch (map cached)",
+             statistics.median(cached), f"median of {len(cached)}, AppTest")]
 
 
 def main() -> None:
@@ -183,6 +218,7 @@ def main() -> None:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+    rows += measure_server_class_switch(args.repeats)
     width = max(len(r[0]) for r in rows)
     print(f"\n| {'step':<{width}} | seconds | |\n|{'-' * (width + 2)}|---:|---|")
     for step, seconds, note in rows:

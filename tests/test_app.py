@@ -584,3 +584,16 @@ def test_default_model_preload_runs_once_per_server_and_never_under_apptest(monk
         assert own_models.preload_default_model() is first and calls == [1]
     finally:
         own_models.preload_default_model.clear()
+
+
+def test_a_rerun_does_not_clear_the_keras_session(monkeypatch):
+    """Streamlit would clear the Keras session (a full garbage collection) after every
+    run; the app turns that off, so a click does not pay for it."""
+    import keras
+
+    at = new_app()
+    calls = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: calls.append(1))
+    at.run()
+    assert_ok(at)
+    assert calls == []

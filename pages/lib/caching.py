@@ -23,6 +23,23 @@ from saliency_core.tf_adapter import KerasClassifier
 TOP_K = 5
 
 
+def keep_keras_session() -> None:
+    """Stop Streamlit from clearing the Keras session after every script run.
+
+    Streamlit calls ``keras.backend.clear_session()`` after each run, which runs a
+    full garbage collection over TensorFlow's objects: about half a second per
+    rerun, on every click, for nothing (the models are shared cached resources
+    that must live on). ``runner.postScriptGC = false`` in ``.streamlit/config.toml``
+    drops Streamlit's second full collection; Python's own collector still runs.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    script_runner._clean_problem_modules = lambda: None  # noqa: SLF001 - no public switch
+
+
+keep_keras_session()
+
+
 @st.cache_resource(max_entries=3, show_spinner=False)
 def get_classifier(model_key: str, token: str, _scope: str | None = None) -> KerasClassifier:
     """Load a registered model once per (model, weights) and share it between sessions.
