@@ -597,3 +597,33 @@ def test_a_rerun_does_not_clear_the_keras_session(monkeypatch):
     at.run()
     assert_ok(at)
     assert calls == []
+
+
+def test_compare_computes_a_rows_classes_in_one_call_and_nothing_twice(monkeypatch):
+    """The vanilla row's three classes come from one batched call; a rerun and a revisit
+    compute nothing (every cell is in the store)."""
+    from pages.lib import caching
+
+    caching.explanation_store().clear()
+    calls = []
+    original = caching.explain_classes
+    monkeypatch.setattr(caching, "explain_classes",
+                        lambda *a, **k: calls.append(list(a[2])) or original(*a, **k))
+    from pages.lib import settings
+
+    at = new_app()  # Explore computes the top class's map
+    prefs = dict(at.session_state[settings.PREFS])
+    prefs["compare.methods"] = ["vanilla"]
+    at.session_state[settings.PREFS] = prefs
+    at.switch_page("pages/compare.py").run()
+    assert_ok(at)
+    assert at.multiselect(key="w_compare.methods").value == ["vanilla"]
+    classes = next(m for m in at.multiselect if m.label.startswith("Classes (columns"))
+    # the other two of the top 3 in one call; the top class's map came from Explore
+    assert len(calls) == 1 and len(calls[0]) == 2 and set(calls[0]) < set(classes.value)
+    before = len(caching.explanation_store())
+    at.run()
+    at.switch_page("pages/explore.py").run()
+    at.switch_page("pages/compare.py").run()
+    assert_ok(at)
+    assert len(calls) == 1 and len(caching.explanation_store()) == before
