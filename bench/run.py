@@ -7,7 +7,8 @@ peers' requirements, see ``bench/requirements.txt``):
                         [--repeats 5] [--no-write]
 
 In one process, on the same photo (the "chelsea" sample) and its top class, for
-each model it times (median after a warm-up):
+each model it times (the fastest of several runs after a warm-up, since the machine
+may be shared):
 
 * the floor, raw TensorFlow on the same graph (the model's preprocessing and its
   pre-softmax head, traced once): forward; forward + backward; one batch of n;
@@ -32,7 +33,6 @@ import importlib.metadata
 import os
 import platform
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -59,8 +59,10 @@ OCCLUSION = {"patch": 32, "stride": 16}
 SIZES = {"vgg16": [10]}
 
 
-def time_median(fn: Callable[[], object], repeats: int, budget: float) -> float:
-    """Median seconds of ``fn`` after one warm-up call; stops at 2 runs past ``budget`` seconds."""
+def time_best(fn: Callable[[], object], repeats: int, budget: float) -> float:
+    """Fastest seconds of ``fn`` over its runs after one warm-up call (at most ``repeats``,
+    stopping at 2 past ``budget`` seconds). On a shared machine other processes only ever
+    add time, so the fastest run is the least disturbed one; medians swung by 2x here."""
     fn()
     times: list[float] = []
     spent = 0.0
@@ -69,7 +71,7 @@ def time_median(fn: Callable[[], object], repeats: int, budget: float) -> float:
         fn()
         times.append(time.perf_counter() - start)
         spent += times[-1]
-    return statistics.median(times)
+    return min(times)
 
 
 def peak_mb() -> float:
@@ -134,13 +136,13 @@ def measure_floors(floor: Floor, x: np.ndarray, c: int, sizes: list[int], occlud
                    repeats: int, budget: float) -> dict[str, float]:
     """Median seconds of each floor: ``fwd``, ``fwd+bwd``, ``batch n``, ``forward n``."""
     one = x[None]
-    out = {"forward": time_median(lambda: floor.forward(one), repeats, budget),
-           "forward + backward": time_median(lambda: floor.backward(one, c), repeats, budget)}
+    out = {"forward": time_best(lambda: floor.forward(one), repeats, budget),
+           "forward + backward": time_best(lambda: floor.backward(one, c), repeats, budget)}
     for n in sizes:
         batch = np.repeat(one, n, axis=0)
-        out[f"batch of {n}"] = time_median(lambda b=batch: floor.backward(b, c), repeats, budget)
+        out[f"batch of {n}"] = time_best(lambda b=batch: floor.backward(b, c), repeats, budget)
     occ = np.repeat(one, occluded, axis=0)
-    out[f"forward of {occluded}"] = time_median(lambda: floor.forward(occ), repeats, budget)
+    out[f"forward of {occluded}"] = time_best(lambda: floor.forward(occ), repeats, budget)
     return out
 
 
@@ -335,7 +337,7 @@ def profile_vanilla(clf, x: np.ndarray, c: int, repeats: int) -> list[str]:
                                      raw=raw)),
         ("serialisation to the browser (figure JSON)", lambda: fig.to_json()),
     ]
-    rows = [(name, time_median(step, repeats * 2, 10.0)) for name, step in steps]
+    rows = [(name, time_best(step, repeats * 2, 10.0)) for name, step in steps]
     size = len(fig.to_json()) / 1024
     lines = ["| step | median ms |", "|---|---:|"]
     lines += [f"| {name} | {seconds * 1000:.1f} |" for name, seconds in rows]
@@ -404,7 +406,7 @@ def main() -> None:  # noqa: C901 - one linear script
             def run(method=method, params=params, clf=clf, x=x, c=c):
                 return get_method(method, **params).attribute(clf, x, Target(c))
 
-            seconds = time_median(run, repeats, budget)
+            seconds = time_best(run, repeats, budget)
             results.setdefault(short, {})["project"] = seconds
             if "target_gap" in params:
                 results[short]["steps"] = run().info["steps used"]
@@ -418,7 +420,7 @@ def main() -> None:  # noqa: C901 - one linear script
                 continue
             for short, fn in runners.items():
                 try:
-                    seconds = time_median(fn, repeats, budget)
+                    seconds = time_best(fn, repeats, budget)
                 except Exception as exc:  # noqa: BLE001
                     notes.append(f"{PEERS[peer]} {short} on {key} failed: "
                                  f"{type(exc).__name__}: {str(exc)[:120]}")
@@ -464,8 +466,10 @@ def compose(repeats: int, budget: float, machine: list[str], peaks: list[str], o
     """The Markdown report of everything measured so far."""
     from saliency_core.models.registry import DEFAULT_MODEL_KEY
 
-    text = ["Ratios are method time / floor time, both medians in the same process; "
-            f"{repeats} repeats (2 past {budget:.0f} s per timing), after a warm-up. "
+    text = ["Ratios are method time / floor time, both the fastest of up to "
+            f"{repeats} runs (2 past {budget:.0f} s per timing) after a warm-up, in the same "
+            "process: on this shared machine medians swung by 2× between neighbouring "
+            "timings, while other processes can only add time, never remove it. "
             "The floor is raw TensorFlow on the same traced graph (the model's preprocessing "
             "and pre-softmax head), numpy in and numpy out. IG's floor is one batch of n path "
             "points (this project's trapezoid rule evaluates n + 1). Occlusion's floor is "
