@@ -627,3 +627,26 @@ def test_compare_computes_a_rows_classes_in_one_call_and_nothing_twice(monkeypat
     at.switch_page("pages/compare.py").run()
     assert_ok(at)
     assert len(calls) == 1 and len(caching.explanation_store()) == before
+
+
+def test_a_rerun_that_changes_nothing_builds_no_figure_again(monkeypatch):
+    """The overlay and side-by-side figures are built once per look; a no-op rerun draws
+    the same figures without building them, and a new colour map builds new ones."""
+    import json
+
+    from saliency_core import plotting
+
+    at = new_app()
+    before = json.loads(at.get("plotly_chart")[0].proto.spec)
+    calls = []
+    for name in ("make_overlay_figure", "make_side_by_side_figure"):
+        original = getattr(plotting, name)
+        monkeypatch.setattr(plotting, name,
+                            lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k))
+    at.run()
+    assert_ok(at)
+    assert calls == []
+    assert json.loads(at.get("plotly_chart")[0].proto.spec) == before
+    at.selectbox(key="w_cmap").set_value("cividis").run()
+    assert_ok(at)
+    assert len(calls) == 2

@@ -214,6 +214,23 @@ def run_explanations(labels: list[str], requests: list[MapRequest],
 
 
 @st.cache_resource
+def figure_store() -> BoundedStore:
+    """Built figures shared by all sessions, bounded to 32 entries."""
+    return BoundedStore(max_entries=32)
+
+
+def build_figure(key: tuple, build):
+    """``build()``'s figure, built once per ``key`` (a rerun that changes nothing
+    builds nothing; Streamlit copies a figure before serialising it)."""
+    store = figure_store()
+    figure = store.get(key)
+    if figure is None:
+        figure = build()
+        store.put(key, figure)
+    return figure
+
+
+@st.cache_resource
 def download_store() -> BoundedStore:
     """Encoded downloads (PNG, .npy), so a rerun or a click never encodes twice."""
     return BoundedStore(max_entries=32)
