@@ -341,11 +341,14 @@ class KerasClassifier:
         return self._run_batched(self._scores_fn, images, target)[0]
 
     def warm_up(self) -> None:
-        """Trace the score and gradient functions on a blank image, so the first real
-        prediction and map do not pay for tracing (the server does this at start)."""
+        """Trace the score and gradient functions (then the last convolutional layer's,
+        for Grad-CAM) on a blank image, so the first real prediction and maps do not pay
+        for tracing (the server does this for the default model when it starts)."""
         blank = np.zeros((1, *self.input_size, 3), np.float32)
         self.logits(blank)
         self.gradients(blank, Target(0))
+        if self._spatial_layers:
+            self.layer_gradients(blank, Target(0))
 
     def spatial_layer_names(self) -> list[str]:
         """Layers Grad-CAM can use, in graph order (``outer/inner`` inside nested models)."""

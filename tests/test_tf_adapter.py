@@ -178,7 +178,11 @@ def test_warm_up_traces_so_the_first_real_calls_do_not():
     traced = (clf._logits_fn.experimental_get_tracing_count(),
               clf._gradient_fn.experimental_get_tracing_count())
     assert traced == (1, 1)
+    layer_fn = clf._layer_fn(clf.default_cam_layer())
+    assert layer_fn.experimental_get_tracing_count() == 1
     clf.probabilities(random_images(3))
     clf.gradients(random_images(2), Target(2))
+    clf.layer_gradients(random_images(2), Target(1))
     assert (clf._logits_fn.experimental_get_tracing_count(),
             clf._gradient_fn.experimental_get_tracing_count()) == traced
+    assert layer_fn.experimental_get_tracing_count() == 1
