@@ -634,8 +634,10 @@ def test_a_rerun_that_changes_nothing_builds_no_figure_again(monkeypatch):
     the same figures without building them, and a new colour map builds new ones."""
     import json
 
+    from pages.lib import caching
     from saliency_core import plotting
 
+    caching.figure_store().clear()  # other tests may have built the cividis look already
     at = new_app()
     before = json.loads(at.get("plotly_chart")[0].proto.spec)
     calls = []
