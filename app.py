@@ -5,9 +5,10 @@ Run with ``streamlit run app.py``.
 
 import streamlit as st
 
-from pages.lib import layout, settings
+from pages.lib import layout, own_models, settings
 
 layout.configure_page()
+own_models.preload_default_model()
 settings.init_state()
 
 navigation = st.navigation([

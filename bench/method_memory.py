@@ -43,7 +43,7 @@ get_method(method, **params).attribute(clf, image, Target(1))
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": seconds, "peak_mb": peak, "model_mb": before,
-                  "batch": spec.batch_size}))
+                  "batch": clf.batch_size}))
 """
 
 

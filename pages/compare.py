@@ -68,16 +68,15 @@ with grid:
     maps, notes = [], []
     for method in methods:
         params = method_controls.stored_method_params(method, classifier)
-        row, row_notes = [], []
-        for class_index in classes:
-            request = caching.MapRequest(image.digest, model_key, token, fit, method,
-                                         tuple(sorted(params.items())), class_index, None,
-                                         score)
-            explanation, from_cache = caching.run_explanation(
-                f"{METHODS[method].label} for {shorten_label(names[class_index])}", request,
-                classifier, prepared.model_input)
-            row.append(reduce_channels(explanation.attribution.values, reduction))
-            row_notes.append("from cache" if from_cache else f"{explanation.seconds:.2f} s")
+        requests = [caching.MapRequest(image.digest, model_key, token, fit, method,
+                                       tuple(sorted(params.items())), class_index, None, score)
+                    for class_index in classes]
+        results = caching.run_explanations(
+            [f"{METHODS[method].label} for {shorten_label(names[c])}" for c in classes],
+            requests, classifier, prepared.model_input)  # one batched call where it can
+        row = [reduce_channels(e.attribution.values, reduction) for e, _ in results]
+        row_notes = ["from cache" if from_cache else f"{e.seconds:.2f} s"
+                     for e, from_cache in results]
         maps.append(normalize_jointly(row, None if clip >= 100 else clip,
                                       signed=reduction == "signed"))
         notes.append(row_notes)

@@ -236,16 +236,19 @@ with result:
     legend = make_legend(signed, (class_label, contrast_label) if signed_contrast else None)
     opacity = settings.snap_opacity(settings.get("opacity"))
     view = prepared.view
+    look = (request, reduction, clip_at, cmap, legend)  # all that decides the figures
     with figure_slot:
         overlay_tab, side_tab = st.tabs(["Overlay", "Side by side"])
         with overlay_tab:
-            st.plotly_chart(make_overlay_figure(view, saliency, cmap, opacity, legend=legend,
-                                                raw=raw, fade=fade),
-                            width="stretch", config=CONFIG, key="overlay_chart")
+            st.plotly_chart(caching.build_figure(
+                ("overlay", *look, opacity, fade), lambda: make_overlay_figure(
+                    view, saliency, cmap, opacity, legend=legend, raw=raw, fade=fade)),
+                width="stretch", config=CONFIG, key="overlay_chart")
         with side_tab:
-            st.plotly_chart(make_side_by_side_figure(view, saliency, cmap, legend=legend,
-                                                     raw=raw),
-                            width="stretch", config=SIDE_CONFIG, key="side_chart")
+            st.plotly_chart(caching.build_figure(
+                ("side", *look), lambda: make_side_by_side_figure(view, saliency, cmap,
+                                                                  legend=legend, raw=raw)),
+                width="stretch", config=SIDE_CONFIG, key="side_chart")
 
     reading = (f"Red pixels favour **{layout.escape_markdown(class_label)}**, blue ones "
                f"**{layout.escape_markdown(contrast_label)}**: the map explains S_a − S_b, "

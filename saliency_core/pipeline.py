@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from saliency_core.methods import Attribution, Target, get_method
-from saliency_core.methods.base import ProgressCallback
+from saliency_core.methods.base import BatchedMethod, ProgressCallback
 from saliency_core.models.preprocessing import get_preprocessor
 from saliency_core.models.registry import WeightsSource, get_spec, load_registered_model
 from saliency_core.postprocess import normalize_map, reduce_channels
@@ -72,6 +72,56 @@ def explain(classifier: KerasClassifier, model_input: np.ndarray, target: Target
     attribution = get_method(method, **(params or {})).attribute(classifier, model_input,
                                                                  target, progress)
     return Explanation(attribution, time.perf_counter() - start)
+
+
+class _ClassPerRow:
+    """A :class:`~saliency_core.methods.base.GradientModel` whose rows each get their own
+    class: copies of one image with ``class_indices[i]`` for row ``i``, in one call."""
+
+    def __init__(self, classifier: KerasClassifier, class_indices: list[int], score: str):
+        self.classifier, self.class_indices, self.score = classifier, class_indices, score
+        self.input_size, self.batch_size = classifier.input_size, classifier.batch_size
+
+    def gradients(self, images: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray]:
+        grads, scores, _ = self.classifier.gradients_per_row(images, self.class_indices,
+                                                             self.score)
+        return grads, scores
+
+    def scores(self, images: np.ndarray, target: Target) -> np.ndarray:
+        return self.gradients(images, target)[1]
+
+
+def batches_classes(method: str) -> bool:
+    """Whether :func:`explain_classes` computes ``method`` for several classes in one call."""
+    from saliency_core.methods import METHODS
+
+    return issubclass(METHODS[method], BatchedMethod)
+
+
+def explain_classes(classifier: KerasClassifier, model_input: np.ndarray,
+                    class_indices: list[int], method: str = "vanilla",
+                    params: dict | None = None, score: str = "logit") -> list[Explanation]:
+    """``method`` for several classes of one image ``(H, W, 3)``, one explanation per class.
+
+    Methods computed from one gradient per image (:func:`batches_classes`: the vanilla
+    gradient, Gradient x Input) send all classes through the model together, one
+    class per row of the batch; the others are computed class by class. Each
+    explanation's time is its share of the whole.
+    """
+    start = time.perf_counter()
+    indices = [int(c) for c in class_indices]
+    if not indices:
+        return []
+    image = np.asarray(model_input, np.float32)
+    if batches_classes(method) and len(indices) > 1:
+        images = np.repeat(image[None], len(indices), axis=0)
+        values, scores = get_method(method, **(params or {})).attribute_batch(
+            _ClassPerRow(classifier, indices, score), images, Target(indices[0], score=score))
+        share = (time.perf_counter() - start) / len(indices)
+        return [Explanation(Attribution(values=v, score=float(s)), share)
+                for v, s in zip(values, scores, strict=True)]
+    return [explain(classifier, image, Target(c, score=score), method, params)
+            for c in indices]
 
 
 def to_display_map(values: np.ndarray, reduction: str = "max_abs",

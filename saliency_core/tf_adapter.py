@@ -14,17 +14,21 @@ about TensorFlow:
 * one ``tf.function`` is traced per model; the class indices are tensors and
   the batch dimension is unknown, so changing the class, the image or the
   batch size never retraces (:attr:`KerasClassifier.trace_count` proves it);
-* large batches are split into chunks of ``batch_size`` to bound memory.
+* large batches are split into nearly equal chunks of at most ``batch_size``
+  images; by default that bound follows the model's memory per image and the
+  machine's free memory (:mod:`saliency_core.batching`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from saliency_core.batching import choose_batch_size, split_evenly
 from saliency_core.methods.base import Target
 
 
@@ -99,6 +103,28 @@ def build_capture_model(model: keras.Model, target: keras.layers.Layer) -> keras
     return keras.Model(inputs, [captured["activation"], outputs])
 
 
+def activation_bytes(model: keras.Model) -> int:
+    """The sum of every layer's output size for one image, in bytes (float32).
+
+    A gradient keeps these for the backward pass, so this bounds what one image
+    costs; pre-flight checks on the config cannot see it (an ``UpSampling2D(16)``
+    is tiny on disk but makes each image 256 times larger).
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += activation_bytes(layer)
+            continue
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        outputs = layer.output if isinstance(layer.output, list | tuple) else [layer.output]
+        for output in outputs:
+            shape = tuple(output.shape[1:])
+            if None not in shape:
+                total += 4 * math.prod(int(n) for n in shape)
+    return total
+
+
 def _is_softmax(fn) -> bool:
     return fn is keras.activations.softmax or getattr(fn, "__name__", "") == "softmax"
 
@@ -151,11 +177,13 @@ class KerasClassifier:
             never modified.
         preprocess: maps 0-255 RGB ``(B, H, W, 3)`` to the model's input.
         class_names: one name per output.
-        batch_size: largest batch sent through the model at once.
+        batch_size: largest batch sent through the model at once; ``None``
+            chooses it from the model's memory per image and the free memory
+            (:func:`saliency_core.batching.choose_batch_size`).
     """
 
     def __init__(self, model: keras.Model, preprocess: Callable, class_names: Sequence[str],
-                 batch_size: int = 16):
+                 batch_size: int | None = None):
         self.model = model
         self.preprocess = preprocess
         self.logit_model, self.head_note = build_logit_model(model)
@@ -168,7 +196,9 @@ class KerasClassifier:
             raise UnsupportedModelError(
                 f"{len(class_names)} class names for {self.num_classes} outputs.")
         self.class_names = tuple(class_names)
-        self.batch_size = batch_size
+        self.activation_bytes = activation_bytes(model)
+        self.batch_size = int(batch_size) if batch_size else choose_batch_size(
+            self.activation_bytes)
         self.trace_count = 0
         image_spec = tf.TensorSpec((None, *self.input_size, 3), tf.float32)
         index_spec = tf.TensorSpec((None,), tf.int32)
@@ -230,8 +260,8 @@ class KerasClassifier:
         if images.ndim != 4 or images.shape[1:] != (*self.input_size, 3):
             raise ValueError(f"expected images of shape (B, {self.input_size[0]}, "
                              f"{self.input_size[1]}, 3), got {images.shape}")
-        for start in range(0, len(images), self.batch_size):
-            yield start, images[start:start + self.batch_size]
+        for start, stop in split_evenly(len(images), self.batch_size):
+            yield start, images[start:stop]
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Pre-softmax scores ``(B, K)`` for 0-255 RGB images ``(B, H, W, 3)``."""
@@ -316,6 +346,16 @@ class KerasClassifier:
     def scores(self, images: np.ndarray, target: Target) -> np.ndarray:
         """The target score of each image ``(B, H, W, 3)``, shape ``(B,)`` (no gradients)."""
         return self._run_batched(self._scores_fn, images, target)[0]
+
+    def warm_up(self) -> None:
+        """Trace the score and gradient functions (then the last convolutional layer's,
+        for Grad-CAM) on a blank image, so the first real prediction and maps do not pay
+        for tracing (the server does this for the default model when it starts)."""
+        blank = np.zeros((1, *self.input_size, 3), np.float32)
+        self.logits(blank)
+        self.gradients(blank, Target(0))
+        if self._spatial_layers:
+            self.layer_gradients(blank, Target(0))
 
     def spatial_layer_names(self) -> list[str]:
         """Layers Grad-CAM can use, in graph order (``outer/inner`` inside nested models)."""

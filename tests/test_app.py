@@ -397,7 +397,7 @@ def test_settings_defaults_come_from_one_place(monkeypatch):
         value = next(w.value for w in widget if w.key == f"w_{name}")
         assert value == settings.default_of(name), name
     at.selectbox(key="w_method").set_value("integrated_gradients").run()
-    for param in ("steps", "baseline", "grid"):
+    for param in ("steps", "baseline", "grid", "target_gap"):
         key = f"integrated_gradients.{param}"
         widget = at.get("selectbox") + at.get("slider")
         assert next(w.value for w in widget if w.key == f"w_{key}") == settings.default_of(key)
@@ -565,3 +565,95 @@ def test_explore_offers_the_provenance_of_the_map_on_screen(default_classifier):
     assert record["target"]["class_index"] == target.class_index
     assert record["method"]["key"] == "vanilla"
     assert 0 < record["map"]["border_share"] < 1
+
+
+def test_default_model_preload_runs_once_per_server_and_never_under_apptest(monkeypatch):
+    """The router starts one background thread that loads and traces the default model;
+    AppTest (a mock runtime) starts none."""
+    import threading
+
+    from streamlit.runtime import Runtime
+
+    from pages.lib import own_models
+
+    new_app()
+    assert not any(t.name == own_models.PRELOAD_THREAD for t in threading.enumerate())
+    calls = []
+    monkeypatch.setattr(own_models, "_preload_default_model", lambda: calls.append(1))
+    monkeypatch.setattr(Runtime, "_instance", object.__new__(Runtime))  # a real server's type
+    own_models.preload_default_model.clear()
+    try:
+        first = own_models.preload_default_model()
+        first.join(5)
+        assert first.name == own_models.PRELOAD_THREAD
+        assert own_models.preload_default_model() is first and calls == [1]
+    finally:
+        own_models.preload_default_model.clear()
+
+
+def test_a_rerun_does_not_clear_the_keras_session(monkeypatch):
+    """Streamlit would clear the Keras session (a full garbage collection) after every
+    run; the app turns that off, so a click does not pay for it."""
+    import keras
+
+    at = new_app()
+    calls = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: calls.append(1))
+    at.run()
+    assert_ok(at)
+    assert calls == []
+
+
+def test_compare_computes_a_rows_classes_in_one_call_and_nothing_twice(monkeypatch):
+    """The vanilla row's three classes come from one batched call; a rerun and a revisit
+    compute nothing (every cell is in the store)."""
+    from pages.lib import caching
+
+    caching.explanation_store().clear()
+    calls = []
+    original = caching.explain_classes
+    monkeypatch.setattr(caching, "explain_classes",
+                        lambda *a, **k: calls.append(list(a[2])) or original(*a, **k))
+    from pages.lib import settings
+
+    at = new_app()  # Explore computes the top class's map
+    prefs = dict(at.session_state[settings.PREFS])
+    prefs["compare.methods"] = ["vanilla"]
+    at.session_state[settings.PREFS] = prefs
+    at.switch_page("pages/compare.py").run()
+    assert_ok(at)
+    assert at.multiselect(key="w_compare.methods").value == ["vanilla"]
+    classes = next(m for m in at.multiselect if m.label.startswith("Classes (columns"))
+    # the other two of the top 3 in one call; the top class's map came from Explore
+    assert len(calls) == 1 and len(calls[0]) == 2 and set(calls[0]) < set(classes.value)
+    before = len(caching.explanation_store())
+    at.run()
+    at.switch_page("pages/explore.py").run()
+    at.switch_page("pages/compare.py").run()
+    assert_ok(at)
+    assert len(calls) == 1 and len(caching.explanation_store()) == before
+
+
+def test_a_rerun_that_changes_nothing_builds_no_figure_again(monkeypatch):
+    """The overlay and side-by-side figures are built once per look; a no-op rerun draws
+    the same figures without building them, and a new colour map builds new ones."""
+    import json
+
+    from pages.lib import caching
+    from saliency_core import plotting
+
+    caching.figure_store().clear()  # other tests may have built the cividis look already
+    at = new_app()
+    before = json.loads(at.get("plotly_chart")[0].proto.spec)
+    calls = []
+    for name in ("make_overlay_figure", "make_side_by_side_figure"):
+        original = getattr(plotting, name)
+        monkeypatch.setattr(plotting, name,
+                            lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k))
+    at.run()
+    assert_ok(at)
+    assert calls == []
+    assert json.loads(at.get("plotly_chart")[0].proto.spec) == before
+    at.selectbox(key="w_cmap").set_value("cividis").run()
+    assert_ok(at)
+    assert len(calls) == 2

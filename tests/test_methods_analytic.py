@@ -106,7 +106,7 @@ def test_smoothgrad_batched_equals_unbatched(model, cls):
 def test_samples_are_sent_in_batches(model):
     model.batch_size = 5
     SmoothGrad(samples=12).attribute(model, np.zeros((4, 5, 3)), Target(0))
-    assert model.largest_batch == 5
+    assert model.largest_batch == 4  # 4 + 4 + 4 within the bound of 5
 
 
 def test_smoothgrad_aggregations_match_the_noise_statistics():
@@ -255,3 +255,67 @@ def test_integrated_gradients_uniform_grid_is_exact_too(model):
     np.testing.assert_allclose(result.values, image * (model.weights[0] + image / 2), rtol=1e-4)
     with pytest.raises(ValueError):
         IntegratedGradients(grid="gauss")
+
+
+class TanhModel:
+    """S(x) = sum(tanh(x / 20)): curved along the IG path, so few steps leave a gap."""
+
+    input_size = (4, 5)
+    batch_size = 16
+
+    def __init__(self):
+        self.calls = 0
+
+    def scores(self, images, target):
+        return self.gradients(images, target)[1]
+
+    def gradients(self, images, target):
+        self.calls += 1
+        t = np.tanh(np.asarray(images, np.float64) / 20)
+        return (1 - t * t) / 20, t.sum(axis=(1, 2, 3))
+
+
+def test_integrated_gradients_adds_steps_until_the_target_gap_is_met():
+    """Halving the intervals keeps the earlier sum: the refined result equals a direct
+    run with the steps it reports, and its gap is within the target."""
+    image = np.random.default_rng(3).uniform(0, 255, (4, 5, 3))
+    fixed = IntegratedGradients(steps=4, grid="uniform").attribute(TanhModel(), image,
+                                                                   Target(0))
+    assert fixed.info["steps used"] == 4 and fixed.info["completeness gap"] > 0.01
+    refined = IntegratedGradients(steps=4, grid="uniform", target_gap="1").attribute(
+        TanhModel(), image, Target(0))
+    steps = refined.info["steps used"]
+    assert steps > 4 and steps % 4 == 0 and refined.info["completeness gap"] <= 0.01
+    direct = IntegratedGradients(steps=steps, grid="uniform").attribute(TanhModel(), image,
+                                                                        Target(0))
+    np.testing.assert_allclose(refined.values, direct.values, rtol=1e-6)
+    adaptive = IntegratedGradients(steps=4, target_gap="1").attribute(TanhModel(), image,
+                                                                     Target(0))
+    assert adaptive.info["completeness gap"] <= 0.01
+    with pytest.raises(ValueError, match="target gap"):
+        IntegratedGradients(target_gap="3")
+
+
+def test_batches_are_split_into_nearly_equal_chunks():
+    from saliency_core.batching import split_evenly
+
+    assert split_evenly(20, 16) == [(0, 10), (10, 20)]
+    assert split_evenly(5, 2) == [(0, 2), (2, 4), (4, 5)]
+    assert split_evenly(3, 8) == [(0, 3)] and split_evenly(0, 4) == []
+    model = QuadraticModel(np.random.default_rng(0).normal(size=(3, 4, 5, 3)), batch_size=16)
+    SmoothGrad(samples=20).attribute(model, np.zeros((4, 5, 3)), Target(0))
+    assert model.largest_batch == 10  # 10 + 10, not 16 + 4
+
+
+def test_batch_bound_follows_memory_per_image_and_free_memory():
+    from saliency_core.batching import GRADIENT_MEMORY_FACTOR, MAX_BATCH, choose_batch_size
+
+    per_image = 50 * 2**20
+    assert choose_batch_size(per_image, available_bytes=10 * 2**30, share=0.2) == \
+        int(0.2 * 10 * 2**30 // (GRADIENT_MEMORY_FACTOR * per_image))
+    assert choose_batch_size(per_image, available_bytes=20 * 2**30) > \
+        choose_batch_size(per_image, available_bytes=5 * 2**30)
+    assert choose_batch_size(4 * per_image, available_bytes=10 * 2**30) < \
+        choose_batch_size(per_image, available_bytes=10 * 2**30)
+    assert choose_batch_size(10**12, available_bytes=2**30) == 1
+    assert choose_batch_size(1, available_bytes=2**40) == MAX_BATCH

@@ -168,3 +168,22 @@ def test_gradcam_on_the_default_model_points_at_the_cat(default_classifier):
     # the cat fills the crop: the map's mass is not in the outer frame
     inner = cam[32:-32, 32:-32].sum() / cam.sum()
     assert inner > 0.5
+
+
+@pytest.mark.parametrize("key", ["vanilla", "gradient_x_input", "gradcam"])
+def test_several_classes_of_one_image_match_one_by_one(classifier, key):
+    """explain_classes sends gradient methods' classes through the model in one call
+    (one class per row) and gives what explaining each class alone gives."""
+    from saliency_core.pipeline import batches_classes, explain, explain_classes
+
+    x = images()[0]
+    calls = []
+    original = classifier.gradients_per_row
+    classifier.gradients_per_row = lambda *a, **k: calls.append(1) or original(*a, **k)
+    together = explain_classes(classifier, x, [2, 0, 1], key)
+    assert len(calls) == (1 if batches_classes(key) else 0)
+    for class_index, explanation in zip([2, 0, 1], together, strict=True):
+        alone = explain(classifier, x, Target(class_index), key).attribution
+        np.testing.assert_allclose(explanation.attribution.values, alone.values, rtol=1e-4,
+                                   atol=1e-6)
+        assert explanation.attribution.score == pytest.approx(alone.score, rel=1e-5)

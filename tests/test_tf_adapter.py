@@ -157,3 +157,32 @@ def test_lite_preprocessing():
                                rtol=1e-6)
     with pytest.raises(ValueError):
         get_preprocessor("torch")
+
+
+def test_default_batch_bound_follows_the_models_memory_per_image():
+    from saliency_core.batching import choose_batch_size
+    from saliency_core.tf_adapter import activation_bytes
+
+    model = tiny_cnn()
+    clf = KerasClassifier(model, get_preprocessor("tf"), NAMES)
+    assert clf.activation_bytes == activation_bytes(model) > 0
+    assert abs(clf.batch_size - choose_batch_size(clf.activation_bytes)) <= 1  # free memory moves
+    fixed = KerasClassifier(model, get_preprocessor("tf"), NAMES, batch_size=2)
+    _, _, rows = fixed.gradients_per_row(random_images(5), [0, 1, 2, 0, 1])
+    assert rows == [2, 2, 2, 2, 1]  # chunks 2 + 2 + 1 (at most 2, nearly equal)
+
+
+def test_warm_up_traces_so_the_first_real_calls_do_not():
+    clf = KerasClassifier(tiny_cnn(), get_preprocessor("tf"), NAMES, batch_size=4)
+    clf.warm_up()
+    traced = (clf._logits_fn.experimental_get_tracing_count(),
+              clf._gradient_fn.experimental_get_tracing_count())
+    assert traced == (1, 1)
+    layer_fn = clf._layer_fn(clf.default_cam_layer())
+    assert layer_fn.experimental_get_tracing_count() == 1
+    clf.probabilities(random_images(3))
+    clf.gradients(random_images(2), Target(2))
+    clf.layer_gradients(random_images(2), Target(1))
+    assert (clf._logits_fn.experimental_get_tracing_count(),
+            clf._gradient_fn.experimental_get_tracing_count()) == traced
+    assert layer_fn.experimental_get_tracing_count() == 1

@@ -17,10 +17,35 @@ import streamlit as st
 
 from saliency_core.imaging import LoadedImage, fit_to_model, load_image
 from saliency_core.methods import METHODS, Target
-from saliency_core.pipeline import Explanation, Prediction, explain, load_classifier, predict
+from saliency_core.pipeline import (
+    Explanation,
+    Prediction,
+    batches_classes,
+    explain,
+    explain_classes,
+    load_classifier,
+    predict,
+)
 from saliency_core.tf_adapter import KerasClassifier
 
 TOP_K = 5
+
+
+def keep_keras_session() -> None:
+    """Stop Streamlit from clearing the Keras session after every script run.
+
+    Streamlit calls ``keras.backend.clear_session()`` after each run, which runs a
+    full garbage collection over TensorFlow's objects: about half a second per
+    rerun, on every click, for nothing (the models are shared cached resources
+    that must live on). ``runner.postScriptGC = false`` in ``.streamlit/config.toml``
+    drops Streamlit's second full collection; Python's own collector still runs.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    script_runner._clean_problem_modules = lambda: None  # noqa: SLF001 - no public switch
+
+
+keep_keras_session()
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
@@ -159,6 +184,50 @@ def run_explanation(label: str, request: MapRequest, classifier: KerasClassifier
             result = explain(classifier, model_input, target, request.method, params)
     store.put(request, result)
     return result, False
+
+
+def run_explanations(labels: list[str], requests: list[MapRequest],
+                     classifier: KerasClassifier, model_input: np.ndarray
+                     ) -> list[tuple[Explanation, bool]]:
+    """:func:`run_explanation` for several requests that differ only in their class.
+
+    Cells already in the store are reused. When two or more are missing and the
+    method allows it (:func:`~saliency_core.pipeline.batches_classes`), they are
+    computed in one batched model call, one class per row.
+    """
+    store = explanation_store()
+    found = [store.get(request) for request in requests]
+    missing = [i for i, cached in enumerate(found) if cached is None]
+    if len(missing) > 1 and batches_classes(requests[missing[0]].method):
+        first = requests[missing[0]]
+        with st.spinner(f"Computing {len(missing)} maps together…"):
+            computed = explain_classes(classifier, model_input,
+                                       [requests[i].class_index for i in missing],
+                                       first.method, dict(first.params), first.score)
+        for i, explanation in zip(missing, computed, strict=True):
+            store.put(requests[i], explanation)
+            found[i] = explanation
+        return [(explanation, i not in missing) for i, explanation in enumerate(found)]
+    return [(cached, True) if cached is not None
+            else run_explanation(label, request, classifier, model_input)
+            for label, request, cached in zip(labels, requests, found, strict=True)]
+
+
+@st.cache_resource
+def figure_store() -> BoundedStore:
+    """Built figures shared by all sessions, bounded to 32 entries."""
+    return BoundedStore(max_entries=32)
+
+
+def build_figure(key: tuple, build):
+    """``build()``'s figure, built once per ``key`` (a rerun that changes nothing
+    builds nothing; Streamlit copies a figure before serialising it)."""
+    store = figure_store()
+    figure = store.get(key)
+    if figure is None:
+        figure = build()
+        store.put(key, figure)
+    return figure
 
 
 @st.cache_resource

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from saliency_core.batching import split_evenly
 from saliency_core.methods.base import (
     Attribution,
     GradientModel,
@@ -74,8 +75,8 @@ class Occlusion(SaliencyMethod):
         drops = np.zeros((height, width), np.float64)
         counts = np.zeros((height, width), np.float64)
         batch = max(1, self.batch_size or getattr(model, "batch_size", 16))
-        for start in range(0, len(boxes), batch):
-            chunk = boxes[start:start + batch]
+        for start, stop in split_evenly(len(boxes), batch):
+            chunk = boxes[start:stop]
             occluded = np.repeat(image[None], len(chunk), axis=0)
             for i, (y, x) in enumerate(chunk):
                 occluded[i, y:y + self.patch, x:x + self.patch] = self.fill
@@ -83,7 +84,7 @@ class Occlusion(SaliencyMethod):
             for (y, x), s in zip(chunk, scores, strict=True):
                 drops[y:y + self.patch, x:x + self.patch] += base_score - float(s)
                 counts[y:y + self.patch, x:x + self.patch] += 1
-            report(progress, (start + len(chunk)) / len(boxes))
+            report(progress, stop / len(boxes))
         values = (drops / np.maximum(counts, 1))[..., None].astype(np.float32)
         return Attribution(values=values, score=base_score,
                            info={"occluded images": len(boxes)})

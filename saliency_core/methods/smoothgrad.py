@@ -5,8 +5,8 @@ attributions over copies of the image with Gaussian noise added,
 ``sigma = noise * (max(x) - min(x))``. SmoothGrad² averages their squares and
 VarGrad (Adebayo et al. 2018, arXiv 1810.03307) takes their variance: all three
 share the same samples and differ only in aggregation. Samples go to the model in
-batches of ``model.batch_size``; the noise is drawn from one seeded stream, so the
-result does not depend on the batch size.
+nearly equal batches of at most ``model.batch_size``; the noise is drawn from one
+seeded stream, so the result does not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from saliency_core.batching import split_evenly
 from saliency_core.methods.base import (
     Attribution,
     GradientModel,
@@ -81,9 +82,8 @@ class SmoothGrad(SaliencyMethod):
         rng = np.random.default_rng(self.seed)
         batch = max(1, self.batch_size or getattr(model, "batch_size", 16))
         total = total_sq = None
-        done = 0
-        while done < self.samples:
-            n = min(batch, self.samples - done)
+        for start, stop in split_evenly(self.samples, batch):
+            n = stop - start
             noisy = image[None] + sigma * rng.standard_normal((n, *image.shape),
                                                               dtype=np.float32)
             values, _ = self.base.attribute_batch(model, noisy, target)
@@ -91,8 +91,7 @@ class SmoothGrad(SaliencyMethod):
             chunk_sum, chunk_sq = values.sum(axis=0), (values * values).sum(axis=0)
             total = chunk_sum if total is None else total + chunk_sum
             total_sq = chunk_sq if total_sq is None else total_sq + chunk_sq
-            done += n
-            report(progress, done / self.samples)
+            report(progress, stop / self.samples)
         mean = total / self.samples
         if self.aggregate == "mean":
             out = mean

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 from dataclasses import dataclass
 
@@ -39,7 +38,12 @@ from saliency_core.safety.isolation import (
 )
 from saliency_core.safety.keras_archive import CODE_MESSAGE, inspect_keras_archive
 from saliency_core.safety.limits import DEFAULT_LIMITS, Limits, format_bytes, load_limits
-from saliency_core.tf_adapter import KerasClassifier, UnsupportedModelError, build_logit_model
+from saliency_core.tf_adapter import (  # noqa: F401 - activation_bytes is part of this API
+    KerasClassifier,
+    UnsupportedModelError,
+    activation_bytes,
+    build_logit_model,
+)
 
 MAX_MODEL_BYTES = DEFAULT_LIMITS.max_model_bytes
 MAX_UNPACKED_BYTES = DEFAULT_LIMITS.max_unpacked_bytes
@@ -181,28 +185,6 @@ def load_custom_model(data: bytes, labels: bytes | None = None) -> CustomModel:
     batch = int(max(1, min(16, limits.activation_budget_bytes // max(1, 3 * per_image))))
     return CustomModel(model=model, class_names=names, digest=hashlib.sha256(data).hexdigest(),
                        head_note=head_note, batch_size=batch)
-
-
-def activation_bytes(model: keras.Model) -> int:
-    """The sum of every layer's output size for one image, in bytes (float32).
-
-    A gradient keeps these for the backward pass, so this bounds what one image
-    costs; pre-flight checks on the config cannot see it (an ``UpSampling2D(16)``
-    is tiny on disk but makes each image 256 times larger).
-    """
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            total += activation_bytes(layer)
-            continue
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        outputs = layer.output if isinstance(layer.output, list | tuple) else [layer.output]
-        for output in outputs:
-            shape = tuple(output.shape[1:])
-            if None not in shape:
-                total += 4 * math.prod(int(n) for n in shape)
-    return total
 
 
 def make_classifier(custom: CustomModel, preprocessing) -> KerasClassifier:

@@ -60,8 +60,9 @@ class ModelSpec:
         weights_url: the standard Keras Applications download, if any.
         weights_size_mb: approximate download size, shown to users.
         summary: one line for the picker's help text.
-        batch_size: most images per forward/backward pass, bounding memory for
-            sampling methods (see ``bench/method_memory.py``).
+        batch_size: most images per forward/backward pass; ``None`` (all
+            registered models) lets it follow the model's memory per image and
+            the free memory (:mod:`saliency_core.batching`, ``bench/method_memory.py``).
     """
 
     key: str
@@ -72,7 +73,7 @@ class ModelSpec:
     weights_url: str | None
     weights_size_mb: int
     summary: str
-    batch_size: int = 16
+    batch_size: int | None = None
 
     @property
     def weights_filename(self) -> str | None:
@@ -112,14 +113,14 @@ MODELS: dict[str, ModelSpec] = {
                   "4.7M parameters; ImageNet weights ship with the app, no download."),
         ModelSpec("vgg16", "VGG16", (224, 224), "caffe", _app("VGG16"),
                   _KERAS_BASE + "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5", 528,
-                  "The blog's model: 138M parameters, plain conv stack.", batch_size=4),
+                  "The blog's model: 138M parameters, plain conv stack."),
         ModelSpec("mobilenet_v2", "MobileNetV2", (224, 224), "tf", _app("MobileNetV2"),
                   _KERAS_BASE + "mobilenet_v2/"
                   "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5", 14,
                   "3.5M parameters, inverted residual blocks."),
         ModelSpec("resnet50", "ResNet50", (224, 224), "caffe", _app("ResNet50"),
                   _KERAS_BASE + "resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5", 98,
-                  "25.6M parameters, residual network.", batch_size=8),
+                  "25.6M parameters, residual network."),
         ModelSpec("efficientnet_b0", "EfficientNetB0", (224, 224), "raw",
                   _app("EfficientNetB0"),
                   "https://storage.googleapis.com/keras-applications/efficientnetb0.h5", 21,
@@ -127,7 +128,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("inception_v3", "InceptionV3 (299 x 299)", (299, 299), "tf",
                   _app("InceptionV3"),
                   _KERAS_BASE + "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
-                  92, "23.9M parameters, 299 x 299 input.", batch_size=8),
+                  92, "23.9M parameters, 299 x 299 input."),
     )
 }
 
