@@ -98,8 +98,8 @@ st.markdown(f"The **gradient** $w$ has one number per pixel and colour channel "
             "per pixel by taking the largest magnitude over the three colour channels; the "
             "map is then **normalised** to 0–1 for display:",
             help=TERMS["gradient"] + "\n\n" + TERMS["normalise"])
-st.latex(r"M_{ij} = \max_{k \in \{R,G,B\}} \left| w_{ij,k} \right|, \qquad "
-         r"\hat M = \frac{M - \min M}{\max M - \min M}")
+st.latex(r"M_{ij} = \max_{k \in \{R,G,B\}} \left| w_{ij,k} \right|")
+st.latex(r"\hat M = \frac{M - \min M}{\max M - \min M}")
 st.markdown("That claim can be tested: **nudging** the pixels with the largest $M$ by "
             "$\\varepsilon$ grey levels, in the direction of the gradient's sign, should "
             "change the score by about", help=TERMS["nudge"])
@@ -114,12 +114,13 @@ st.plotly_chart(make_pipeline_figure(steps, cmap), width="stretch", config=CONFI
 low, high = float(steps.network_input.min()), float(steps.network_input.max())
 grad_low, grad_high = float(steps.gradient.min()), float(steps.gradient.max())
 st.markdown(
-    f"1. **Input.** The photo fitted to the model's {height}×{width} input. The model "
-    f"rescales its values from 0–255 to {low:.2f}…{high:.2f} inside the differentiated "
-    "function, so the map is about the pixels you see.\n"
+    f"1. **Input.** The photo fitted to the model's {height}×{width} input. The model's own "
+    "preprocessing rescales its values inside the differentiated function (this image: "
+    f"0–255 becomes {low:.2f}…{high:.2f}), so the map is about the pixels you see.\n"
     f"2. **Gradient, per colour channel.** $\\partial S/\\partial I$ from {grad_low:.2g} to "
-    f"{grad_high:.2g} per grey level: red raises the score, blue lowers it, white is no "
-    "effect.\n"
+    f"{grad_high:.2g} per grey level (the colour bar stops at the 99.5th percentile of "
+    "|∂S/∂I|, so the few larger values look the same): red raises the score, blue lowers "
+    "it, white is no effect.\n"
     "3. **Magnitude.** $|\\partial S/\\partial I|$, its three channels shown as red, green "
     "and blue.\n"
     "4. **Max over RGB.** One value per pixel: the paper's saliency map. Hover it to see "
@@ -160,10 +161,19 @@ with marked:
                  f"{label} in {SELECTION_COLOR_NAMES[key]}"
                  for key, label in SELECTIONS.items()) + " (first random draw).")
 holds, breaks = test.holds_up_to("most"), test.breaks_at("most")
-if holds is None:
-    st.warning(f"Already at ε = {test.epsilons[0]:g} the straight line misses the actual "
-               f"change by more than {test.tolerance:.0%}: pick a smaller range to see where "
-               "it holds.", icon=":material/show_chart:")
+measurable = test.measurable("most")
+floor = f"{test.noise_floor:.1g}"
+if not measurable.any():
+    st.warning(f"Every predicted change is below {floor}, where the model's float32 rounding "
+               "alone moves the score: pick a larger range or more pixels.",
+               icon=":material/show_chart:")
+elif holds is None:
+    first = float(test.epsilons[np.flatnonzero(measurable)[0]])
+    st.warning(f"Already at ε = {first:g}, the smallest measurable nudge, the straight line "
+               f"misses the actual change by more than {test.tolerance:.0%}."
+               + (" Pick a smaller range to see where it holds."
+                  if test.epsilons[0] > settings.LESSON_EPSILONS[0] else ""),
+               icon=":material/show_chart:")
 elif breaks is None:
     st.success(f"The straight line predicts the change within {test.tolerance:.0%} over the "
                f"whole range (up to ε = {holds:g}): pick a larger range to see where it "
@@ -173,16 +183,22 @@ else:
             f"{test.tolerance:.0%} up to ε = {holds:g} grey levels; from ε = {breaks:g} on "
             "(shaded) the network's curvature takes over, and the gradient alone no longer "
             "tells what a change does.", icon=":material/show_chart:")
-at = int(np.searchsorted(test.epsilons, holds if holds is not None else test.epsilons[0]))
-changes = {key: test.curves[key].actual[at] for key in SELECTIONS}
-ranked = changes["most"] > changes["random"] > changes["least"]
-st.markdown(
-    f"At ε = {test.epsilons[at]:g}: the {k} most salient pixels moved the score by "
-    f"{changes['most']:+.3g}, {k} random pixels by {changes['random']:+.3g} (mean of "
-    f"{lesson.RANDOM_DRAWS} draws) and the {k} least salient by {changes['least']:+.3g}. "
-    + ("So the map does rank pixels by their effect, as the paper claims."
-       if ranked else "Here the map's ranking does **not** match the effects: a warning sign "
-                      "for this map."))
+if not measurable.all():
+    st.caption(f"Predicted changes below {floor} (at the smallest nudges) are within the "
+               "model's float32 rounding: they are left out of the verdict and of the "
+               "right-hand panel.")
+if measurable.any():
+    at = int(np.searchsorted(test.epsilons, holds if holds is not None
+                             else test.epsilons[np.flatnonzero(measurable)[0]]))
+    changes = {key: test.curves[key].actual[at] for key in SELECTIONS}
+    ranked = changes["most"] > changes["random"] > changes["least"]
+    st.markdown(
+        f"At ε = {test.epsilons[at]:g}: the {k} most salient pixels moved the score by "
+        f"{changes['most']:+.3g}, {k} random pixels by {changes['random']:+.3g} (mean of "
+        f"{lesson.RANDOM_DRAWS} draws) and the {k} least salient by {changes['least']:+.3g}. "
+        + ("So the map does rank pixels by their effect, as the paper claims."
+           if ranked else "Here the map's ranking does **not** match the effects: a warning "
+                          "sign for this map."))
 
 settings.sync_query_params(settings.get("method"), share_sample=chosen.source == "Sample",
                            photo_digest=image.digest, page=settings.LESSON_PAGE)

@@ -37,6 +37,20 @@ def pick_live_class(class_names: tuple[str, ...], session: live_stream.LiveSessi
                          format_func=lambda i: f"{shorten_label(class_names[i])} (#{i})")
 
 
+def show_measured(figures, fps, per_map, delay, dropped) -> None:
+    """The stream's figures in four metric columns."""
+    fps.metric("Maps per second", f"{figures.fps:.1f}",
+               help="Frames explained per second over the last 5 s (refreshed every "
+                    f"{FIGURES_EVERY:.0f} s; the video shows it live).")
+    per_map.metric("Time per map", f"{1000 * figures.seconds_per_map:.0f} ms",
+                   help="Fitting, predicting and explaining one frame.")
+    delay.metric("Delay", f"{1000 * figures.delay:.0f} ms",
+                 help="From a frame's arrival at the server to its map being ready.")
+    dropped.metric("Frames skipped", f"{figures.dropped}",
+                   help="Frames that arrived while a map was being computed and were "
+                        "replaced by a newer one: the map is always of a recent frame.")
+
+
 layout.page_setup()
 st.title("Live")
 st.caption("Point your camera at a mug, a hand or a pen: the map follows what the model "
@@ -92,25 +106,22 @@ with display:
                 "(no other server is contacted), are explained there and come back with the "
                 "map and the class drawn on them.", icon=":material/videocam:")
 
-    # Every script run costs Streamlit two full garbage collections and Keras's
-    # clear_session (about a second of the interpreter on this machine), so these
-    # figures refresh every few seconds; the video itself shows them on every frame.
+    # A script run holds the interpreter that the stream's worker needs (it cost about a
+    # second while Streamlit still collected garbage and cleared Keras's session after every
+    # run), so these figures refresh every few seconds; the video shows them on every frame.
     @st.fragment(run_every=FIGURES_EVERY if playing else None)
     def show_stream_figures() -> None:
         figures = session.worker.stats.snapshot()
         if not playing and not figures.maps:
             return  # nothing measured yet
         fps, per_map, delay, dropped = st.columns(4)
-        fps.metric("Frames per second", f"{figures.fps:.1f}",
-                   help="Maps finished per second over the last 5 s (refreshed every "
-                        f"{FIGURES_EVERY:.0f} s; the video shows it live).")
-        per_map.metric("Time per map", f"{1000 * figures.seconds_per_map:.0f} ms",
-                       help="Fitting, predicting and explaining one frame.")
-        delay.metric("Delay", f"{1000 * figures.delay:.0f} ms",
-                     help="From a frame's arrival at the server to its map being ready.")
-        dropped.metric("Frames skipped", f"{figures.dropped}",
-                       help="Frames that arrived while a map was being computed and were "
-                            "replaced by a newer one: the map is always of a recent frame.")
+        if not figures.maps:  # starting: nothing measured yet
+            for column, label in ((fps, "Maps per second"), (per_map, "Time per map"),
+                                  (delay, "Delay")):
+                column.metric(label, "—")
+            dropped.metric("Frames skipped", f"{figures.dropped}")
+        else:
+            show_measured(figures, fps, per_map, delay, dropped)
         result = session.latest_result()
         if playing and result is None:
             st.caption("Starting: the first map prepares the model's gradient once "

@@ -63,6 +63,10 @@ def test_a_shared_link_to_a_page_works_as_the_first_request(fresh_server, page):
     assert_no_exception(page)
     sidebar = page.locator("[data-testid='stSidebar']")
     assert sidebar.get_by_text("Classifier", exact=True).count() == 1  # the model picker
+    menu = page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()
+    assert [item.split()[-1] for item in menu[:2]] == ["Explore", "Compare"], menu  # not
+    assert not any(item.strip() == "app" for item in menu), menu  # the raw file names
+    assert "cmap=cividis" in page.url and "sample=coffee" in page.url
     screenshot(page, "compare-first-request")
 
 

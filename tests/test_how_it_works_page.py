@@ -35,7 +35,7 @@ def test_the_lesson_follows_explore_and_its_link_carries_k(default_classifier):
     assert not at.exception, at.exception
     assert at.title[0].value == "How it works"
     assert at.selectbox(key="w_class").value == chosen_class  # shared with Explore
-    assert len(at.get("latex")) == 3
+    assert len(at.get("latex")) == 4
     assert len(at.get("plotly_chart")) == 2
     verdicts = [e.value for e in at.info] + [e.value for e in at.success] + \
         [e.value for e in at.warning]

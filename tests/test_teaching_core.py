@@ -169,3 +169,22 @@ def test_figures_have_the_model_input_shape():
     assert marked.shape == SHAPE and marked.dtype == np.uint8
     row, col = np.unravel_index(test.pixels["most"][0], SHAPE[:2])
     np.testing.assert_array_equal(marked[row, col], [0xC0, 0x39, 0x2B])
+
+
+def test_changes_within_float_rounding_are_left_out_of_the_verdict():
+    model, image = TanhModel(), an_image()
+    steps = compute_steps(model, image, Target(0))
+    tiny = run_taylor_test(model, image, steps.gradient, steps.reduced, Target(0), k=1,
+                           epsilons=np.array([1e-6, 2e-6]))
+    assert not tiny.measurable("most").any()
+    assert tiny.holds_up_to("most") is None and tiny.breaks_at("most") is None
+    # noise at the small end no longer hides where the straight line holds
+    test = run_taylor_test(model, image, steps.gradient, steps.reduced, Target(0), k=20,
+                           epsilons=np.array([1e-7, 1e-6, 0.01, 0.1, 100.0]))
+    measurable = test.measurable("most")
+    assert measurable.tolist() == [False, False, True, True, True]
+    assert test.holds_up_to("most") == pytest.approx(0.1)
+    assert test.breaks_at("most") == pytest.approx(100.0)
+    figure = make_taylor_figure(test)
+    ratio = next(t for t in figure.data if t.name == "20 most salient pixels: actual ÷ predicted")
+    assert np.isnan(ratio.y[0]) and np.isnan(ratio.y[1]) and not np.isnan(ratio.y[2])

@@ -68,19 +68,40 @@ def guarded() -> Iterator[None]:
                  "the server's log.", icon=":material/error:")
 
 
+PAGES = (
+    ("pages/explore.py", "Explore", ":material/visibility:"),
+    ("pages/compare.py", "Compare", ":material/grid_view:"),
+    ("pages/live.py", "Live", ":material/videocam:"),
+    ("pages/audit.py", "Audit", ":material/photo_library:"),
+    ("pages/trust.py", "Trust", ":material/verified:"),
+    ("pages/how_it_works.py", "How it works", ":material/school:"),
+    ("pages/models.py", "Models", ":material/model_training:"),
+)
+"""Every page: its file, title and icon, in menu order (the first is the default)."""
+
+
+def make_navigation():
+    """The router's ``st.navigation`` over :data:`PAGES`."""
+    return st.navigation([st.Page(path, title=title, icon=icon, default=index == 0)
+                          for index, (path, title, icon) in enumerate(PAGES)])
+
+
 def page_setup() -> None:
     """Call first on every page: state exists and the sidebar is drawn exactly once.
 
     Normally app.py runs the page through ``st.navigation`` and has drawn the
     sidebar already. Because the project has a ``pages/`` folder, Streamlit runs
     the very first request after the server starts in its folder-based mode when
-    that request asks for a page other than the main one: the page runs without
-    app.py, and draws the sidebar itself.
+    that request asks for a page other than the main one (a shared deep link): the
+    page runs without app.py, and the menu would list the raw file names for every
+    later session too. So the page declares the router's navigation, which ends
+    folder mode for the server, and reruns: the same URL then goes through app.py.
     """
     settings.init_state()
     if not getattr(_router, "active", False):
         configure_page()
-        render_sidebar()
+        make_navigation()
+        st.rerun()
 
 
 ICON = Path(__file__).parent / "assets" / "icon.png"

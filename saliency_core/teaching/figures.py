@@ -67,7 +67,7 @@ def make_pipeline_figure(steps: GradientSteps, colormap: str = "viridis",
     height, width = steps.reduced.shape
     fig = make_subplots(rows=2, cols=4, subplot_titles=PIPELINE_TITLES,
                         horizontal_spacing=0.015, vertical_spacing=0.07)
-    where = "pixel (%{x}, %{y})"
+    where = "pixel x %{x}, y %{y}"
     fig.add_trace(make_image_trace(_to_uint8(steps.model_input), "input"), row=1, col=1)
     for channel, name in enumerate(("red", "green", "blue")):
         fig.add_trace(go.Heatmap(
@@ -149,7 +149,8 @@ def make_taylor_figure(test: TaylorTest, unit: str = "logit") -> go.Figure:
     Left: the predicted change ``w . dI`` (dashed) and the actual change (solid),
     one colour per pixel selection; the y range follows the actual changes, so a
     prediction that runs away leaves the top. Right: actual / predicted, where 1
-    means the straight line is exact and a band marks the test's tolerance. The
+    means the straight line is exact and a band marks the test's tolerance; points
+    whose predicted change is below the test's noise floor are left out. The
     random selection is the mean over draws (its spread as error bars). Where the
     most salient pixels' prediction misses by more than the tolerance, both panels
     are shaded.
@@ -162,7 +163,7 @@ def make_taylor_figure(test: TaylorTest, unit: str = "logit") -> go.Figure:
         The figure.
     """
     fig = make_subplots(rows=1, cols=2, column_widths=[0.56, 0.44], horizontal_spacing=0.09,
-                        subplot_titles=("Score change", "Actual ÷ predicted (1 = exact)"))
+                        subplot_titles=("Score change", "Actual ÷ predicted"))
     x = test.epsilons
     for key, label in SELECTIONS.items():
         curve = test.curves[key]
@@ -181,9 +182,8 @@ def make_taylor_figure(test: TaylorTest, unit: str = "logit") -> go.Figure:
             line={"color": colour, "width": 2, "dash": "dash"}, legendgroup=key,
             hovertemplate="ε %{x:.3g}<br>predicted w·ΔI %{y:.4g}<extra>" + label
                           + "</extra>"), row=1, col=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(np.abs(curve.predicted) > 0, curve.actual / curve.predicted,
-                             np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):  # rounding noise left out
+            ratio = np.where(test.measurable(key), curve.actual / curve.predicted, np.nan)
         fig.add_trace(go.Scatter(
             x=x, y=ratio, mode="lines+markers", name=f"{name}: actual ÷ predicted",
             line={"color": colour, "width": 3}, marker={"size": 8}, legendgroup=key,
@@ -200,7 +200,7 @@ def make_taylor_figure(test: TaylorTest, unit: str = "logit") -> go.Figure:
     actual = np.concatenate([c.actual for c in test.curves.values()])
     top, bottom = float(np.nanmax(actual)), float(np.nanmin(actual))
     pad = 0.1 * max(top - min(bottom, 0.0), 1e-9)
-    fig.update_xaxes(type="log", title={"text": "nudge ε (grey levels of 255)"})
+    fig.update_xaxes(type="log", title={"text": "ε (grey levels)"})
     fig.update_yaxes(title={"text": f"score change ({unit})"},
                      range=[min(bottom, 0.0) - pad, top + pad], zeroline=True, row=1, col=1)
     fig.update_yaxes(range=[-0.25, 1.6], zeroline=True, row=1, col=2)

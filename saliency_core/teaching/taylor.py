@@ -26,6 +26,9 @@ import numpy as np
 
 from saliency_core.methods.base import GradientModel, Target
 
+NOISE_RELATIVE = 1e-4
+"""Score changes below this fraction of ``max(1, |S_c|)`` count as float32 rounding."""
+
 SELECTIONS: dict[str, str] = {
     "most": "most salient",
     "random": "random",
@@ -81,22 +84,44 @@ class TaylorTest:
     tolerance: float
     images_scored: int
 
+    @property
+    def noise_floor(self) -> float:
+        """The smallest score change that is more than float32 rounding.
+
+        A model computes in float32 (about 7 significant digits), and rounding in
+        its many layers moves the score by roughly ``1e-6 * |S_c|`` even when the
+        image does not change; changes below ``NOISE_RELATIVE * max(1, |S_c|)``
+        are left out of every verdict.
+        """
+        return NOISE_RELATIVE * max(1.0, abs(self.base_score))
+
+    def measurable(self, selection: str = "most") -> np.ndarray:
+        """``(E,)`` bool: the predicted change is above :attr:`noise_floor`."""
+        return np.abs(self.curves[selection].predicted) >= self.noise_floor
+
     def holds_up_to(self, selection: str = "most") -> float | None:
-        """The largest ``eps`` below which every prediction is within the tolerance.
+        """The largest ``eps`` up to which every measurable prediction is within the tolerance.
 
         Returns:
-            That ``eps``, or None if the prediction is off already at the smallest.
+            That ``eps``, or None if no prediction is measurable or the first
+            measurable one already misses.
         """
-        good = self.curves[selection].relative_error() <= self.tolerance
-        if not good[0]:
+        measurable = self.measurable(selection)
+        if not measurable.any():
             return None
-        bad = np.flatnonzero(~good)
+        good = self.curves[selection].relative_error() <= self.tolerance
+        first = int(np.flatnonzero(measurable)[0])
+        bad = np.flatnonzero(~good & measurable)
+        if len(bad) and bad[0] == first:
+            return None
         last = len(good) - 1 if len(bad) == 0 else int(bad[0]) - 1
         return float(self.epsilons[last])
 
     def breaks_at(self, selection: str = "most") -> float | None:
-        """The smallest ``eps`` whose prediction misses by more than the tolerance, or None."""
-        bad = np.flatnonzero(self.curves[selection].relative_error() > self.tolerance)
+        """The smallest ``eps`` whose measurable prediction misses by more than the
+        tolerance, or None."""
+        bad = np.flatnonzero((self.curves[selection].relative_error() > self.tolerance)
+                             & self.measurable(selection))
         return float(self.epsilons[bad[0]]) if len(bad) else None
 
 
