@@ -109,8 +109,10 @@ st.caption("and by more than nudging as many random pixels, or the least salient
            "(section 3).")
 
 st.subheader("2 · The pipeline")
-st.plotly_chart(make_pipeline_figure(steps, cmap), width="stretch", config=CONFIG,
-                key="lesson_pipeline")
+columns = settings.bind("lesson.columns", st.radio, options=[4, 2], label="Panels per row",
+                        horizontal=True, help="Two per row reads better on a phone.")
+st.plotly_chart(make_pipeline_figure(steps, cmap, columns=columns), width="stretch",
+                config=CONFIG, key="lesson_pipeline")
 low, high = float(steps.network_input.min()), float(steps.network_input.max())
 grad_low, grad_high = float(steps.gradient.min()), float(steps.gradient.max())
 st.markdown(

@@ -158,6 +158,10 @@ def test_figures_have_the_model_input_shape():
     assert len([t for t in fig.data if t.type == "image"]) == 3
     assert fig.layout.coloraxis.cmid == 0.0 and fig.layout.coloraxis.cmin == \
         -fig.layout.coloraxis.cmax
+    narrow = make_pipeline_figure(steps, columns=2)  # four rows of two, for phones
+    assert [t.name for t in narrow.data] == [t.name for t in fig.data]
+    assert {t.xaxis for t in narrow.data} == {t.xaxis for t in fig.data}
+    assert narrow.layout.xaxis2.domain[0] > 0.4 and narrow.layout.yaxis3.domain[1] < 0.8
     test = run_taylor_test(model, image, steps.gradient, steps.reduced, Target(0), k=4,
                            epsilons=make_epsilons(0.01, 100))
     taylor = make_taylor_figure(test)

@@ -46,8 +46,9 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def make_pipeline_figure(steps: GradientSteps, colormap: str = "viridis",
-                         opacity: float = 0.6) -> go.Figure:
-    """Every step of the vanilla map as eight linked panels (two rows of four).
+                         opacity: float = 0.6, columns: int = 4) -> go.Figure:
+    """Every step of the vanilla map as eight linked panels (two rows of four, or four
+    rows of two with ``columns=2`` for narrow screens).
 
     Row 1: the fitted input, then the signed gradient ``dS_c/dI`` of each colour
     channel on one diverging scale centred on 0. Row 2: ``|w|`` shown as an RGB
@@ -60,22 +61,32 @@ def make_pipeline_figure(steps: GradientSteps, colormap: str = "viridis",
             array is ``(H, W)`` or ``(H, W, 3)`` at the model's input size.
         colormap: the sequential colour map of the reduced and normalised maps.
         opacity: the map's weight in the overlay panel.
+        columns: panels per row, 4 or 2.
 
     Returns:
         The figure; each heat map's ``z`` is ``(H, W)``.
     """
+    if columns not in (2, 4):
+        raise ValueError("columns must be 4 or 2")
     height, width = steps.reduced.shape
-    fig = make_subplots(rows=2, cols=4, subplot_titles=PIPELINE_TITLES,
-                        horizontal_spacing=0.015, vertical_spacing=0.07)
+    rows = 8 // columns
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=PIPELINE_TITLES,
+                        horizontal_spacing=0.015 if columns == 4 else 0.03,
+                        vertical_spacing=0.07 if columns == 4 else 0.04)
+
+    def place(panel: int) -> dict:
+        """Row and column of panel 1..8, filled row by row."""
+        return {"row": (panel - 1) // columns + 1, "col": (panel - 1) % columns + 1}
+
     where = "pixel x %{x}, y %{y}"
-    fig.add_trace(make_image_trace(_to_uint8(steps.model_input), "input"), row=1, col=1)
+    fig.add_trace(make_image_trace(_to_uint8(steps.model_input), "input"), **place(1))
     for channel, name in enumerate(("red", "green", "blue")):
         fig.add_trace(go.Heatmap(
             z=steps.gradient[..., channel], coloraxis=_GRADIENT_AXIS, name=f"dS/d{name}",
             hovertemplate=f"{where}<br>∂S/∂I {name}: %{{z:.3g}}<extra></extra>"),
-            row=1, col=2 + channel)
+            **place(2 + channel))
     magnitude = steps.magnitude / _robust_max(steps.magnitude) * 255.0
-    fig.add_trace(make_image_trace(_to_uint8(magnitude), "|dS/dI|"), row=2, col=1)
+    fig.add_trace(make_image_trace(_to_uint8(magnitude), "|dS/dI|"), **place(5))
     fig.add_trace(go.Heatmap(
         z=steps.reduced, customdata=steps.gradient, coloraxis=_REDUCED_AXIS,
         name="max over channels",
@@ -83,17 +94,17 @@ def make_pipeline_figure(steps: GradientSteps, colormap: str = "viridis",
                        "∂S/∂I green %{customdata[1]:.3g}<br>"
                        "∂S/∂I blue %{customdata[2]:.3g}<br>"
                        "max |∂S/∂I| %{z:.3g}<extra></extra>")),
-        row=2, col=2)
+        **place(6))
     fig.add_trace(go.Heatmap(
         z=steps.normalised, coloraxis=_NORMALISED_AXIS, name="normalised",
-        hovertemplate=f"{where}<br>normalised %{{z:.3f}}<extra></extra>"), row=2, col=3)
+        hovertemplate=f"{where}<br>normalised %{{z:.3f}}<extra></extra>"), **place(7))
     overlay = blend_overlay(_to_uint8(steps.model_input), steps.normalised, colormap,
                             opacity, fade=True)
-    fig.add_trace(make_image_trace(overlay, "overlay"), row=2, col=4)
+    fig.add_trace(make_image_trace(overlay, "overlay"), **place(8))
 
     limit = _robust_max(steps.gradient)
     fig.update_layout(
-        height=540, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        height=540 if columns == 4 else 900, margin={"l": 10, "r": 10, "t": 40, "b": 10},
         font={"size": 15},
         hoverlabel={"bgcolor": "white", "font": {"color": "#1f2933", "size": 15}},
         **{_GRADIENT_AXIS: {
