@@ -17,6 +17,16 @@ DEFAULT_METHODS = ["vanilla", "smoothgrad", "integrated_gradients", "gradcam"]
 CONFIG = {"displaylogo": False, "scrollZoom": False,
           "toImageButtonOptions": {"filename": "saliency-compare"}}
 
+def describe_gap(info: dict | None) -> str:
+    """Integrated Gradients' completeness gap and steps for a cell's note, else ''."""
+    if not info or "completeness gap" not in info:
+        return ""
+    note = f" · gap {100 * abs(info['completeness gap']):.1f}%, {info['steps used']} steps"
+    target = info.get("target gap")
+    return note + (" (target missed)" if target is not None
+                   and abs(info["completeness gap"]) > target else "")
+
+
 layout.page_setup()
 st.title("Compare")
 st.caption("Which parts of a map hold up? Each row is one method with one colour scale shared "
@@ -75,8 +85,8 @@ with grid:
             [f"{METHODS[method].label} for {shorten_label(names[c])}" for c in classes],
             requests, classifier, prepared.model_input)  # one batched call where it can
         row = [reduce_channels(e.attribution.values, reduction) for e, _ in results]
-        row_notes = ["from cache" if from_cache else f"{e.seconds:.2f} s"
-                     for e, from_cache in results]
+        row_notes = [("from cache" if from_cache else f"{e.seconds:.2f} s")
+                     + describe_gap(e.attribution.info) for e, from_cache in results]
         maps.append(normalize_jointly(row, None if clip >= 100 else clip,
                                       signed=reduction == "signed"))
         notes.append(row_notes)
@@ -87,7 +97,8 @@ with grid:
                                legend=make_legend(reduction == "signed")),
         width="stretch", config=CONFIG, key="compare_chart")
     st.caption("Each cell shows the time it took to compute, or \"from cache\" when it was "
-               "computed before. Maps are laid over the photo at full strength (no fading), so "
+               "computed before (Integrated Gradients also its completeness gap and steps). "
+               "Maps are laid over the photo at full strength (no fading), so "
                "faint structure stays comparable across cells.")
 
 settings.sync_query_params(settings.get("method"), share_sample=chosen.source == "Sample",

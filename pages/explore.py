@@ -17,6 +17,7 @@ from pages.lib import (
 from pages.lib.overlay_bridge import mount_overlay_bridge
 from saliency_core.labels import rank_classes, shorten_label
 from saliency_core.methods import METHODS, Target
+from saliency_core.methods.integrated_gradients import MAX_STEPS as IG_MAX_STEPS
 from saliency_core.plotting import (
     COLORMAP_LABELS,
     COLORMAPS,
@@ -113,8 +114,8 @@ def pick_contrast(preds, class_names, class_index: int) -> int | None:
 
 
 def _format_info(key: str, value) -> str:
-    if key == "completeness gap":
-        return f"completeness gap {100 * value:.2f}%"
+    if key in ("completeness gap", "target gap"):
+        return f"{key} {100 * value:.2f}%"
     if isinstance(value, float):
         return f"{key} {value:.4g}"
     return f"{key} {layout.escape_markdown(value)}"
@@ -288,7 +289,14 @@ with result:
                        "Probability (after softmax)")
     timing = ("from cache" if from_cache else f"computed in {explanation.seconds:.2f} s")
     gap = info.get("completeness gap") if info else None
-    if gap is not None and abs(gap) > 0.05:
+    target = info.get("target gap") if info else None
+    if gap is not None and target is not None and abs(gap) > target:
+        st.warning(f"The target completeness gap of {100 * target:g}% was not reached: "
+                   f"{100 * abs(gap):.2f}% after {info['steps used']} steps. Each refinement "
+                   f"doubles the steps and stops before {IG_MAX_STEPS}, so start from fewer "
+                   "steps (25, 50 or 100) for more doublings, or use the adaptive grid.",
+                   icon=":material/warning:")
+    elif gap is not None and abs(gap) > 0.05:
         st.caption(f"A completeness gap of {100 * abs(gap):.0f}% means the attributions do not "
                    "yet add up to the score change: raise **Steps** (200 usually brings it "
                    "under 3%).")

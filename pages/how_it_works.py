@@ -138,11 +138,18 @@ st.markdown("Nudge $k$ pixels by $\\varepsilon$ grey levels along the gradient's
             "salient pixels. All nudged images go through the model in one batch.",
             help=TERMS["nudge"])
 k_column, eps_column = st.columns(2, gap="large")
+pixels = height * width
+k_options = [k for k in settings.LESSON_K if k <= pixels // 2] or [max(1, pixels // 2)]
 with k_column:
-    k = settings.bind("lesson.k", st.select_slider, options=list(settings.LESSON_K),
-                      label="Pixels nudged (k)",
-                      help=f"Out of {height * width:,} pixels. All three colour values of "
-                           "each are nudged.")
+    if len(k_options) > 1:
+        k = settings.bind("lesson.k", st.select_slider, options=k_options,
+                          label="Pixels nudged (k)",
+                          help=f"Out of {pixels:,} pixels (at most half of them can be "
+                               "picked, so the most and least salient never overlap). All "
+                               "three colour values of each are nudged.")
+    else:
+        k = k_options[0]
+        st.caption(f"Pixels nudged: {k} of this model's {pixels} (at most half).")
 with eps_column:
     eps_range = settings.bind_range("lesson.eps", options=list(settings.LESSON_EPSILONS),
                                     label="Nudge range ε (grey levels)",

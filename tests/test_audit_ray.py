@@ -218,6 +218,19 @@ def test_address_runs_on_a_separately_started_cluster(audit_input, local_out, tm
             in too_big.stderr.strip().splitlines()[-1])
 
 
+def test_an_address_where_nothing_listens_is_reported_not_waited_for(audit_input, tmp_path,
+                                                                      short_tmp):
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = run_ray_cli(audit_input, tmp_path / "nowhere", short_tmp, "--address",
+                       f"127.0.0.1:{port}")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"cannot start or reach Ray at 127.0.0.1:{port}" in last, last
+    assert f"nothing answered at 127.0.0.1:{port}" in last, last
+
+
 def test_without_ray_the_engine_says_how_to_install_it(audit_input, tmp_path, monkeypatch,
                                                        capsys):
     from saliency_core.__main__ import main

@@ -69,3 +69,25 @@ def test_a_shared_lesson_link_opens_with_its_sample_class_and_k():
     assert at.select_slider(key="w_lesson.k").value == 1000
     assert tuple(at.select_slider(key="w_lesson.eps").value) == (0.03, 3.0)
     assert at.query_params["lesson.eps"] == "0.03-3"
+
+
+def test_a_small_own_model_offers_only_the_ks_it_has_pixels_for(tmp_path):
+    import safety_builders as build
+    from test_shared_state import add_own_model
+
+    at = add_own_model(new_app(), "tiny.keras", build.small_model_bytes(tmp_path, (8, 8, 3)))
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert not [e.value for e in at.error], [e.value for e in at.error]
+    assert at.select_slider(key="w_lesson.k").value == 10  # of 64 pixels: 10 or 20 offered
+    assert len(at.get("plotly_chart")) == 2
+    at.select_slider(key="w_lesson.k").set_value(20).run()
+    assert not at.exception, at.exception
+
+    at = add_own_model(new_app(**{"lesson.k": "5000"}), "small.keras",
+                       build.small_model_bytes(tmp_path, (16, 16, 3)))
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert not [e.value for e in at.error], [e.value for e in at.error]
+    slider = at.select_slider(key="w_lesson.k")
+    assert slider.value <= 128 and slider.value in (10, 20, 50, 100)

@@ -294,6 +294,15 @@ def test_integrated_gradients_adds_steps_until_the_target_gap_is_met():
     assert adaptive.info["completeness gap"] <= 0.01
     with pytest.raises(ValueError, match="target gap"):
         IntegratedGradients(target_gap="3")
+    assert refined.info["target gap"] == 0.01 and "target gap" not in fixed.info
+    # a start that cannot double within MAX_STEPS keeps its steps and says what it aimed at,
+    # so the page can tell the user the target was not reached
+    from saliency_core.methods.integrated_gradients import MAX_STEPS
+
+    capped = IntegratedGradients(steps=MAX_STEPS // 2 + 1, grid="uniform",
+                                 target_gap="1").attribute(TanhModel(), image, Target(0))
+    assert capped.info["steps used"] == MAX_STEPS // 2 + 1
+    assert capped.info["target gap"] == 0.01
 
 
 def test_batches_are_split_into_nearly_equal_chunks():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -198,11 +199,38 @@ def _actor_env(local: bool) -> dict[str, str]:
     return env
 
 
+REACH_TIMEOUT_S = 10.0
+"""How long to wait for a cluster's head to accept a connection before giving up."""
+
+
+def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Fail fast when ``host:port`` (or ``ray://host:port``) accepts no connection.
+
+    ``ray.init`` keeps retrying an address where nothing listens, for minutes, so a
+    mistyped ``--address`` would look like a hang. ``auto`` and other forms without a
+    port are left to Ray.
+
+    Raises:
+        ConnectionError: nothing accepted a TCP connection within ``timeout``.
+    """
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"nothing answered at {target} within {timeout:.0f} s "
+                              f"({exc.strerror or exc})") from None
+
+
 def _connect(ray, options: RayOptions) -> None:
     runtime_env = {"env_vars": _actor_env(local=not options.address)}
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False,
              "runtime_env": runtime_env}
     if options.address:
+        check_reachable(options.address)
         ray.init(address=options.address, **quiet)
     else:
         ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,

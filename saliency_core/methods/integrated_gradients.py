@@ -195,10 +195,13 @@ class IntegratedGradients(SaliencyMethod):
             report(progress, probe_share + share + (1 - probe_share - share)
                    * min(1.0, np.log2(steps / self.steps) / np.log2(MAX_STEPS / self.steps)))
         report(progress, 1.0)
-        return Attribution(values=values, score=end, info={
+        info = {
             "score at image": end,
             "score at baseline": start,
             "sum of attributions": attributed,
             "completeness gap": gap,
             "steps used": steps,
-        })
+        }
+        if self._gap_limit is not None:  # so a page can say when it was not reached
+            info["target gap"] = self._gap_limit
+        return Attribution(values=values, score=end, info=info)
