@@ -218,9 +218,11 @@ def test_compare_page_renders_a_grid_of_methods_and_classes():
     figure = json.loads(chart.proto.spec)
     heatmaps = [t for t in figure["data"] if t["type"] == "heatmap"]
     assert len(heatmaps) == 4 * 3
-    titles = [a["text"] for a in figure["layout"]["annotations"]
-              if " s</sup>" in a["text"] or "from cache</sup>" in a["text"]]
+    titles = [a["text"] for a in figure["layout"]["annotations"] if "<sup>" in a["text"]]
     assert len(titles) == 12  # every cell shows its time, or that it came from the cache
+    assert all(" s" in t or "from cache" in t for t in titles), titles
+    ig = [t for t in titles[6:9]]  # the third row: Integrated Gradients
+    assert all("gap " in t and " steps" in t for t in ig), ig
     methods.set_value(["vanilla", "occlusion"]).run()
     assert_ok(at)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
