@@ -18,6 +18,14 @@ from saliency_core.samples import read_sample
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def _navigation_mode(monkeypatch):
+    """Pages run through app.py's router, as on the live server."""
+    from apptest_support import use_navigation_mode
+
+    use_navigation_mode(monkeypatch)
+
+
 def add_own_model(at, name: str, data: bytes, labels: bytes | None = None):
     at.switch_page("pages/models.py").run()
     at.file_uploader(key="custom_model_upload").set_value(
