@@ -60,15 +60,10 @@ image = chosen.image
 fit = settings.get("fit")
 prepared = caching.prepare_image(model_key, token, classifier, image, fit)
 names = classifier.class_names
-top = [p.index for p in prepared.predictions]
-settings.class_for_image(image.digest, model_key, top[0], len(names))  # as on Explore
-class_options = top + [c for c in [settings.get("class")] if c not in top]
-probability = {p.index: p.probability for p in prepared.predictions}
 with class_column:
-    class_index = settings.bind(
-        "class", st.selectbox, options=class_options, label="Class to explain",
-        format_func=lambda i: f"{shorten_label(names[i])} (#{i})"
-        + (f", {probability[i]:.0%}" if i in probability else ""),
+    class_index = settings.bind_class(
+        image.digest, model_key, prepared.predictions, names, label="Class to explain",
+        with_probability=True,
         help="The model's top classes for this image, with their probabilities. The score "
              "explained is the class score before softmax, as in the paper.")
 with style_column:

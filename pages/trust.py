@@ -75,12 +75,8 @@ with controls:
     fit = settings.get("fit")
     prepared = caching.prepare_image(model_key, token, classifier, image, fit)
     names = classifier.class_names
-    top = [p.index for p in prepared.predictions]
-    settings.class_for_image(image.digest, model_key, top[0], len(names))  # as on Explore
-    class_options = top + [c for c in [settings.get("class")] if c not in top]
-    class_index = settings.bind("class", st.selectbox, options=class_options,
-                                label="Class to explain",
-                                format_func=lambda i: f"{shorten_label(names[i])} (#{i})")
+    class_index = settings.bind_class(image.digest, model_key, prepared.predictions, names,
+                                      label="Class to explain")
     method = settings.bind("method", st.selectbox, options=list(METHODS), label="Method",
                            format_func=lambda k: METHODS[k].label)
     params = method_controls.stored_method_params(method, classifier)

@@ -21,6 +21,7 @@ from typing import Any
 import streamlit as st
 
 from saliency_core.imaging import FIT_MODES
+from saliency_core.labels import shorten_label
 from saliency_core.live import LIVE_METHODS
 from saliency_core.methods import METHODS
 from saliency_core.methods.base import Param
@@ -275,6 +276,31 @@ def class_for_image(digest: str, model_key: str, top_class: int, num_classes: in
         current = top_class
         put("class", current)
     return int(current), changed
+
+
+def bind_class(digest: str, model_key: str, predictions, class_names, label: str,
+               with_probability: bool = False, **kwargs) -> int:
+    """The "class to explain" select box of a page that explains one class, as on Explore.
+
+    The options are the image's top classes (plus the current class if it is not among
+    them); :func:`class_for_image` decides the class when the image or model changes.
+
+    Args:
+        digest: the image's SHA-256.
+        model_key: the model.
+        predictions: the image's top predictions, best first.
+        class_names: every class name of the model.
+        label: the widget's label.
+        with_probability: show each top class's probability in its option.
+        **kwargs: passed to ``st.selectbox`` (e.g. ``help``).
+    """
+    top = [p.index for p in predictions]
+    class_for_image(digest, model_key, top[0], len(class_names))
+    options = top + [c for c in [get("class")] if c not in top]
+    shown = {p.index: p.probability for p in predictions} if with_probability else {}
+    return bind("class", st.selectbox, options=options, label=label,
+                format_func=lambda i: f"{shorten_label(class_names[i])} (#{i})"
+                + (f", {shown[i]:.0%}" if i in shown else ""), **kwargs)
 
 
 def _copy_back(name: str, key: str, convert: Callable[[Any], Any] | None) -> None:
