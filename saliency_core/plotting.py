@@ -216,9 +216,9 @@ def make_image_trace(view: np.ndarray, name: str = "image") -> go.Image:
 def _image_trace(view: np.ndarray, extent: tuple[int, int] | None = None) -> go.Image:
     """The photo as an image trace; with ``extent=(h, w)`` it is scaled to span the
     ``w x h`` pixel grid of the model input, so axes count model-input pixels."""
-    uri = png_data_uri(view)
     if extent is None:
-        return go.Image(source=uri, name="image", hoverinfo="skip")
+        return make_image_trace(view)
+    uri = png_data_uri(view)
     dy, dx = extent[0] / view.shape[0], extent[1] / view.shape[1]
     return go.Image(source=uri, name="image", hoverinfo="skip", dx=dx, dy=dy,
                     x0=dx / 2 - 0.5, y0=dy / 2 - 0.5)
