@@ -328,3 +328,51 @@ def test_batch_bound_follows_memory_per_image_and_free_memory():
         choose_batch_size(per_image, available_bytes=10 * 2**30)
     assert choose_batch_size(10**12, available_bytes=2**30) == 1
     assert choose_batch_size(1, available_bytes=2**40) == MAX_BATCH
+
+
+class CountingModel(QuadraticModel):
+    """Counts the images each kind of pass sees, to check :meth:`SaliencyMethod.work`."""
+
+    def __init__(self, weights: np.ndarray, batch_size: int = 7):
+        super().__init__(weights, batch_size)
+        self.seen = {"gradient": 0, "forward": 0, "layer": 0}
+
+    def gradients(self, images, target):
+        self.seen["gradient"] += len(images)
+        return super().gradients(images, target)
+
+    def scores(self, images, target):
+        self.seen["forward"] += len(images)
+        return super().gradients(images, target)[1]
+
+    def layer_gradients(self, images, target, layer=None):
+        self.seen["layer"] += len(images)
+        grads, scores = super().gradients(images, target)
+        return images[:, ::2, ::2], grads[:, ::2, ::2], scores
+
+    def default_cam_layer(self):
+        return "last"
+
+
+@pytest.mark.parametrize("key, params", [
+    ("vanilla", {}), ("gradient_x_input", {}), ("smoothgrad", {"samples": 9}),
+    ("vargrad", {"samples": 3}), ("integrated_gradients", {"steps": 10}),
+    ("integrated_gradients", {"steps": 10, "grid": "uniform"}),
+    ("integrated_gradients", {"steps": 10, "target_gap": "1"}),
+    ("gradcam", {}), ("occlusion", {"patch": 4, "stride": 2}),
+    ("occlusion", {"patch": 3, "stride": 5})])
+def test_work_counts_every_model_pass_a_method_makes(key, params):
+    """The budget trusts ``work()`` before anything runs, so it may never undercount;
+    for fixed-cost methods it is exact."""
+    rng = np.random.default_rng(3)
+    model = CountingModel(rng.normal(size=(2, 9, 11, 3)))
+    image = rng.uniform(0, 255, size=(9, 11, 3))
+    method = get_method(key, **params)
+    method.attribute(model, image, Target(1))
+    declared = method.work((9, 11))
+    refines = params.get("target_gap", "off") != "off"
+    for kind in ("gradient", "forward", "layer"):
+        if refines and kind == "gradient":
+            assert model.seen[kind] <= declared.gradient
+        else:
+            assert model.seen[kind] == getattr(declared, kind), (kind, model.seen, declared)

@@ -8,6 +8,7 @@ from saliency_core.methods.base import (
     SaliencyMethod,
     ScoreKind,
     Target,
+    Work,
 )
 from saliency_core.methods.gradcam import GradCAM, GradCAMPlusPlus
 from saliency_core.methods.gradient_x_input import GradientTimesInput
@@ -33,4 +34,4 @@ def get_method(key: str, **params) -> SaliencyMethod:
 __all__ = ["METHODS", "Attribution", "GradCAM", "GradCAMPlusPlus", "GradientModel",
            "GradientTimesInput", "IntegratedGradients", "LayerGradientModel", "Occlusion",
            "Param", "SaliencyMethod", "ScoreKind", "SmoothGrad", "SmoothGradSquared", "Target",
-           "VanillaGradient", "VarGrad", "get_method"]
+           "VanillaGradient", "VarGrad", "Work", "get_method"]

@@ -97,6 +97,41 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Work:
+    """The model passes one attribution needs, by kind: what the work budget counts.
+
+    Each count is a number of *images* sent through the model (a batch of 16
+    counts 16), because time and memory grow with images, not with calls. The
+    budget (:mod:`saliency_core.safety.budget`) turns them into seconds with the
+    model's measured cost per image of each kind, before anything runs.
+
+    Attributes:
+        gradient: images through a forward pass and a backward pass to the input.
+        forward: images through a forward pass only (scores, probes, occlusions).
+        layer: images through a forward pass and a backward pass to an inner layer
+            (the CAM methods; costed like ``gradient``).
+    """
+
+    gradient: int = 0
+    forward: int = 0
+    layer: int = 0
+
+    def __add__(self, other: Work) -> Work:
+        return Work(self.gradient + other.gradient, self.forward + other.forward,
+                    self.layer + other.layer)
+
+    def __mul__(self, times: int) -> Work:
+        return Work(self.gradient * times, self.forward * times, self.layer * times)
+
+    __rmul__ = __mul__
+
+    @property
+    def images(self) -> int:
+        """All images of every kind."""
+        return self.gradient + self.forward + self.layer
+
+
+@dataclass(frozen=True)
 class Attribution:
     """A method's result for one image.
 
@@ -140,6 +175,16 @@ class SaliencyMethod(ABC):
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
                   progress: ProgressCallback | None = None) -> Attribution:
         """Attribute ``target``'s score to the pixels of ``image`` ``(H, W, 3)``."""
+
+    def work(self, input_size: tuple[int, int]) -> Work:
+        """The most model passes :meth:`attribute` makes on one image of ``input_size``
+        ``(height, width)``, with this method's parameters.
+
+        The work budget checks this *before* a map is computed, so it must not
+        underestimate: a method that refines adaptively counts its largest case.
+        The default, one gradient pass, is right for single-gradient methods.
+        """
+        return Work(gradient=1)
 
     def attribute_batch(self, model: GradientModel, images: np.ndarray,
                         target: Target) -> tuple[np.ndarray, np.ndarray]:

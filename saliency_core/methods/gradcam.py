@@ -23,6 +23,7 @@ from saliency_core.methods.base import (
     ProgressCallback,
     SaliencyMethod,
     Target,
+    Work,
     report,
 )
 
@@ -65,6 +66,10 @@ class GradCAM(SaliencyMethod):
 
     def __init__(self, layer: str | None = None):
         self.layer = layer
+
+    def work(self, input_size: tuple[int, int]) -> Work:
+        """One pass to the layer and back."""
+        return Work(layer=1)
 
     def attribute(self, model: LayerGradientModel, image: np.ndarray, target: Target,
                   progress: ProgressCallback | None = None) -> Attribution:

@@ -37,6 +37,7 @@ from saliency_core.methods.base import (
     ProgressCallback,
     SaliencyMethod,
     Target,
+    Work,
     report,
 )
 
@@ -127,6 +128,16 @@ class IntegratedGradients(SaliencyMethod):
         self.target_gap = target_gap
         self._gap_limit = None if target_gap == "off" else float(target_gap) / 100
         self.seed, self.batch_size = seed, batch_size
+
+    def work(self, input_size: tuple[int, int]) -> Work:
+        """``steps + 1`` gradient passes (a target gap: every doubling up to
+        :data:`MAX_STEPS`), and ``steps + 1`` forward passes for the adaptive probe."""
+        steps = self.steps
+        if self._gap_limit is not None:
+            while 2 * steps <= MAX_STEPS:
+                steps *= 2
+        probe = self.steps + 1 if self.grid == "adaptive" else 0
+        return Work(gradient=steps + 1, forward=probe)
 
     def _path(self, baseline: np.ndarray, delta: np.ndarray, alphas: np.ndarray) -> np.ndarray:
         return (baseline[None] + alphas[:, None, None, None].astype(np.float32) * delta[None]

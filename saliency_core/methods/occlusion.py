@@ -20,6 +20,7 @@ from saliency_core.methods.base import (
     ProgressCallback,
     SaliencyMethod,
     Target,
+    Work,
     report,
     score_at,
 )
@@ -63,6 +64,13 @@ class Occlusion(SaliencyMethod):
             raise ValueError("patch and stride must be >= 1")
         self.patch, self.stride, self.fill, self.batch_size = int(patch), int(stride), \
             float(fill), batch_size
+
+    def work(self, input_size: tuple[int, int]) -> Work:
+        """One forward pass per square position, and one for the unoccluded image."""
+        height, width = input_size
+        squares = (len(_positions(height, self.patch, self.stride))
+                   * len(_positions(width, self.patch, self.stride)))
+        return Work(forward=squares + 1)
 
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
                   progress: ProgressCallback | None = None) -> Attribution:

@@ -23,6 +23,7 @@ from saliency_core.methods.base import (
     ProgressCallback,
     SaliencyMethod,
     Target,
+    Work,
     report,
     score_at,
 )
@@ -73,6 +74,10 @@ class SmoothGrad(SaliencyMethod):
         self.base = base or VanillaGradient()
         self.noise, self.samples, self.aggregate = float(noise), int(samples), aggregate
         self.seed, self.batch_size = seed, batch_size
+
+    def work(self, input_size: tuple[int, int]) -> Work:
+        """The base method's passes for every sample, and one forward pass for the score."""
+        return self.base.work(input_size) * self.samples + Work(forward=1)
 
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
                   progress: ProgressCallback | None = None) -> Attribution:
