@@ -16,11 +16,16 @@ about TensorFlow:
   batch size never retraces (:attr:`KerasClassifier.trace_count` proves it);
 * large batches are split into nearly equal chunks of at most ``batch_size``
   images; by default that bound follows the model's memory per image and the
-  machine's free memory (:mod:`saliency_core.batching`).
+  machine's free memory (:mod:`saliency_core.batching`);
+* Guided Backpropagation (Springenberg et al. 2014, arXiv 1412.6806) gets its
+  own traced function in which only the *gradient* of every ReLU and ReLU6 op
+  is overridden (:data:`GUIDED_OVERRIDES`): the model's layers and weights are
+  the user's, unchanged, and its forward pass is the same.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -30,6 +35,33 @@ import tensorflow as tf
 
 from saliency_core.batching import choose_batch_size, split_evenly
 from saliency_core.methods.base import Target
+
+
+def _guided_relu_gradient(op, grad):
+    """Guided ReLU: pass a gradient back only where the input was positive *and* the
+    gradient arriving from above is positive (Springenberg et al. 2014, eq. for
+    "guided backpropagation"); plain backpropagation keeps only the first condition."""
+    keep = tf.logical_and(op.inputs[0] > 0, grad > 0)
+    return tf.where(keep, grad, tf.zeros_like(grad))
+
+
+def _guided_relu6_gradient(op, grad):
+    """Guided ReLU6: as :func:`_guided_relu_gradient`, and zero where the input is at
+    or above 6, where ReLU6 is flat (its ordinary gradient is zero there too)."""
+    x = op.inputs[0]
+    keep = tf.logical_and(tf.logical_and(x > 0, x < 6), grad > 0)
+    return tf.where(keep, grad, tf.zeros_like(grad))
+
+
+GUIDED_OVERRIDES = {"Relu": "SaliencyStudioGuidedRelu", "Relu6": "SaliencyStudioGuidedRelu6"}
+"""Op type -> the registered gradient it gets inside the guided traced function."""
+
+for _name, _fn in ((GUIDED_OVERRIDES["Relu"], _guided_relu_gradient),
+                   (GUIDED_OVERRIDES["Relu6"], _guided_relu6_gradient)):
+    try:
+        tf.RegisterGradient(_name)(_fn)
+    except KeyError:  # registered already (the module was loaded again)
+        pass
 
 
 class UnsupportedModelError(ValueError):
@@ -206,6 +238,8 @@ class KerasClassifier:
         self._logits_fn = tf.function(self._logits, input_signature=[image_spec])
         self._gradient_fn = tf.function(self._gradients, input_signature=self._target_signature)
         self._scores_fn = tf.function(self._scores, input_signature=self._target_signature)
+        self._guided_fn = tf.function(self._guided_gradients,
+                                      input_signature=self._target_signature)
         self._spatial_layers = list_spatial_layers(self.logit_model)
         self._layer_fns: dict[str, Callable] = {}
 
@@ -227,6 +261,22 @@ class KerasClassifier:
             scores = self._target_scores(self._logits(images), class_index, contrast_index,
                                          use_probability)
         return tape.gradient(scores, images), scores
+
+    def _guided_gradients(self, images, class_index, contrast_index, use_probability):
+        """The gradient with every ReLU's backward pass replaced by the guided rule.
+
+        ``gradient_override_map`` changes which gradient function the ops created
+        inside it get; ``tf.gradients`` (graph-mode backprop, valid inside a
+        ``tf.function``) honours it, where ``GradientTape`` would not. The forward
+        ops, and so the scores, are the model's own.
+        """
+        self.trace_count += 1
+        graph = tf.compat.v1.get_default_graph()
+        with graph.gradient_override_map(GUIDED_OVERRIDES):
+            scores = self._target_scores(self._logits(images), class_index, contrast_index,
+                                         use_probability)
+        grads = tf.gradients(scores, images)[0]
+        return (tf.zeros_like(images) if grads is None else grads), scores
 
     def _scores(self, images, class_index, contrast_index, use_probability):
         self.trace_count += 1
@@ -308,6 +358,32 @@ class KerasClassifier:
         """
         grads, scores = self._run_batched(self._gradient_fn, images, target)
         return grads, scores
+
+    def guided_gradients(self, images: np.ndarray, target: Target
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Guided Backpropagation: the input gradient with guided ReLU gradients.
+
+        Same shapes as :meth:`gradients`: ``(B, H, W, 3)`` and ``(B,)``. The model
+        is not changed; ops other than ``Relu`` and ``Relu6`` (e.g. swish, leaky
+        ReLU) keep their gradients, so a model without ReLUs gives the plain
+        gradient (:meth:`guided_relu_count` tells).
+        """
+        grads, scores = self._run_batched(self._guided_fn, images, target)
+        return grads, scores
+
+    def guided_relu_count(self) -> int:
+        """How many ``Relu``/``Relu6`` ops the guided function overrides (0: no ReLU,
+        so Guided Backpropagation equals the vanilla gradient on this model)."""
+        graph = self._guided_fn.get_concrete_function().graph
+        return sum(op.type in GUIDED_OVERRIDES for op in graph.get_operations())
+
+    def with_batch_size(self, batch_size: int) -> KerasClassifier:
+        """The same classifier (model, traced functions) sending at most ``batch_size``
+        images per model call: to repeat a recorded computation call for call, since
+        CPU float results can differ in the last bits between call sizes."""
+        view = copy.copy(self)
+        view.batch_size = max(1, int(batch_size))
+        return view
 
     def gradients_per_row(self, images: np.ndarray, class_indices, score: str = "logit"
                           ) -> tuple[np.ndarray, np.ndarray, list[int]]:

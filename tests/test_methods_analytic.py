@@ -345,6 +345,10 @@ class CountingModel(QuadraticModel):
         self.seen["forward"] += len(images)
         return super().gradients(images, target)[1]
 
+    def guided_gradients(self, images, target):
+        self.seen["gradient"] += len(images)
+        return super().gradients(images, target)
+
     def layer_gradients(self, images, target, layer=None):
         self.seen["layer"] += len(images)
         grads, scores = super().gradients(images, target)
@@ -359,7 +363,8 @@ class CountingModel(QuadraticModel):
     ("vargrad", {"samples": 3}), ("integrated_gradients", {"steps": 10}),
     ("integrated_gradients", {"steps": 10, "grid": "uniform"}),
     ("integrated_gradients", {"steps": 10, "target_gap": "1"}),
-    ("gradcam", {}), ("occlusion", {"patch": 4, "stride": 2}),
+    ("gradcam", {}), ("guided_backprop", {}), ("guided_gradcam", {}),
+    ("occlusion", {"patch": 4, "stride": 2}),
     ("occlusion", {"patch": 3, "stride": 5})])
 def test_work_counts_every_model_pass_a_method_makes(key, params):
     """The budget trusts ``work()`` before anything runs, so it may never undercount;

@@ -12,6 +12,7 @@ from saliency_core.methods.base import (
 )
 from saliency_core.methods.gradcam import GradCAM, GradCAMPlusPlus
 from saliency_core.methods.gradient_x_input import GradientTimesInput
+from saliency_core.methods.guided_backprop import GuidedBackprop, GuidedGradCAM
 from saliency_core.methods.integrated_gradients import IntegratedGradients
 from saliency_core.methods.occlusion import Occlusion
 from saliency_core.methods.smoothgrad import SmoothGrad, SmoothGradSquared, VarGrad
@@ -20,6 +21,7 @@ from saliency_core.methods.vanilla import VanillaGradient
 METHODS: dict[str, type[SaliencyMethod]] = {cls.key: cls for cls in (
     VanillaGradient, SmoothGrad, SmoothGradSquared, VarGrad, IntegratedGradients,
     GradientTimesInput, GradCAM, GradCAMPlusPlus, Occlusion)}
+METHODS.update({cls.key: cls for cls in (GuidedBackprop, GuidedGradCAM)})
 
 
 def get_method(key: str, **params) -> SaliencyMethod:
@@ -35,3 +37,4 @@ __all__ = ["METHODS", "Attribution", "GradCAM", "GradCAMPlusPlus", "GradientMode
            "GradientTimesInput", "IntegratedGradients", "LayerGradientModel", "Occlusion",
            "Param", "SaliencyMethod", "ScoreKind", "SmoothGrad", "SmoothGradSquared", "Target",
            "VanillaGradient", "VarGrad", "Work", "get_method"]
+__all__ += ["GuidedBackprop", "GuidedGradCAM"]
