@@ -18,7 +18,11 @@ from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS, Target
 from saliency_core.plotting import COLORMAPS
 from saliency_core.trust import (
+    DRAWS,
+    MAX_DRAWS,
     NECESSARY_NOT_SUFFICIENT,
+    RANDOM_ORDERS,
+    RANDOM_PART,
     check_edges,
     check_random_classes,
     compare_methods,
@@ -44,13 +48,21 @@ PAPERS = ("Adebayo et al. 2018, *Sanity Checks for Saliency Maps*, "
           "[arXiv:1806.07421](https://arxiv.org/abs/1806.07421)")
 
 
+GUIDED = ("guided_backprop", "guided_gradcam")
+
+
 def show_verdict(verdict) -> None:
-    """A verdict in plain words, green when it passes, red when it fails."""
+    """A verdict in plain words (green: passes, red: fails, amber: undecided), its rule
+    underneath."""
     text = verdict.text[0].upper() + verdict.text[1:] + "."
     if verdict.passed:
         st.success(text, icon=":material/check_circle:")
+    elif verdict.undecided:
+        st.warning(text, icon=":material/help:")
     else:
         st.error(text, icon=":material/cancel:")
+    if verdict.rule:
+        st.caption(verdict.rule)
 
 
 layout.page_setup()
@@ -91,7 +103,14 @@ with checks:
     class_label = shorten_label(names[class_index])
     st.markdown(f"**{METHODS[method].label}** for **{layout.escape_markdown(class_label)}** "
                 f"(class {class_index}) · {layout.escape_markdown(model_name)}")
-    st.info(NECESSARY_NOT_SUFFICIENT, icon=":material/info:")
+    st.info(NECESSARY_NOT_SUFFICIENT + " Checks that rest on random draws use several and "
+            "show their spread; when the draws fall on both sides of the line, the check says "
+            "undecided instead of picking a side.", icon=":material/info:")
+    if method in GUIDED:
+        st.caption(f"{METHODS[method].label} is here on purpose: its sharp maps look "
+                   "convincing, but Guided Backpropagation stays almost the same when the "
+                   "model's top blocks are randomised (Adebayo et al. 2018). Run the cascading "
+                   "randomisation below to see a map fail.")
     request = caching.MapRequest(image.digest, model_key, token, fit, method,
                                  tuple(sorted(params.items())), class_index, None, score)
     target = Target(class_index, score=score)
@@ -113,8 +132,10 @@ with checks:
 
     # 2. Random classes: automatic for one-pass methods, on request for sampling ones.
     st.subheader("Random-class check")
-    st.caption("The map of this class beside the maps of 5 other classes drawn at random. If "
-               "they look the same, the map does not explain *this* class.")
+    st.caption("The map of this class beside the maps of 5 other classes drawn at random for "
+               "this image (the draw is seeded by the image, so each image gets its own). If "
+               "they look the same, the map does not explain *this* class. Each title gives "
+               "the Spearman of |map| and of the signed map.")
     key_classes = ("classes", request)
     classes = trust_checks.cached_result(key_classes)
     if classes is None and (not METHODS[method].sampling
@@ -122,7 +143,8 @@ with checks:
         classes = trust_checks.run_check(
             key_classes, "Computing the maps of 5 other classes",
             lambda progress: check_random_classes(classifier, explain, model_input, target,
-                                                  values, progress=progress))
+                                                  values, seed_text=image.digest,
+                                                  progress=progress))
     if classes is None:
         st.caption(f"{METHODS[method].label} samples many images per map, so this check "
                    "runs only when you ask.")
@@ -137,42 +159,56 @@ with checks:
     st.subheader("Model randomisation")
     st.caption("The model's weights are re-initialised block by block with its own "
                "initialisers (batch-norm statistics kept) and the map recomputed after each "
-               "step. A map that explains the model must change; one that stays the same "
-               "shows something the weights do not decide.")
-    mode = settings.bind("trust.mode", st.radio, options=list(MODE_LABELS),
-                         default="cascading", format_func=MODE_LABELS.get, horizontal=True,
-                         label="Randomisation")
-    key_random = ("randomisation", mode, request)
+               "step, several times with different random weights (each draw seeded by the "
+               "image, the model and the draw's number). A map that explains the model must "
+               "change; one that stays the same shows something the weights do not decide.")
+    mode_column, draws_column = st.columns([3, 2])
+    with mode_column:
+        mode = settings.bind("trust.mode", st.radio, options=list(MODE_LABELS),
+                             default="cascading", format_func=MODE_LABELS.get,
+                             horizontal=True, label="Randomisation")
+    with draws_column:
+        draws = settings.bind("trust.draws", st.slider, default=DRAWS, min_value=2,
+                              max_value=MAX_DRAWS, label="Random draws",
+                              help="Independent draws of the random weights. One draw can "
+                                   "be an outlier; the band shows how far they spread.")
+    key_random = ("randomisation", mode, draws, request)
     randomised = trust_checks.cached_result(key_random)
     if randomised is None and st.button(f"Run the {mode} randomisation", key="run_random",
                                         type="primary"):
         randomizer = trust_checks.get_randomizer(model_key, token, classifier)
         randomised = trust_checks.run_check(
-            key_random, f"Randomising {len(randomizer.blocks)} blocks",
-            lambda progress: run_randomization(randomizer, explain, model_input, target, mode,
-                                               progress))
+            key_random, f"Randomising {len(randomizer.blocks)} blocks, {draws} times",
+            lambda progress: run_randomization(
+                randomizer, explain, model_input, target, mode, draws,
+                seed_text=f"{image.digest}|{model_key}|{token}", progress=progress))
     if randomised is not None:
         st.plotly_chart(make_randomization_figure(randomised, cmap), width="stretch",
                         config=CONFIG, key="trust_random")
-        st.caption("Top: similarity to the original map (blue: Spearman rank correlation of "
-                   "|map|; orange: SSIM of the normalised maps). Bottom: the original map, then "
-                   "the map after each step. "
-                   f"{len(randomised.blocks)} steps in {randomised.seconds:.1f} s.")
+        st.caption(f"Top: similarity to the original map over {randomised.draws} draws. Blue: "
+                   "Spearman rank correlation of |map|, the mean with a band from the lowest "
+                   "to the highest draw; purple: Spearman of the signed map (Adebayo et al. "
+                   "report both); orange: SSIM of the normalised maps; green: how much a "
+                   "Sobel edge map of the image, made without any model, resembles the "
+                   "original map. Bottom: the original map, then the first draw's map after "
+                   f"each step. {randomised.draws} × {len(randomised.blocks)} steps in "
+                   f"{randomised.seconds:.1f} s.")
         show_verdict(randomised.verdict)
 
     # 4. Deletion and insertion.
     st.subheader("Faithfulness: deletion and insertion")
     st.caption("Pixels are blurred away (deletion) or revealed from a blurred copy (insertion) "
-               "in the map's order, 1/32 of them per step, and the class probability is "
-               "measured; the same for a random order. A faithful map makes the probability "
-               "fall faster and rise faster than random.")
+               f"in the map's order, 1/32 of them per step, and the class probability is "
+               f"measured; the same for {RANDOM_ORDERS} random orders (seeded by the image), "
+               "scored in the same batches. A faithful map makes the probability fall faster "
+               "and rise faster than random orders do; the verdict counts how many it beats.")
     key_faith = ("faithfulness", request)
     faith = trust_checks.cached_result(key_faith)
     if faith is None and st.button("Run deletion and insertion", key="run_faith"):
         faith = trust_checks.run_check(
-            key_faith, "Scoring 4 curves of 33 images",
+            key_faith, f"Scoring the map's order and {RANDOM_ORDERS} random orders",
             lambda progress: run_faithfulness(classifier, model_input, values, target,
-                                              progress=progress))
+                                              seed_text=image.digest, progress=progress))
     if faith is not None:
         step = settings.bind("trust.step", st.slider, default=8, min_value=0,
                              max_value=faith.steps, label="Step to view",
@@ -192,7 +228,8 @@ with checks:
         unit = "probability" if faith.measure == "probability" else "logit"
         st.caption(f"Step {step} of {faith.steps} ({shown} of the pixels changed): "
                    f"{unit} {faith.deletion.probabilities[step]:.3f} after deletion, "
-                   f"{faith.insertion.probabilities[step]:.3f} after insertion (random order: "
+                   f"{faith.insertion.probabilities[step]:.3f} after insertion (mean of "
+                   f"{faith.random_deletion.count} random orders: "
                    f"{faith.random_deletion.probabilities[step]:.3f} and "
                    f"{faith.random_insertion.probabilities[step]:.3f}).")
         for verdict in faith.verdicts:
@@ -207,17 +244,22 @@ with checks:
     if compared is None and st.button("Compare every method's deletion and insertion AUC",
                                       key="run_methods"):
         explainers = {key: make_method_explainer(key, p) for key, p in all_params.items()}
-        compared = trust_checks.run_check(
-            key_methods, f"Scoring {len(explainers)} methods",
-            lambda progress: compare_methods(classifier, model_input, target, explainers,
-                                             progress=progress))
+        parts = {RANDOM_PART: f"{RANDOM_ORDERS} random orders"}
+        parts.update({key: METHODS[key].label for key in explainers})
+        compared = trust_checks.run_parts(
+            key_methods, parts,
+            lambda part_progress: compare_methods(classifier, model_input, target, explainers,
+                                                  seed_text=image.digest,
+                                                  part_progress=part_progress))
     if compared is not None:
         scores, random_deletion, random_insertion = compared
         st.plotly_chart(make_method_auc_figure(scores, [METHODS[s.method].label for s in scores],
-                                               random_deletion.auc, random_insertion.auc),
+                                               random_deletion, random_insertion),
                         width="stretch", config=CONFIG, key="trust_methods")
-        st.caption("Lower deletion and higher insertion AUC than the dashed random order mean "
-                   "a method's ranking of pixels matters to the model, on this image only.")
+        st.caption(f"Lower deletion and higher insertion AUC than the {random_deletion.count} "
+                   "random orders (grey band: lowest to highest; dashed: their mean) mean a "
+                   "method's ranking of pixels matters to the model, on this image only. "
+                   "Hover a bar for how many random orders it beats.")
 
 settings.sync_query_params(method, share_sample=chosen.source == "Sample",
                            photo_digest=image.digest)

@@ -41,6 +41,32 @@ def cached_result(key: tuple) -> Any | None:
     return result_store().get(key)
 
 
+def run_parts(key: tuple, parts: dict[str, str],
+              compute: Callable[[Callable[[str, float], None]], Any]) -> Any:
+    """Run ``compute(part_progress)`` with one progress bar per part and store its result.
+
+    ``parts`` maps each part's key (as ``compute`` reports it) to its label, in the
+    order the bars are drawn; e.g. the random orders, then one bar per method.
+    """
+    found = result_store().get(key)
+    if found is not None:
+        return found
+    bars = {part: st.progress(0.0, text=f"{label}: waiting") for part, label in parts.items()}
+
+    def tell(part: str, fraction: float) -> None:
+        if part in bars:
+            word = "done" if fraction >= 1 else f"{100 * fraction:.0f}%"
+            bars[part].progress(fraction, text=f"{parts[part]}: {word}")
+
+    try:
+        result = compute(tell)
+    finally:
+        for bar in bars.values():
+            bar.empty()
+    result_store().put(key, result)
+    return result
+
+
 def run_check(key: tuple, label: str, compute: Callable[[Callable[[float], None]], Any]) -> Any:
     """Run ``compute(progress)`` under a progress bar and store its result under ``key``."""
     found = result_store().get(key)

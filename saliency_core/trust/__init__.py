@@ -4,15 +4,19 @@
   randomisation (Adebayo et al. 2018, "Sanity Checks for Saliency Maps",
   arXiv 1810.03292) on one reusable copy of the model;
 * :mod:`~saliency_core.trust.controls`: the random-class check and the
-  edge-detector (Sobel) control;
+  edge-detector (Sobel) control (:mod:`~saliency_core.trust.edges`);
 * :mod:`~saliency_core.trust.faithfulness`: deletion and insertion curves
-  (Petsiuk et al. 2018, RISE, arXiv 1806.07421) and a per-method comparison;
+  (Petsiuk et al. 2018, RISE, arXiv 1806.07421) against many random orders, and a
+  per-method comparison;
 * :mod:`~saliency_core.trust.similarity`: Spearman rank correlation and SSIM;
 * :mod:`~saliency_core.trust.verdicts`: plain-words verdicts;
 * :mod:`~saliency_core.trust.figures`: pure Plotly figure functions.
 
-Pure numpy and Keras, never Streamlit. Passing a check is necessary, not
-sufficient, for a map to explain the model.
+Every check that rests on random draws uses several, seeded by the image (and
+model, and draw number), and its verdict reports their spread: it is undecided
+when the draws fall on both sides of the threshold. Pure numpy and Keras, never
+Streamlit. Passing a check is necessary, not sufficient, for a map to explain the
+model.
 """
 
 from saliency_core.trust.controls import (
@@ -20,30 +24,36 @@ from saliency_core.trust.controls import (
     RandomClassResult,
     check_edges,
     check_random_classes,
-    compute_sobel_edges,
-    explain_with_sobel,
 )
+from saliency_core.trust.edges import compute_sobel_edges, explain_with_sobel
 from saliency_core.trust.faithfulness import (
+    RANDOM_ORDERS,
+    RANDOM_PART,
     Curve,
     FaithfulnessResult,
     MethodScore,
+    RandomCurves,
     blur_image,
     compare_methods,
     make_step_image,
     run_faithfulness,
 )
 from saliency_core.trust.randomization import (
+    DRAWS,
+    MAX_DRAWS,
     Block,
     ModelRandomizer,
     RandomizationResult,
     define_blocks,
+    derive_seed,
     make_method_explainer,
     run_randomization,
 )
 from saliency_core.trust.similarity import Similarity, compare_maps, compute_spearman, compute_ssim
 from saliency_core.trust.verdicts import NECESSARY_NOT_SUFFICIENT, Verdict
 
-__all__ = ["NECESSARY_NOT_SUFFICIENT", "Block", "Curve", "EdgeResult", "FaithfulnessResult",
+__all__ = ["DRAWS", "MAX_DRAWS", "NECESSARY_NOT_SUFFICIENT", "RANDOM_ORDERS", "RANDOM_PART",
+           "RandomCurves", "derive_seed", "Block", "Curve", "EdgeResult", "FaithfulnessResult",
            "MethodScore", "ModelRandomizer", "RandomClassResult", "RandomizationResult",
            "Similarity", "Verdict", "blur_image", "check_edges", "check_random_classes",
            "compare_maps", "compare_methods", "compute_sobel_edges", "compute_spearman",

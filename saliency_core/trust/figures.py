@@ -17,16 +17,21 @@ from plotly.subplots import make_subplots
 from saliency_core.imaging import resize_map
 from saliency_core.plotting import COLORMAPS, escape_plotly
 from saliency_core.trust.controls import EdgeResult, RandomClassResult
-from saliency_core.trust.faithfulness import FaithfulnessResult, MethodScore
+from saliency_core.trust.faithfulness import FaithfulnessResult, MethodScore, RandomCurves
 from saliency_core.trust.randomization import RandomizationResult
 from saliency_core.trust.similarity import normalize_for_ssim
-from saliency_core.trust.verdicts import SIMILAR_SPEARMAN
+from saliency_core.trust.verdicts import SIMILAR_SPEARMAN, UNCHANGED_SPEARMAN
 
 STRIP_PIXELS = 64
 STRIP_COLUMNS = 5
 SPEARMAN_COLOUR = "#1f77b4"
+BAND_COLOUR = "rgba(31, 119, 180, 0.2)"
+SIGNED_COLOUR = "#9467bd"
 SSIM_COLOUR = "#ff7f0e"
+EDGE_COLOUR = "#2ca02c"
+FAIL_COLOUR = "#d62728"
 RANDOM_COLOUR = "#7f7f7f"
+RANDOM_BAND_COLOUR = "rgba(127, 127, 127, 0.25)"
 _BLANK_AXIS = {"showticklabels": False, "showgrid": False, "zeroline": False, "ticks": ""}
 
 
@@ -56,17 +61,41 @@ def _square_axes(fig: go.Figure, first: int, last: int) -> None:
                                               "scaleanchor": f"x{suffix}"}})
 
 
+def _band(fig: go.Figure, x, low, high, colour: str, name: str, row: int, col: int,
+          group: str, showlegend: bool = True) -> None:
+    """A shaded band between ``low`` and ``high`` (a closed polygon: no line, one legend entry)."""
+    x = list(x)
+    fig.add_trace(go.Scatter(
+        x=x + x[::-1], y=list(high) + list(low)[::-1], fill="toself", fillcolor=colour,
+        line={"width": 0}, mode="lines", name=name, legendgroup=group, hoverinfo="skip",
+        showlegend=showlegend), row=row, col=col)
+
+
+def _level(fig: go.Figure, x, value: float, colour: str, name: str, dash: str,
+           row: int, col: int) -> None:
+    """A horizontal reference line as a trace, so it is named in the legend instead of by
+    an annotation that could sit on top of the data."""
+    x = list(x)
+    fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[value, value], mode="lines", name=name,
+                             line={"color": colour, "dash": dash, "width": 1.5},
+                             hovertemplate=f"{escape_plotly(name)}<extra></extra>"),
+                  row=row, col=col)
+
+
 def make_randomization_figure(result: RandomizationResult,
                               colormap: str = "viridis") -> go.Figure:
     """Similarity to the original map against the randomisation step, maps underneath.
 
     Args:
-        result: a cascading or independent sweep.
+        result: a cascading or independent check over ``R`` draws.
         colormap: a key of :data:`saliency_core.plotting.COLORMAPS`.
 
     Returns:
-        Top: Spearman (of |map|) and SSIM (of normalised maps) per step, with the
-        pass line. Bottom: the original map, then the map after each step.
+        Top: the mean Spearman of |map| over the draws with a band from the lowest
+        to the highest draw, the mean Spearman of the signed maps and the mean SSIM;
+        the pass line, the "almost unchanged" line (cascading) and the Sobel baseline
+        (what an edge map, made without any model, scores against the original).
+        Bottom: the original map, then the first draw's map after each step.
     """
     steps = len(result.blocks)
     cols = min(STRIP_COLUMNS, steps + 1)
@@ -77,34 +106,56 @@ def make_randomization_figure(result: RandomizationResult,
     specs += [[{} for _ in range(cols)] for _ in range(strip_rows)]
     fig = make_subplots(rows=1 + strip_rows, cols=cols,
                         row_heights=[0.5] + [0.5 / strip_rows] * strip_rows,
-                        vertical_spacing=0.1, horizontal_spacing=0.01, specs=specs,
+                        vertical_spacing=0.12, horizontal_spacing=0.01, specs=specs,
                         subplot_titles=titles)
     x = list(range(1, steps + 1))
-    fig.add_trace(go.Scatter(x=x, y=result.spearman, mode="lines+markers",
-                             name="Spearman of |map|", line={"color": SPEARMAN_COLOUR},
-                             customdata=labels,
-                             hovertemplate="%{customdata}<br>Spearman %{y:.2f}<extra></extra>"),
-                  row=1, col=1)
-    fig.add_trace(go.Scatter(x=x, y=result.ssim, mode="lines+markers",
-                             name="SSIM of normalised maps",
-                             line={"color": SSIM_COLOUR, "dash": "dot"}, customdata=labels,
-                             hovertemplate="%{customdata}<br>SSIM %{y:.2f}<extra></extra>"),
-                  row=1, col=1)
-    fig.add_hline(y=SIMILAR_SPEARMAN, line={"color": RANDOM_COLOUR, "dash": "dash", "width": 1},
-                  annotation_text="below: the map changed", annotation_position="bottom right",
-                  row=1, col=1)
+    draws = result.draws
+    low, high = result.spearman.min(axis=0), result.spearman.max(axis=0)
+    mean = result.spearman.mean(axis=0)
+    _band(fig, x, low, high, BAND_COLOUR, f"Spearman of |map|, lowest to highest of {draws} "
+          f"draw{'s' if draws > 1 else ''}", 1, 1, "spearman")
+    fig.add_trace(go.Scatter(
+        x=x, y=mean, mode="lines+markers", name=f"Spearman of |map|, mean of {draws}",
+        line={"color": SPEARMAN_COLOUR, "width": 2.5}, legendgroup="spearman",
+        customdata=np.stack([labels, low, high], axis=-1),
+        hovertemplate="%{customdata[0]}<br>Spearman of |map| %{y:.2f} "
+                      "(draws %{customdata[1]:.2f} to %{customdata[2]:.2f})<extra></extra>"),
+        row=1, col=1)
+    fig.add_trace(go.Scatter(
+        x=x, y=result.spearman_signed.mean(axis=0), mode="lines+markers",
+        name="Spearman of the signed map, mean", marker={"symbol": "diamond"},
+        line={"color": SIGNED_COLOUR, "dash": "dash"}, customdata=labels,
+        hovertemplate="%{customdata}<br>Spearman of the signed map %{y:.2f}<extra></extra>"),
+        row=1, col=1)
+    fig.add_trace(go.Scatter(
+        x=x, y=result.ssim.mean(axis=0), mode="lines+markers", name="SSIM, mean",
+        line={"color": SSIM_COLOUR, "dash": "dot"}, customdata=labels,
+        hovertemplate="%{customdata}<br>SSIM %{y:.2f}<extra></extra>"), row=1, col=1)
+    edge_x = [0.6, steps + 0.4]
+    _level(fig, edge_x, result.sobel_spearman, EDGE_COLOUR,
+           f"Sobel edges, no model: {result.sobel_spearman:.2f}", "longdash", 1, 1)
+    _level(fig, edge_x, SIMILAR_SPEARMAN, RANDOM_COLOUR,
+           f"{SIMILAR_SPEARMAN}: below it the map changed", "dash", 1, 1)
+    if result.mode == "cascading":
+        _level(fig, edge_x, UNCHANGED_SPEARMAN, FAIL_COLOUR,
+               f"{UNCHANGED_SPEARMAN}: almost unchanged", "dot", 1, 1)
     axis_title = ("steps: blocks randomised, from the output down" if result.mode == "cascading"
                   else "steps: the one block randomised")
-    fig.update_xaxes(tickvals=x, ticktext=labels, title_text=axis_title, row=1, col=1)
-    fig.update_yaxes(range=[min(-0.2, float(np.min(result.spearman)) - 0.05), 1.05],
-                     title_text="similarity to the original", row=1, col=1)
+    fig.update_xaxes(tickvals=x, ticktext=labels, title_text=axis_title, range=edge_x,
+                     row=1, col=1)
+    floor = min(-0.2, float(np.min(result.spearman)), float(np.min(result.spearman_signed)),
+                float(np.min(result.ssim)), result.sobel_spearman)
+    fig.update_yaxes(range=[floor - 0.05, 1.05], title_text="similarity to the original",
+                     row=1, col=1)
     for i, saliency in enumerate(result.maps):
         fig.add_trace(_map_trace(saliency, colormap, show_scale=False),
                       row=2 + i // cols, col=1 + i % cols)
     _square_axes(fig, 2, 1 + cols * strip_rows)
     fig.update_annotations(font_size=11)
-    fig.update_layout(height=420 + 170 * strip_rows, margin={"l": 60, "r": 10, "t": 30, "b": 10},
-                      legend={"orientation": "h", "y": 1.08, "x": 0}, dragmode=False)
+    fig.update_layout(height=520 + 170 * strip_rows, margin={"l": 60, "r": 10, "t": 10, "b": 10},
+                      legend={"orientation": "h", "y": 1.0, "x": 0, "yanchor": "bottom",
+                              "font": {"size": 11}},
+                      dragmode=False)
     return fig
 
 
@@ -122,8 +173,9 @@ def make_random_class_figure(chosen_map: np.ndarray, chosen_label: str,
     """
     cols = len(result.classes) + 1
     titles = [f"{escape_plotly(chosen_label)}<br><sup>chosen class</sup>"] + [
-        f"{escape_plotly(label)}<br><sup>Spearman {s.spearman:.2f} · SSIM {s.ssim:.2f}</sup>"
-        for label, s in zip(class_labels, result.similarities, strict=True)]
+        f"{escape_plotly(label)}<br><sup>Spearman {s.spearman:.2f} · signed {signed:.2f}</sup>"
+        for label, s, signed in zip(class_labels, result.similarities, result.spearman_signed,
+                                    strict=True)]
     fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, horizontal_spacing=0.015)
     fig.add_trace(_map_trace(chosen_map, colormap), row=1, col=1)
     for i, saliency in enumerate(result.maps):
@@ -152,64 +204,97 @@ def make_edge_figure(chosen_map: np.ndarray, result: EdgeResult,
 
 
 def make_curves_figure(result: FaithfulnessResult, step: int | None = None) -> go.Figure:
-    """Deletion and insertion curves of the map's order beside a random order.
+    """Deletion and insertion curves of the map's order beside many random orders.
 
     Args:
         result: the faithfulness check.
         step: if given, a vertical line marks this step (the slider's).
 
     Returns:
-        Two panels; class probability against the fraction of pixels changed,
-        with each curve's AUC in the legend.
+        Two panels; class probability (or logit) against the fraction of pixels
+        changed: the map's curve, the random orders' mean and a band from their
+        lowest to their highest value at each step. AUCs and counts are in the legend.
     """
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
         "Deletion (lower AUC is better)", "Insertion (higher AUC is better)"])
     pairs = ((result.deletion, result.random_deletion), (result.insertion,
                                                          result.random_insertion))
+    unit = "p" if result.measure == "probability" else "logit"
     for col, (curve, random) in enumerate(pairs, start=1):
-        fig.add_trace(go.Scatter(
-            x=curve.fractions, y=curve.probabilities, mode="lines",
-            name=f"{curve.kind}, map order (AUC {curve.auc:.3f})",
-            line={"color": SPEARMAN_COLOUR, "width": 2.5},
-            hovertemplate="%{x:.0%} changed: p = %{y:.3f}<extra></extra>"), row=1, col=col)
+        beats = random.beaten_by(curve.auc)
+        _band(fig, random.fractions, random.low, random.high, RANDOM_BAND_COLOUR,
+              f"{random.count} random orders, lowest to highest", 1, col, "random",
+              showlegend=col == 1)
         fig.add_trace(go.Scatter(
             x=random.fractions, y=random.probabilities, mode="lines",
-            name=f"{random.kind}, random order (AUC {random.auc:.3f})",
-            line={"color": RANDOM_COLOUR, "dash": "dash"},
-            hovertemplate="%{x:.0%} changed: p = %{y:.3f}<extra></extra>"), row=1, col=col)
+            name=f"{random.kind}, random orders' mean (AUC {random.auc:.3f} ± "
+                 f"{random.auc_sd:.3f})",
+            line={"color": RANDOM_COLOUR, "dash": "dash"}, legendgroup="random",
+            hovertemplate=f"%{{x:.0%}} changed: mean {unit} = %{{y:.3f}}<extra></extra>"),
+            row=1, col=col)
+        fig.add_trace(go.Scatter(
+            x=curve.fractions, y=curve.probabilities, mode="lines",
+            name=f"{curve.kind}, map order (AUC {curve.auc:.3f}, beats {beats} of "
+                 f"{random.count})",
+            line={"color": SPEARMAN_COLOUR, "width": 2.5},
+            hovertemplate=f"%{{x:.0%}} changed: {unit} = %{{y:.3f}}<extra></extra>"),
+            row=1, col=col)
         if step is not None:
-            fig.add_vline(x=step / result.steps, line={"color": "#d62728", "width": 1},
+            fig.add_vline(x=step / result.steps, line={"color": FAIL_COLOUR, "width": 1},
                           row=1, col=col)
     fig.update_xaxes(title_text="fraction of pixels changed", tickformat=".0%", range=[0, 1])
-    fig.update_yaxes(title_text="class probability", rangemode="tozero", row=1, col=1)
-    fig.update_layout(height=380, margin={"l": 60, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": -0.25, "x": 0}, dragmode=False)
+    fig.update_yaxes(title_text="class probability" if result.measure == "probability"
+                     else "class score (logit)", rangemode="tozero", row=1, col=1)
+    fig.update_layout(height=420, margin={"l": 60, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.22, "x": 0, "yanchor": "top"},
+                      dragmode=False)
     return fig
 
 
 def make_method_auc_figure(scores: Sequence[MethodScore], method_labels: Sequence[str],
-                           random_deletion_auc: float, random_insertion_auc: float
+                           random_deletion: RandomCurves, random_insertion: RandomCurves
                            ) -> go.Figure:
-    """Every method's deletion and insertion AUC on this image, with the random order's.
+    """Every method's deletion and insertion AUC on this image, beside the random orders.
+
+    Horizontal bars, one row of methods per panel (deletion above, insertion below),
+    so long method names sit on the axis and never on a bar. The random orders are a
+    shaded band (lowest to highest AUC) with their mean as a dashed line, both named in
+    the legend; no text is written inside the plotting area.
 
     Args:
         scores: one per method.
         method_labels: display names, in the same order.
-        random_deletion_auc, random_insertion_auc: the random order's AUCs (dashed lines).
+        random_deletion, random_insertion: the random orders' curves.
     """
     labels = [escape_plotly(label) for label in method_labels]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=[
+    n = random_deletion.count
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.16, subplot_titles=[
         "Deletion AUC (lower is better)", "Insertion AUC (higher is better)"])
-    fig.add_trace(go.Bar(x=labels, y=[s.deletion_auc for s in scores], name="deletion",
-                         marker_color=SPEARMAN_COLOUR,
-                         hovertemplate="%{x}: %{y:.3f}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Bar(x=labels, y=[s.insertion_auc for s in scores], name="insertion",
-                         marker_color=SSIM_COLOUR,
-                         hovertemplate="%{x}: %{y:.3f}<extra></extra>"), row=1, col=2)
-    for col, value in ((1, random_deletion_auc), (2, random_insertion_auc)):
-        fig.add_hline(y=value, line={"color": RANDOM_COLOUR, "dash": "dash"},
-                      annotation_text=f"random order {value:.3f}",
-                      annotation_position="top left", row=1, col=col)
-    fig.update_layout(height=380, showlegend=False, margin={"l": 50, "r": 10, "t": 40, "b": 10},
-                      dragmode=False)
+    panels = ((1, "deletion", [s.deletion_auc for s in scores],
+               [s.deletion_beats for s in scores], random_deletion, SPEARMAN_COLOUR),
+              (2, "insertion", [s.insertion_auc for s in scores],
+               [s.insertion_beats for s in scores], random_insertion, SSIM_COLOUR))
+    top = 0.0
+    for row, kind, aucs, beats, random, colour in panels:
+        fig.add_trace(go.Bar(
+            y=labels, x=aucs, orientation="h", name=kind, marker_color=colour,
+            showlegend=False, customdata=beats,
+            hovertemplate=f"%{{y}}: {kind} AUC %{{x:.3f}}, beats %{{customdata}} of {n} "
+                          "random orders<extra></extra>"), row=row, col=1)
+        low, high = float(random.aucs.min()), float(random.aucs.max())
+        fig.add_vrect(x0=low, x1=high, fillcolor=RANDOM_BAND_COLOUR, line_width=0,
+                      layer="below", row=row, col=1, showlegend=row == 1,
+                      name=f"{n} random orders, lowest to highest AUC", legendgroup="random")
+        fig.add_vline(x=random.auc, line={"color": RANDOM_COLOUR, "dash": "dash"},
+                      row=row, col=1, showlegend=row == 1,
+                      name=f"random orders' mean AUC ({random_deletion.auc:.3f} deletion, "
+                           f"{random_insertion.auc:.3f} insertion)", legendgroup="mean")
+        top = max(top, high, *aucs)
+        fig.update_yaxes(categoryorder="array", categoryarray=labels, autorange="reversed",
+                         automargin=True, row=row, col=1)
+    fig.update_xaxes(range=[0, 1.05 * top], title_text="area under the curve", row=2, col=1)
+    fig.update_xaxes(range=[0, 1.05 * top], row=1, col=1)
+    fig.update_layout(height=240 + 44 * len(labels), bargap=0.25, dragmode=False,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.08, "x": 0, "yanchor": "top"})
     return fig
