@@ -6,7 +6,7 @@ import streamlit as st
 
 from pages.lib import audit_gallery, layout, method_controls, own_models, settings
 from saliency_core.audit.batch import AuditSettings
-from saliency_core.audit.border import BORDER_BAND
+from saliency_core.audit.border import BORDER_BAND, uniform_border_share
 from saliency_core.audit.uploads import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
 from saliency_core.imaging import FIT_MODES
 from saliency_core.labels import shorten_label
@@ -105,12 +105,14 @@ with gallery:
                             label="Sort by", format_func=SORTS.get)
     with col_conf:
         min_conf = st.slider("Confidence at least", 0.0, 1.0, 0.0, 0.05, key="audit_min_conf")
+    uniform = uniform_border_share(classifier.input_size)
     with col_border:
         min_border = st.slider("Border share at least", 0.0, 1.0, 0.0, 0.05,
                                key="audit_min_border",
                                help=f"Share of the map's mass in the outer {BORDER_BAND:.0%} "
-                                    "band. A uniform map has 0.36; much more can mean the "
-                                    "model looks at the frame.")
+                                    f"band. A uniform map has {uniform:.3f} at this model's "
+                                    "input size; much more can mean the model looks at the "
+                                    "frame.")
     with col_class:
         present = sorted({r.top1_name for r in good})
         chosen_classes = st.multiselect("Predicted class", present, key="audit_classes",
@@ -120,8 +122,9 @@ with gallery:
              and (math.isnan(r.border_share) or r.border_share >= min_border)
              and (not chosen_classes or r.top1_name in chosen_classes)]
     st.caption(f"Showing {len(shown)} of {len(good)}. The border share is the share of the "
-               f"map in the outer {BORDER_BAND:.0%} band: about 0.36 for a uniform map. A high "
-               "value is a hint to look, not proof of a shortcut.")
+               f"map in the outer {BORDER_BAND:.0%} band: {uniform:.4f} for a uniform map at "
+               f"{classifier.input_size[0]}×{classifier.input_size[1]} px (the band is whole "
+               "pixels wide). A high value is a hint to look, not proof of a shortcut.")
 
     data_by_digest = {digest: (name, data) for name, data, digest in files}
     for start in range(0, len(shown), COLUMNS):

@@ -2,7 +2,17 @@
 
 :func:`make_provenance` is shared by the command line, the Audit page and
 Explore's "Download provenance (JSON)" button. :func:`reproduce_values` runs the
-core again from a provenance record and returns the same raw attribution.
+core again from a provenance record and returns the same raw attribution, bit for
+bit, on any machine with the same libraries.
+
+Batch sizes shape the floats: on a CPU a model call of 33 images can round
+differently from one of 16, and Integrated Gradients, SmoothGrad and occlusion send
+their samples in chunks whose size follows the free memory
+(:mod:`saliency_core.batching`). So the record keeps ``method.batch_size``, the most
+images per model call (calls are split into nearly equal chunks of at most that
+many, so with the method's parameters it fixes the size of every call), fills a
+method's own ``batch_size`` parameter with the value it used, and reproduction
+sends its calls at that size whatever this machine's memory would choose.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from saliency_core.audit.batch import ROW_METHODS, attribute_rows, method_parameters
-from saliency_core.audit.border import BORDER_BAND, border_share
+from saliency_core.audit.border import BORDER_BAND, border_share, uniform_border_share
 from saliency_core.methods import METHODS, Target
 from saliency_core.pipeline import Prediction, explain, to_display_map, top_k
 from saliency_core.tf_adapter import KerasClassifier
@@ -88,7 +98,8 @@ def map_statistics(values: np.ndarray, saliency: np.ndarray) -> dict:
         "raw_mean": float(raw.mean()), "raw_std": float(raw.std()),
         "raw_abs_sum": float(np.abs(raw).sum()),
         "map_mean": float(shown.mean()),
-        "border_share": None if np.isnan(share) else share,  # None: an all-zero map
+        "border_share": share,
+        "border_share_uniform": uniform_border_share(shown.shape),  # a uniform map's value
         "border_band": BORDER_BAND,
     }
 
@@ -136,6 +147,10 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         batch_rows: images in the model call that computed the map.
         info: method-specific facts.
 
+    ``method.batch_size`` is ``classifier.batch_size``, the bound every model call of
+    the map was split by; a ``batch_size`` parameter left at ``None`` is recorded as
+    that bound, the value the method used.
+
     Returns:
         A JSON-serialisable dict.
     """
@@ -145,6 +160,8 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
     full = method_parameters(method, params)
     if "layer" in full and full["layer"] is None:
         full["layer"] = classifier.default_cam_layer()
+    if "batch_size" in full and full["batch_size"] is None:
+        full["batch_size"] = int(classifier.batch_size)
     return {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -166,7 +183,8 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         "top5": [_prediction(p) for p in top_k(probabilities, names, min(5, len(names)))],
         "method": {"key": method, "label": METHODS[method].label,
                    "citation": METHODS[method].citation, "params": full,
-                   "seed": full.get("seed"), "batch_rows": int(batch_rows)},
+                   "seed": full.get("seed"), "batch_rows": int(batch_rows),
+                   "batch_size": int(classifier.batch_size)},
         "versions": library_versions(),
         "seconds": float(seconds),
         "map": {**map_statistics(values, saliency), "reduction": reduction,
@@ -189,9 +207,14 @@ def reproduce_values(provenance: dict, classifier: KerasClassifier,
     Returns:
         ``(h, w, C)`` float32, equal to the recorded ``.npy``: a map computed in
         a batch of ``n`` images is recomputed in a batch of ``n`` (copies of
-        this image), because the last float bits can depend on the batch size.
+        this image), and every model call is split by the recorded
+        ``batch_size`` rather than this machine's, because the last float bits
+        can depend on the batch size.
     """
     target_info, method_info = provenance["target"], provenance["method"]
+    recorded = method_info.get("batch_size")
+    if recorded:
+        classifier = classifier.with_batch_size(int(recorded))
     target = Target(target_info["class_index"], target_info["contrast_index"],
                     target_info["score"])
     method, params = method_info["key"], dict(method_info["params"])
