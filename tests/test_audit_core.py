@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from saliency_core.audit.border import border_mask, border_share
+from saliency_core.audit.border import border_mask, border_share, uniform_border_share
 from saliency_core.audit.outputs import StemNamer
 from saliency_core.audit.progress import ProgressBar
 from saliency_core.audit.uploads import UploadLimits, collect_uploads
@@ -36,8 +36,22 @@ def test_border_share_of_concentrated_maps():
     half = np.zeros((100, 100))
     half[0, 0], half[50, 50] = 1.0, 1.0
     assert border_share(half) == pytest.approx(0.5)
-    assert np.isnan(border_share(np.zeros((20, 20))))
     assert border_share(-frame) == 1.0  # signed maps count their magnitude
+
+
+def test_the_uniform_value_is_computed_for_the_input_size_and_a_constant_map_is_uniform():
+    # whole-pixel bands: 22 px at 224 (not 22.4), 10 px at 96 (not 9.6), 10 px at 100
+    assert uniform_border_share((224, 224)) == (224 ** 2 - 180 ** 2) / 224 ** 2  # 0.35427...
+    assert uniform_border_share((96, 96)) == (96 ** 2 - 76 ** 2) / 96 ** 2  # 0.37326...
+    assert uniform_border_share((100, 100)) == 0.36
+    assert uniform_border_share((50, 80)) == (50 * 80 - 40 * 64) / (50 * 80)
+    assert f"{uniform_border_share((224, 224)):.3f}" == "0.354"
+    for constant in (np.zeros((224, 224)), np.full((224, 224), 0.7), np.full((96, 96), -2.0)):
+        share = border_share(constant)  # normalising a constant map gives zeros: no NaN
+        assert not np.isnan(share) and share == uniform_border_share(constant.shape)
+    with_nan = np.ones((20, 20))
+    with_nan[3, 3] = np.nan
+    assert 0.0 < border_share(with_nan) < 1.0
 
 
 def test_border_mask_counts_one_tenth_per_side():

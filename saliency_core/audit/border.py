@@ -46,7 +46,8 @@ def uniform_border_share(shape: tuple[int, int], band: float = BORDER_BAND) -> f
     Computed from the band's whole-pixel width, not rounded: 0.354272… at 224 × 224,
     0.373264… at 96 × 96, exactly 0.36 at 100 × 100.
     """
-    return float(border_mask(shape, band).mean())
+    height, width = shape
+    return int(border_mask(shape, band).sum()) / (height * width)
 
 
 def border_share(saliency: np.ndarray, band: float = BORDER_BAND) -> float:
