@@ -3,16 +3,19 @@
 import numpy as np
 import streamlit as st
 
-from pages.lib import caching, image_choice, layout, lesson, own_models, settings
+from pages.lib import caching, image_choice, layout, lesson, own_models, settings, trust_checks
 from saliency_core.labels import shorten_label
+from saliency_core.methods import METHODS, Target
 from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS
 from saliency_core.teaching import SELECTIONS
 from saliency_core.teaching.figures import (
     SELECTION_COLOR_NAMES,
     make_pipeline_figure,
+    make_sharp_map_figure,
     make_taylor_figure,
     mark_pixels,
 )
+from saliency_core.teaching.sharp_maps import LESSON_METHODS, run_sharp_map_lesson
 
 CONFIG = {"displaylogo": False, "scrollZoom": False,
           "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
@@ -203,6 +206,52 @@ if measurable.any():
         + ("So the map does rank pixels by their effect, as the paper claims."
            if ranked else "Here the map's ranking does **not** match the effects: a warning "
                           "sign for this map."))
+
+st.subheader("4 · Why a sharp map can still be wrong")
+st.markdown(
+    "A map convinces by looking like the object. **Guided Backpropagation** (Springenberg et "
+    "al. 2014) draws the sharpest outlines of all, because on the way back it drops every "
+    "negative signal at each ReLU. Adebayo et al. 2018 then replaced the weights of the "
+    "model's top layers, the ones that turn features into class scores, with random numbers: "
+    "a map that explains the model must change, yet Guided Backpropagation's barely did. Its "
+    "sharpness comes from the rule, which mostly redraws the image's edges, not from what "
+    "the model learnt. The blurrier vanilla gradient does change.")
+st.markdown(
+    "**For the class:** judge a map by tests, not by looks. Does it change when the model "
+    "is randomised? When another class is asked for? Does removing its brightest pixels "
+    "lower the score faster than removing random ones? The Trust page runs all three, with "
+    "Guided Backpropagation as the map that fails.")
+sharp_key = ("sharp-map lesson", image.digest, model_key, token, fit, class_index)
+sharp = trust_checks.cached_result(sharp_key)
+if sharp is None and st.button("Show it on this image", key="run_sharp",
+                               help="Randomises the model's top block (a copy; the model "
+                                    "itself is not changed) three times and compares the "
+                                    "maps."):
+    randomizer = trust_checks.get_randomizer(model_key, token, classifier)
+    sharp = trust_checks.run_check(
+        sharp_key, "Randomising the model's top block",
+        lambda progress: run_sharp_map_lesson(
+            randomizer, prepared.model_input, Target(class_index),
+            seed_text=f"{image.digest}|{model_key}|{token}", progress=progress))
+if sharp is not None:
+    labels = [METHODS[key].label for key in sharp.methods]
+    st.plotly_chart(make_sharp_map_figure(sharp, labels, cmap), width="stretch",
+                    config=CONFIG, key="lesson_sharp")
+    means = dict(zip(sharp.methods, sharp.spearman.mean(axis=1), strict=True))
+    guided, vanilla = means[LESSON_METHODS[1]], means[LESSON_METHODS[0]]
+    st.markdown(
+        f"With the {layout.escape_markdown(sharp.block)} random ({sharp.spearman.shape[1]} "
+        f"draws), Guided Backpropagation's map keeps a Spearman of {guided:.2f} with the "
+        f"trained model's (1 is the same ranking of pixels) and the vanilla gradient's "
+        f"{vanilla:.2f}. "
+        + ("The sharp map barely depends on the model's top: it looks convincing and is "
+           "wrong about what the model does." if guided >= 0.9 > vanilla else
+           "On this model and image the difference is smaller than on the default model: "
+           "the test decides, not the look."))
+    if trust_checks.get_randomizer(model_key, token, classifier).classifier \
+            .guided_relu_count() == 0:
+        st.caption("This model has no ReLU, so Guided Backpropagation is the vanilla "
+                   "gradient here; the default model shows the difference.")
 
 settings.sync_query_params(settings.get("method"), share_sample=chosen.source == "Sample",
                            photo_digest=image.digest, page=settings.LESSON_PAGE)

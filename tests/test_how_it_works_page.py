@@ -91,3 +91,17 @@ def test_a_small_own_model_offers_only_the_ks_it_has_pixels_for(tmp_path):
     assert not [e.value for e in at.error], [e.value for e in at.error]
     slider = at.select_slider(key="w_lesson.k")
     assert slider.value <= 128 and slider.value in (10, 20, 50, 100)
+
+
+def test_the_sharp_map_section_shows_guided_backprop_unchanged_by_a_random_top():
+    at = new_app()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert any(s.value == "4 · Why a sharp map can still be wrong" for s in at.subheader)
+    assert len(at.get("plotly_chart")) == 2  # the lesson's figure waits for the button
+    at.button(key="run_sharp").click().run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 3
+    said = " ".join(m.value for m in at.markdown)
+    assert "Guided Backpropagation's map keeps a Spearman of" in said
+    assert "barely depends on the model's top" in said  # the default model and the cat

@@ -20,7 +20,7 @@ def new_app(**query) -> AppTest:
 
 def texts(at) -> str:
     return " ".join([e.value for e in at.success] + [e.value for e in at.error]
-                    + [e.value for e in at.info])
+                    + [e.value for e in at.info] + [e.value for e in at.warning])
 
 
 def test_trust_page_runs_cheap_checks_at_once_and_long_ones_on_request():
@@ -32,24 +32,45 @@ def test_trust_page_runs_cheap_checks_at_once_and_long_ones_on_request():
     assert "necessary, not sufficient" in shown
     # cheap checks ran by themselves, each with its number and verdict
     assert "Edge map" in shown.replace("edge map", "Edge map") and "(Spearman " in shown
-    assert "(mean Spearman " in shown
-    assert any(v.endswith(("passes.", "fails.")) for v in
-               [e.value for e in at.success] + [e.value for e in at.error])
+    assert "over 5 classes, from" in shown  # every random class's Spearman, with the spread
+    assert any(v.endswith(("passes.", "fails.", "undecided.")) for v in
+               [e.value for e in at.success] + [e.value for e in at.error]
+               + [e.value for e in at.warning])
+    assert any(c.value.startswith("Rule: passes when the map of every one of the 5 random "
+                                  "classes") for c in at.caption)
     charts = [c.proto.id for c in at.get("plotly_chart")]
     assert len(charts) == 2  # edges and random classes; nothing long yet
     assert at.button(key="run_random") and at.button(key="run_faith")
 
+    assert at.slider(key="w_trust.draws").value == 3
     at.button(key="run_random").click().run()
     assert not at.exception, at.exception
     assert "when the model is randomised (Spearman" in texts(at)
+    assert "over 3 draws" in texts(at)
     assert len(at.get("plotly_chart")) == 3
 
     at.button(key="run_faith").click().run()
     assert not at.exception, at.exception
     shown = texts(at)
-    assert "random order (AUC" in shown
+    assert "of 20 random orders (AUC" in shown
     assert at.slider(key="w_trust.step").value == 8
     at.slider(key="w_trust.step").set_value(20).run()
     assert not at.exception, at.exception
     assert any(c.value.startswith("Step 20 of 32 (62% of the pixels changed)")
                for c in at.caption), [c.value for c in at.caption]
+
+
+def test_guided_backprop_gets_a_red_verdict_in_plain_words():
+    """The method that fails on purpose: Guided Backpropagation, cascading randomisation,
+    the default model and the cat."""
+    at = new_app()
+    at.switch_page("pages/trust.py").run()
+    at.selectbox(key="w_method").set_value("guided_backprop").run()
+    assert not at.exception, at.exception
+    assert any("is here on purpose" in c.value for c in at.caption)
+    at.button(key="run_random").click().run()
+    assert not at.exception, at.exception
+    failing = [e.value for e in at.error
+               if "this map looks convincing, but it barely depends on the model" in e.value]
+    assert failing and failing[0].endswith("fails."), [e.value for e in at.error]
+    assert "over 3 draws" in failing[0]

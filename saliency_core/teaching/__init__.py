@@ -11,7 +11,11 @@ Taylor expansion, ``S_c(I) ~ w^T I + b`` with ``w = dS_c/dI``, and read ``|w|`` 
 * :mod:`~saliency_core.teaching.taylor`: nudge the most, the least and random
   salient pixels along ``sign(w)`` and compare the predicted change ``w . dI``
   with the model's actual change, all nudged images in one batch;
-* :mod:`~saliency_core.teaching.figures`: pure Plotly figures of both.
+* :mod:`~saliency_core.teaching.sharp_maps`: why a sharp map can still be wrong:
+  Guided Backpropagation's map barely changes when the model's top block is
+  randomised, the vanilla gradient's does (Adebayo et al. 2018); it works on a
+  model copy from :mod:`saliency_core.trust`, so it is imported on its own;
+* :mod:`~saliency_core.teaching.figures`: pure Plotly figures of all three.
 
 Pure numpy, never Streamlit; models are any :class:`~saliency_core.methods.base.GradientModel`.
 """

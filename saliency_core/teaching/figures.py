@@ -1,19 +1,30 @@
-"""Pure Plotly figures for the "How it works" page: the pipeline and the Taylor test."""
+"""Pure Plotly figures for the "How it works" page: the pipeline, the Taylor test and why a
+sharp map can still be wrong."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from saliency_core.imaging import resize_map
 from saliency_core.plotting import (
+    COLORMAPS,
     SIGNED_COLORSCALE,
     blend_overlay,
+    escape_plotly,
     make_colorscale,
     make_image_trace,
 )
+from saliency_core.postprocess import normalize_map
 from saliency_core.teaching.steps import GradientSteps
 from saliency_core.teaching.taylor import SELECTIONS, TaylorTest
+
+if TYPE_CHECKING:  # the lesson's module pulls in the model copy; figures need only its data
+    from saliency_core.teaching.sharp_maps import SharpMapLesson
 
 PIPELINE_TITLES = (
     "1 · input",
@@ -219,4 +230,52 @@ def make_taylor_figure(test: TaylorTest, unit: str = "logit") -> go.Figure:
         height=470, margin={"l": 10, "r": 10, "t": 40, "b": 10}, font={"size": 15},
         legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
         hovermode="closest")
+    return fig
+
+
+def make_sharp_map_figure(lesson: SharpMapLesson, method_labels: Sequence[str],
+                          colormap: str = "viridis", size: int = 112) -> go.Figure:
+    """Each method's map for the trained model beside its map once the top block is random.
+
+    One row per method; the right-hand title gives the Spearman rank correlation of
+    the two maps over the draws (mean ± standard deviation). Maps are normalised as
+    on Explore (clipped at the 99.5th percentile) and shown at most ``size`` px.
+
+    Args:
+        lesson: from :func:`~saliency_core.teaching.sharp_maps.run_sharp_map_lesson`.
+        method_labels: display names of ``lesson.methods``.
+        colormap: a key of :data:`saliency_core.plotting.COLORMAPS`.
+        size: the longest side of each panel, in pixels.
+    """
+    rows = len(lesson.methods)
+    block = escape_plotly(lesson.block)
+    titles = []
+    for label, values in zip(method_labels, lesson.spearman, strict=True):
+        spread = f" ± {values.std(ddof=1):.2f}" if len(values) > 1 else ""
+        titles += [f"{escape_plotly(label)}: trained model",
+                   f"{block} random: Spearman {values.mean():.2f}{spread}"]
+    fig = make_subplots(rows=rows, cols=2, subplot_titles=titles, horizontal_spacing=0.03,
+                        vertical_spacing=0.08)
+    for row in range(rows):
+        for col, saliency in enumerate((lesson.trained[row], lesson.randomised[row]), start=1):
+            shown = normalize_map(saliency, clip_percentile=99.5)
+            height, width = shown.shape
+            scale = min(1.0, size / max(height, width))
+            if scale < 1.0:
+                shown = resize_map(shown, (max(1, round(height * scale)),
+                                           max(1, round(width * scale))))
+            fig.add_trace(go.Heatmap(z=np.clip(shown, 0, 1), zmin=0, zmax=1, showscale=False,
+                                     colorscale=COLORMAPS.get(colormap, "Viridis"),
+                                     hovertemplate="normalised |map| %{z:.2f}<extra></extra>"),
+                          row=row + 1, col=col)
+    for axis in range(1, 2 * rows + 1):
+        suffix = "" if axis == 1 else str(axis)
+        fig.layout[f"xaxis{suffix}"].update(showticklabels=False, showgrid=False,
+                                            zeroline=False, ticks="")
+        fig.layout[f"yaxis{suffix}"].update(autorange="reversed", scaleanchor=f"x{suffix}",
+                                            showticklabels=False, showgrid=False,
+                                            zeroline=False, ticks="")
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=260 * rows + 40, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      dragmode=False)
     return fig
