@@ -1,9 +1,9 @@
 """Time the cascading randomisation sweep (Adebayo et al. 2018, arXiv 1810.03292).
 
 Vanilla gradient, the default model (EfficientNet-Lite0), the cat sample, its top-1
-class, the default number of random draws. Prints the one-off cost of the model copy, the sweep's time and the retraces
-it caused. Target on the 2-core CI-sized machine: under 60 s. Run from the
-repository root: ``python bench/trust_sweep.py``.
+class, the default number of random draws. Prints the one-off cost of the model copy,
+the sweep's time and the retraces it caused. Target on the 2-core CI-sized machine:
+under 60 s. Run from the repository root: ``python bench/trust_sweep.py``.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from saliency_core.trust.figures import (
     make_method_auc_figure,
     make_random_class_figure,
     make_randomization_figure,
+    make_randomization_strip,
 )
 from saliency_core.trust.similarity import to_abs_map
 
@@ -183,17 +184,22 @@ with checks:
                 randomizer, explain, model_input, target, mode, draws,
                 seed_text=f"{image.digest}|{model_key}|{token}", progress=progress))
     if randomised is not None:
-        st.plotly_chart(make_randomization_figure(randomised, cmap), width="stretch",
+        steps_said = ("blocks randomised from the output down, each step adding one"
+                      if randomised.mode == "cascading" else "one block randomised at a time")
+        st.plotly_chart(make_randomization_figure(randomised), width="stretch",
                         config=CONFIG, key="trust_random")
-        st.caption(f"Top: similarity to the original map over {randomised.draws} draws. Blue: "
-                   "Spearman rank correlation of |map|, the mean with a band from the lowest "
-                   "to the highest draw; purple: Spearman of the signed map (Adebayo et al. "
-                   "report both); orange: SSIM of the normalised maps; green: how much a "
-                   "Sobel edge map of the image, made without any model, resembles the "
-                   "original map. Bottom: the original map, then the first draw's map after "
-                   f"each step. {randomised.draws} × {len(randomised.blocks)} steps in "
+        st.caption(f"Similarity to the original map at each step ({steps_said}), over "
+                   f"{randomised.draws} draws. Blue: Spearman rank correlation of |map|, the "
+                   "mean with a band from the lowest to the highest draw; purple: Spearman of "
+                   "the signed map (Adebayo et al. report both); orange: SSIM of the "
+                   "normalised maps; green: how much a Sobel edge map of the image, made "
+                   "without any model, resembles the original map. "
+                   f"{randomised.draws} × {len(randomised.blocks)} steps in "
                    f"{randomised.seconds:.1f} s.")
         show_verdict(randomised.verdict)
+        st.plotly_chart(make_randomization_strip(randomised, cmap), width="stretch",
+                        config=CONFIG, key="trust_random_maps")
+        st.caption("The original map, then the map after each step (first draw).")
 
     # 4. Deletion and insertion.
     st.subheader("Faithfulness: deletion and insertion")
@@ -246,10 +252,11 @@ with checks:
         explainers = {key: make_method_explainer(key, p) for key, p in all_params.items()}
         parts = {RANDOM_PART: f"{RANDOM_ORDERS} random orders"}
         parts.update({key: METHODS[key].label for key in explainers})
+        known = None if faith is None else (faith.random_deletion, faith.random_insertion)
         compared = trust_checks.run_parts(
             key_methods, parts,
             lambda part_progress: compare_methods(classifier, model_input, target, explainers,
-                                                  seed_text=image.digest,
+                                                  seed_text=image.digest, random_curves=known,
                                                   part_progress=part_progress))
     if compared is not None:
         scores, random_deletion, random_insertion = compared

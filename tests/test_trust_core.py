@@ -130,6 +130,7 @@ def test_verdicts_say_the_spread_and_are_undecided_when_it_crosses_the_line():
     )
 
     assert describe_draws([0.0, 0.1, 0.2]) == "0.10 ± 0.10 over 3 draws, from 0.00 to 0.20"
+    assert describe_draws([0.999, 1.0]) == "1.00 over 2 draws, all equal to two decimals"
     blocks = ["head", "stage 2", "stage 1"]
     low = np.array([[0.4, 0.3, 0.05], [0.3, 0.2, -0.02], [0.35, 0.1, 0.1]])
     passes = judge_randomization(low, "cascading", blocks)
@@ -346,7 +347,7 @@ def test_r_draws_give_r_curves_and_the_band_contains_them(tiny, randomizer):
         assert np.all(lower <= curve + 1e-12) and np.all(curve <= upper + 1e-12)
     assert np.allclose(upper, result.spearman.max(axis=0))
     assert np.allclose(lower, result.spearman.min(axis=0))
-    mean = next(t for t in figure.data if t.name and t.name.startswith("Spearman of |map|, mean"))
+    mean = next(t for t in figure.data if t.name and t.name == "Spearman |map|: mean")
     assert np.allclose(mean.y, result.spearman.mean(axis=0))
     again = run_randomization(randomizer, explain, images[0], target, draws=2,
                               seed_text="image-a|tiny")
@@ -523,6 +524,14 @@ def test_cheap_checks_and_method_comparison_leave_the_model_untouched(tiny):
     alone = run_faithfulness(classifier, images[0], values, target, measure="logit")
     np.testing.assert_allclose(alone.random_deletion.aucs, random_deletion.aucs)
     assert alone.deletion.auc == pytest.approx(scores[0].deletion_auc)
+    # so the page hands them over instead of scoring them again
+    calls = []
+    scores_again, reused, _ = compare_methods(
+        classifier, images[0], target, {"vanilla": explain}, measure="logit",
+        random_curves=(alone.random_deletion, alone.random_insertion),
+        part_progress=lambda part, f: calls.append(part))
+    assert reused is alone.random_deletion and calls[0] == RANDOM_PART
+    assert scores_again[0].deletion_beats == scores[0].deletion_beats
     # one progress bar per part: the random orders first, then each method, each to 100%
     parts = [part for part, _ in seen]
     assert list(dict.fromkeys(parts)) == [RANDOM_PART, "vanilla", "gradient_x_input",

@@ -47,7 +47,7 @@ def test_trust_page_runs_cheap_checks_at_once_and_long_ones_on_request():
     assert not at.exception, at.exception
     assert "when the model is randomised (Spearman" in texts(at)
     assert "over 3 draws" in texts(at)
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 4  # the similarity curves and the maps
 
     at.button(key="run_faith").click().run()
     assert not at.exception, at.exception

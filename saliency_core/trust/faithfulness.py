@@ -385,6 +385,7 @@ RANDOM_PART = "random orders"
 def compare_methods(classifier: KerasClassifier, image: np.ndarray, target: Target,
                     explainers: dict, steps: int = STEPS, measure: Measure = "probability",
                     random_orders: int = RANDOM_ORDERS, seed_text: str | None = None,
+                    random_curves: tuple[RandomCurves, RandomCurves] | None = None,
                     progress: ProgressCallback | None = None,
                     part_progress: Callable[[str, float], None] | None = None
                     ) -> tuple[list[MethodScore], RandomCurves, RandomCurves]:
@@ -402,6 +403,9 @@ def compare_methods(classifier: KerasClassifier, image: np.ndarray, target: Targ
         measure: ``"probability"`` or ``"logit"`` (see :func:`run_faithfulness`).
         random_orders: how many random orders.
         seed_text: seeds the random orders (see :func:`run_faithfulness`).
+        random_curves: the random orders' deletion and insertion curves if they were
+            scored already (by :func:`run_faithfulness` on this image, class, measure
+            and seed): they are reused instead of scored again.
         progress: called with the overall fraction done.
         part_progress: called with ``(part, fraction)``: the part is
             :data:`RANDOM_PART` or a method key, so a page can show a bar for each.
@@ -424,13 +428,19 @@ def compare_methods(classifier: KerasClassifier, image: np.ndarray, target: Targ
             report(progress, (done + fraction * weights[part]) / total)
         return tell
 
-    randoms = draw_random_orders(pixels, random_orders, orders_seed(seed_text, image))
-    _, _, random_deletion, random_insertion = score_orders(
-        classifier, image, reference, [], randoms, target.class_index, steps, measure,
-        reporter(RANDOM_PART))
+    if random_curves is not None:
+        randoms_deletion, randoms_insertion = random_curves
+        if randoms_deletion.curves.shape[1] != steps + 1:
+            raise ValueError("the random curves given have another number of steps")
+        reporter(RANDOM_PART)(1.0)
+    else:
+        randoms = draw_random_orders(pixels, random_orders, orders_seed(seed_text, image))
+        _, _, random_deletion, random_insertion = score_orders(
+            classifier, image, reference, [], randoms, target.class_index, steps, measure,
+            reporter(RANDOM_PART))
+        randoms_deletion = _random_curves("deletion", random_deletion, steps)
+        randoms_insertion = _random_curves("insertion", random_insertion, steps)
     done += weights[RANDOM_PART]
-    randoms_deletion = _random_curves("deletion", random_deletion, steps)
-    randoms_insertion = _random_curves("insertion", random_insertion, steps)
     fractions = _fractions(steps)
     scores = []
     for key, explain in explainers.items():

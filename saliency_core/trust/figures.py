@@ -58,103 +58,115 @@ def _square_axes(fig: go.Figure, first: int, last: int) -> None:
         suffix = "" if i == 1 else str(i)
         fig.update_layout({f"xaxis{suffix}": _BLANK_AXIS,
                            f"yaxis{suffix}": {**_BLANK_AXIS, "autorange": "reversed",
-                                              "scaleanchor": f"x{suffix}"}})
+                                              "scaleanchor": f"x{suffix}",
+                                              "constrain": "domain"}})
 
 
-def _band(fig: go.Figure, x, low, high, colour: str, name: str, row: int, col: int,
+def _cell(row: int | None, col: int | None) -> dict:
+    return {} if row is None else {"row": row, "col": col}
+
+
+def _band(fig: go.Figure, x, low, high, colour: str, name: str, row: int | None,
+          col: int | None,
           group: str, showlegend: bool = True) -> None:
     """A shaded band between ``low`` and ``high`` (a closed polygon: no line, one legend entry)."""
     x = list(x)
     fig.add_trace(go.Scatter(
         x=x + x[::-1], y=list(high) + list(low)[::-1], fill="toself", fillcolor=colour,
         line={"width": 0}, mode="lines", name=name, legendgroup=group, hoverinfo="skip",
-        showlegend=showlegend), row=row, col=col)
+        showlegend=showlegend), **_cell(row, col))
 
 
 def _level(fig: go.Figure, x, value: float, colour: str, name: str, dash: str,
-           row: int, col: int) -> None:
+           row: int | None, col: int | None) -> None:
     """A horizontal reference line as a trace, so it is named in the legend instead of by
     an annotation that could sit on top of the data."""
     x = list(x)
     fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[value, value], mode="lines", name=name,
                              line={"color": colour, "dash": dash, "width": 1.5},
                              hovertemplate=f"{escape_plotly(name)}<extra></extra>"),
-                  row=row, col=col)
+                  **_cell(row, col))
 
 
-def make_randomization_figure(result: RandomizationResult,
-                              colormap: str = "viridis") -> go.Figure:
-    """Similarity to the original map against the randomisation step, maps underneath.
+def make_randomization_figure(result: RandomizationResult) -> go.Figure:
+    """Similarity to the original map against the randomisation step, over ``R`` draws.
 
     Args:
-        result: a cascading or independent check over ``R`` draws.
-        colormap: a key of :data:`saliency_core.plotting.COLORMAPS`.
+        result: a cascading or independent check.
 
     Returns:
-        Top: the mean Spearman of |map| over the draws with a band from the lowest
-        to the highest draw, the mean Spearman of the signed maps and the mean SSIM;
-        the pass line, the "almost unchanged" line (cascading) and the Sobel baseline
-        (what an edge map, made without any model, scores against the original).
-        Bottom: the original map, then the first draw's map after each step.
+        One panel: the mean Spearman of |map| over the draws with a band from the
+        lowest to the highest draw, the mean Spearman of the signed maps and the mean
+        SSIM; the pass line, the "almost unchanged" line (cascading) and the Sobel
+        baseline (what an edge map, made without any model, scores against the
+        original). Every line is named in the legend under the plot, none by text
+        on top of it. The maps are :func:`make_randomization_strip`.
     """
     steps = len(result.blocks)
-    cols = min(STRIP_COLUMNS, steps + 1)
-    strip_rows = -(-(steps + 1) // cols)
     labels = [escape_plotly(label) for label in result.step_labels()]
-    titles = [""] + ["original"] + [f"step {i + 1}" for i in range(steps)]
-    specs = [[{"colspan": cols}] + [None] * (cols - 1)]
-    specs += [[{} for _ in range(cols)] for _ in range(strip_rows)]
-    fig = make_subplots(rows=1 + strip_rows, cols=cols,
-                        row_heights=[0.5] + [0.5 / strip_rows] * strip_rows,
-                        vertical_spacing=0.12, horizontal_spacing=0.01, specs=specs,
-                        subplot_titles=titles)
+    fig = go.Figure()
     x = list(range(1, steps + 1))
     draws = result.draws
     low, high = result.spearman.min(axis=0), result.spearman.max(axis=0)
     mean = result.spearman.mean(axis=0)
-    _band(fig, x, low, high, BAND_COLOUR, f"Spearman of |map|, lowest to highest of {draws} "
-          f"draw{'s' if draws > 1 else ''}", 1, 1, "spearman")
+    _band(fig, x, low, high, BAND_COLOUR, f"Spearman |map|: lowest to highest of {draws} "
+          "draws", None, None, "spearman")
     fig.add_trace(go.Scatter(
-        x=x, y=mean, mode="lines+markers", name=f"Spearman of |map|, mean of {draws}",
+        x=x, y=mean, mode="lines+markers", name="Spearman |map|: mean",
         line={"color": SPEARMAN_COLOUR, "width": 2.5}, legendgroup="spearman",
         customdata=np.stack([labels, low, high], axis=-1),
         hovertemplate="%{customdata[0]}<br>Spearman of |map| %{y:.2f} "
-                      "(draws %{customdata[1]:.2f} to %{customdata[2]:.2f})<extra></extra>"),
-        row=1, col=1)
+                      "(draws %{customdata[1]:.2f} to %{customdata[2]:.2f})<extra></extra>"))
     fig.add_trace(go.Scatter(
         x=x, y=result.spearman_signed.mean(axis=0), mode="lines+markers",
-        name="Spearman of the signed map, mean", marker={"symbol": "diamond"},
+        name="Spearman of the signed map", marker={"symbol": "diamond"},
         line={"color": SIGNED_COLOUR, "dash": "dash"}, customdata=labels,
-        hovertemplate="%{customdata}<br>Spearman of the signed map %{y:.2f}<extra></extra>"),
-        row=1, col=1)
+        hovertemplate="%{customdata}<br>Spearman of the signed map %{y:.2f}<extra></extra>"))
     fig.add_trace(go.Scatter(
-        x=x, y=result.ssim.mean(axis=0), mode="lines+markers", name="SSIM, mean",
+        x=x, y=result.ssim.mean(axis=0), mode="lines+markers", name="SSIM",
         line={"color": SSIM_COLOUR, "dash": "dot"}, customdata=labels,
-        hovertemplate="%{customdata}<br>SSIM %{y:.2f}<extra></extra>"), row=1, col=1)
+        hovertemplate="%{customdata}<br>SSIM %{y:.2f}<extra></extra>"))
     edge_x = [0.6, steps + 0.4]
     _level(fig, edge_x, result.sobel_spearman, EDGE_COLOUR,
-           f"Sobel edges, no model: {result.sobel_spearman:.2f}", "longdash", 1, 1)
+           f"Sobel edges, no model ({result.sobel_spearman:.2f})", "longdash", None, None)
     _level(fig, edge_x, SIMILAR_SPEARMAN, RANDOM_COLOUR,
-           f"{SIMILAR_SPEARMAN}: below it the map changed", "dash", 1, 1)
+           f"{SIMILAR_SPEARMAN}: below, the map changed", "dash", None, None)
     if result.mode == "cascading":
         _level(fig, edge_x, UNCHANGED_SPEARMAN, FAIL_COLOUR,
-               f"{UNCHANGED_SPEARMAN}: almost unchanged", "dot", 1, 1)
-    axis_title = ("steps: blocks randomised, from the output down" if result.mode == "cascading"
-                  else "steps: the one block randomised")
-    fig.update_xaxes(tickvals=x, ticktext=labels, title_text=axis_title, range=edge_x,
-                     row=1, col=1)
+               f"{UNCHANGED_SPEARMAN}: almost unchanged", "dot", None, None)
+    fig.update_xaxes(tickvals=x, ticktext=labels, range=edge_x, tickangle=-40,
+                     automargin=True)
     floor = min(-0.2, float(np.min(result.spearman)), float(np.min(result.spearman_signed)),
                 float(np.min(result.ssim)), result.sobel_spearman)
-    fig.update_yaxes(range=[floor - 0.05, 1.05], title_text="similarity to the original",
-                     row=1, col=1)
+    fig.update_yaxes(range=[floor - 0.05, 1.05], title_text="similarity to the original")
+    fig.update_layout(height=460, margin={"l": 60, "r": 10, "t": 10, "b": 10},
+                      legend={"orientation": "h", "y": -0.28, "x": 0, "yanchor": "top",
+                              "font": {"size": 11}},
+                      dragmode=False)
+    return fig
+
+
+def make_randomization_strip(result: RandomizationResult, colormap: str = "viridis",
+                             columns: int = STRIP_COLUMNS) -> go.Figure:
+    """The original map, then the first draw's map after each randomisation step.
+
+    Args:
+        result: a cascading or independent check.
+        colormap: a key of :data:`saliency_core.plotting.COLORMAPS`.
+        columns: maps per row.
+    """
+    steps = len(result.blocks)
+    cols = min(columns, steps + 1)
+    rows = -(-(steps + 1) // cols)
+    titles = ["original"] + [f"step {i + 1}" for i in range(steps)]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, vertical_spacing=0.06,
+                        horizontal_spacing=0.01)
     for i, saliency in enumerate(result.maps):
         fig.add_trace(_map_trace(saliency, colormap, show_scale=False),
-                      row=2 + i // cols, col=1 + i % cols)
-    _square_axes(fig, 2, 1 + cols * strip_rows)
+                      row=1 + i // cols, col=1 + i % cols)
+    _square_axes(fig, 1, cols * rows)
     fig.update_annotations(font_size=11)
-    fig.update_layout(height=520 + 170 * strip_rows, margin={"l": 60, "r": 10, "t": 10, "b": 10},
-                      legend={"orientation": "h", "y": 1.0, "x": 0, "yanchor": "bottom",
-                              "font": {"size": 11}},
+    fig.update_layout(height=30 + 160 * rows, margin={"l": 10, "r": 10, "t": 24, "b": 4},
                       dragmode=False)
     return fig
 
@@ -170,19 +182,26 @@ def make_random_class_figure(chosen_map: np.ndarray, chosen_label: str,
         result: the random-class check.
         class_labels: names of ``result.classes``, in order.
         colormap: a key of :data:`saliency_core.plotting.COLORMAPS`.
+
+    Returns:
+        A grid of three maps per row (narrow enough for a phone), each titled with its
+        class and, on two short lines, the Spearman of |map| and of the signed map.
     """
-    cols = len(result.classes) + 1
+    count = len(result.classes) + 1
+    cols = min(3, count)
+    rows = -(-count // cols)
     titles = [f"{escape_plotly(chosen_label)}<br><sup>chosen class</sup>"] + [
-        f"{escape_plotly(label)}<br><sup>Spearman {s.spearman:.2f} · signed {signed:.2f}</sup>"
+        f"{escape_plotly(label)}<br><sup>Spearman {s.spearman:.2f}<br>signed {signed:.2f}</sup>"
         for label, s, signed in zip(class_labels, result.similarities, result.spearman_signed,
                                     strict=True)]
-    fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, horizontal_spacing=0.015)
-    fig.add_trace(_map_trace(chosen_map, colormap), row=1, col=1)
-    for i, saliency in enumerate(result.maps):
-        fig.add_trace(_map_trace(saliency, colormap), row=1, col=i + 2)
-    _square_axes(fig, 1, cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03,
+                        vertical_spacing=0.16)
+    for i, saliency in enumerate([chosen_map, *result.maps]):
+        fig.add_trace(_map_trace(saliency, colormap), row=1 + i // cols, col=1 + i % cols)
+    _square_axes(fig, 1, rows * cols)
     fig.update_annotations(font_size=11)
-    fig.update_layout(height=250, margin={"l": 10, "r": 10, "t": 60, "b": 10}, dragmode=False)
+    fig.update_layout(height=40 + 250 * rows, margin={"l": 10, "r": 10, "t": 60, "b": 10},
+                      dragmode=False)
     return fig
 
 
@@ -211,42 +230,45 @@ def make_curves_figure(result: FaithfulnessResult, step: int | None = None) -> g
         step: if given, a vertical line marks this step (the slider's).
 
     Returns:
-        Two panels; class probability (or logit) against the fraction of pixels
-        changed: the map's curve, the random orders' mean and a band from their
-        lowest to their highest value at each step. AUCs and counts are in the legend.
+        Two panels, one above the other (readable on a phone): class probability (or
+        logit) against the fraction of pixels changed: the map's curve, the random
+        orders' mean and a band from their lowest to their highest value at each
+        step. Each panel's title gives the AUCs and how many random orders the map
+        beats; the legend names the three kinds of line once.
     """
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
-        "Deletion (lower AUC is better)", "Insertion (higher AUC is better)"])
-    pairs = ((result.deletion, result.random_deletion), (result.insertion,
-                                                         result.random_insertion))
+    pairs = ((result.deletion, result.random_deletion, "Deletion (lower AUC is better)"),
+             (result.insertion, result.random_insertion, "Insertion (higher AUC is better)"))
+    titles = [f"{title}<br><sup>map's order {curve.auc:.3f} · random orders {random.auc:.3f} "
+              f"± {random.auc_sd:.3f} · beats {random.beaten_by(curve.auc)} of "
+              f"{random.count}</sup>" for curve, random, title in pairs]
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.2, subplot_titles=titles)
     unit = "p" if result.measure == "probability" else "logit"
-    for col, (curve, random) in enumerate(pairs, start=1):
-        beats = random.beaten_by(curve.auc)
+    for row, (curve, random, _) in enumerate(pairs, start=1):
         _band(fig, random.fractions, random.low, random.high, RANDOM_BAND_COLOUR,
-              f"{random.count} random orders, lowest to highest", 1, col, "random",
-              showlegend=col == 1)
+              f"{random.count} random orders, lowest to highest", row, 1, "random",
+              showlegend=row == 1)
         fig.add_trace(go.Scatter(
             x=random.fractions, y=random.probabilities, mode="lines",
-            name=f"{random.kind}, random orders' mean (AUC {random.auc:.3f} ± "
-                 f"{random.auc_sd:.3f})",
-            line={"color": RANDOM_COLOUR, "dash": "dash"}, legendgroup="random",
+            name="random orders' mean", showlegend=row == 1,
+            line={"color": RANDOM_COLOUR, "dash": "dash"}, legendgroup="random-mean",
             hovertemplate=f"%{{x:.0%}} changed: mean {unit} = %{{y:.3f}}<extra></extra>"),
-            row=1, col=col)
+            row=row, col=1)
         fig.add_trace(go.Scatter(
             x=curve.fractions, y=curve.probabilities, mode="lines",
-            name=f"{curve.kind}, map order (AUC {curve.auc:.3f}, beats {beats} of "
-                 f"{random.count})",
+            name="the map's order", showlegend=row == 1, legendgroup="map",
             line={"color": SPEARMAN_COLOUR, "width": 2.5},
             hovertemplate=f"%{{x:.0%}} changed: {unit} = %{{y:.3f}}<extra></extra>"),
-            row=1, col=col)
+            row=row, col=1)
         if step is not None:
             fig.add_vline(x=step / result.steps, line={"color": FAIL_COLOUR, "width": 1},
-                          row=1, col=col)
-    fig.update_xaxes(title_text="fraction of pixels changed", tickformat=".0%", range=[0, 1])
+                          row=row, col=1)
+    fig.update_xaxes(tickformat=".0%", range=[0, 1])
+    fig.update_xaxes(title_text="fraction of pixels changed", row=2, col=1)
     fig.update_yaxes(title_text="class probability" if result.measure == "probability"
-                     else "class score (logit)", rangemode="tozero", row=1, col=1)
-    fig.update_layout(height=420, margin={"l": 60, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": -0.22, "x": 0, "yanchor": "top"},
+                     else "class score (logit)", rangemode="tozero")
+    fig.update_annotations(font_size=13)
+    fig.update_layout(height=600, margin={"l": 60, "r": 10, "t": 50, "b": 10},
+                      legend={"orientation": "h", "y": -0.12, "x": 0, "yanchor": "top"},
                       dragmode=False)
     return fig
 
@@ -286,7 +308,7 @@ def make_method_auc_figure(scores: Sequence[MethodScore], method_labels: Sequenc
                       layer="below", row=row, col=1, showlegend=row == 1,
                       name=f"{n} random orders, lowest to highest AUC", legendgroup="random")
         fig.add_vline(x=random.auc, line={"color": RANDOM_COLOUR, "dash": "dash"},
-                      row=row, col=1, showlegend=row == 1,
+                      layer="below", row=row, col=1, showlegend=row == 1,
                       name=f"random orders' mean AUC ({random_deletion.auc:.3f} deletion, "
                            f"{random_insertion.auc:.3f} insertion)", legendgroup="mean")
         top = max(top, high, *aucs)

@@ -79,7 +79,8 @@ class Verdict:
 
 
 def describe_draws(values: Sequence[float], noun: str = "draws") -> str:
-    """``"0.05 ± 0.08 over 5 draws, from −0.04 to 0.16"``: mean, standard deviation, range.
+    """``"0.05 ± 0.08 over 5 draws, from −0.04 to 0.16"``: mean, standard deviation, range
+    (draws that agree to two decimals are said so instead).
 
     One value is written alone. The standard deviation is the draws' own
     (``ddof = 1``), the usual estimate of how far one more draw may fall.
@@ -87,6 +88,8 @@ def describe_draws(values: Sequence[float], noun: str = "draws") -> str:
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 1:
         return f"{v[0]:.2f} (1 {noun.rstrip('s')})"
+    if f"{v.min():.2f}" == f"{v.max():.2f}":
+        return f"{v.mean():.2f} over {v.size} {noun}, all equal to two decimals"
     return (f"{v.mean():.2f} ± {v.std(ddof=1):.2f} over {v.size} {noun}, "
             f"from {v.min():.2f} to {v.max():.2f}")
 
