@@ -186,11 +186,13 @@ def test_web_addresses_in_user_text_never_become_links(tmp_path):
 def test_a_model_that_blows_up_its_activations_gets_a_small_batch_or_is_refused(
         tmp_path, monkeypatch):
     """An UpSampling2D(16) model is tiny on disk but needs ~245 MB per image: its batch
-    size is chosen so a batch of gradients stays within the budget; above the limit
-    (here set low in saliency_studio.toml) it is refused."""
+    size is chosen from the memory per image measured in the checking process, so a
+    batch of gradients stays within the budget; above the limit (here set low in
+    saliency_studio.toml) it is refused."""
     import keras
 
-    from saliency_core.models.custom import CustomModelError, activation_bytes, load_custom_model
+    from saliency_core.models.custom import CustomModelError, load_custom_model
+    from saliency_core.tf_adapter import activation_bytes
 
     inputs = keras.Input((224, 224, 3))
     x = keras.layers.Conv2D(2, 3)(keras.layers.UpSampling2D(16)(inputs))
@@ -199,7 +201,9 @@ def test_a_model_that_blows_up_its_activations_gets_a_small_batch_or_is_refused(
     data = (tmp_path / "amplifier.keras").read_bytes()
     custom = load_custom_model(data)
     assert activation_bytes(custom.model) > 200 * 2**20
-    assert custom.batch_size * 3 * activation_bytes(custom.model) <= 1536 * 2**20
+    assert custom.cost.image_bytes > 100 * 2**20  # measured, not declared
+    assert (custom.cost.call_bytes + custom.batch_size * custom.cost.image_bytes
+            <= 1536 * 2**20)
     config = tmp_path / "saliency_studio.toml"
     config.write_text("[limits]\nmax_activation_bytes = 100000000\n")
     monkeypatch.setenv("SALIENCY_STUDIO_CONFIG", str(config))

@@ -26,6 +26,7 @@ server. At most :data:`MAX_CONCURRENT_CHECKS` children run at once.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import math
@@ -39,12 +40,11 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 from saliency_core.safety.errors import UnsafeUploadError, describe_exception
-from saliency_core.safety.hdf5 import WeightsMismatchError, check_expected_shapes, walk_hdf5
+from saliency_core.safety.hdf5 import WeightsMismatchError
 from saliency_core.safety.limits import MIB, Limits, format_bytes
 
 MAX_CONCURRENT_CHECKS = 2
@@ -103,7 +103,7 @@ def limit_address_space(extra_bytes: int) -> int:
     return limit
 
 
-def _import_keras(limits: Limits):
+def import_keras(limits: Limits):
     """Import Keras under the memory limit, then give the load its own budget.
 
     The server has Keras, so a failure to import it here (``failed to map
@@ -117,71 +117,20 @@ def _import_keras(limits: Limits):
     return keras
 
 
-def _extract_weights(archive_path: str, workdir: str, limits: Limits) -> str | None:
-    with zipfile.ZipFile(archive_path) as archive:
-        if "model.weights.h5" not in archive.namelist():
-            return None
-        target = os.path.join(workdir, "model.weights.h5")
-        with archive.open("model.weights.h5") as source, open(target, "wb") as out:
-            copied = 0
-            while chunk := source.read(1 << 20):
-                copied += len(chunk)
-                if copied > limits.max_member_bytes:
-                    raise UnsafeUploadError("The weights in the archive are larger than the "
-                                            "archive declares, which is refused.")
-                out.write(chunk)
-        return target
+TASKS = {
+    "keras_archive": "saliency_core.models.checks:check_keras_archive_in_child",
+    "weights": "saliency_core.models.checks:check_weights_in_child",
+}
+"""The tasks a child may run, by name: ``module:function(args, limits, phase) -> dict``.
+
+They are named, not imported, so this runner does not depend on the model code
+it runs (the models package imports the runner, never the other way round).
+"""
 
 
-def _zeros_for(model) -> list:
-    import numpy as np
-
-    arrays = [np.zeros((1, *tensor.shape[1:]), dtype="float32") for tensor in model.inputs]
-    return arrays[0] if len(arrays) == 1 else arrays
-
-
-def _task_keras_archive(args: dict, limits: Limits, phase: Callable[[str], None]) -> dict:
-    workdir = args["workdir"]
-    weights = _extract_weights(args["path"], workdir, limits)
-    report = walk_hdf5(weights, limits) if weights else None
-    phase("load")
-    keras = _import_keras(limits)
-    with zipfile.ZipFile(args["path"]) as archive:
-        config = json.loads(archive.read("config.json").decode("utf-8"))
-    config.pop("compile_config", None)
-    model = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    if not isinstance(model, keras.Model):
-        raise IsolatedLoadError("The file does not hold a Keras model.")
-    parameters = int(model.count_params())
-    if parameters > limits.max_parameters:
-        raise UnsafeUploadError(
-            f"The model has {parameters / 1e6:,.0f} million parameters; the limit is "
-            f"{limits.max_parameters / 1e6:,.0f} million.")
-    if weights is not None:
-        check_expected_shapes(report, [tuple(v.shape) for v in model.weights], "the model")
-        model.load_weights(weights)
-    outputs = model(_zeros_for(model), training=False)
-    del outputs
-    return {"parameters": parameters}
-
-
-def _task_weights(args: dict, limits: Limits, phase: Callable[[str], None]) -> dict:
-    report = walk_hdf5(args["path"], limits)
-    phase("load")
-    _import_keras(limits)
-    from saliency_core.models.registry import get_spec
-
-    spec = get_spec(args["key"])
-    model = spec.build()
-    check_expected_shapes(report, [tuple(v.shape) for v in model.weights], spec.display_name)
-    suffix = ".h5" if report.legacy else ".weights.h5"
-    target = os.path.join(args["workdir"], "check" + suffix)
-    os.link(args["path"], target)
-    model.load_weights(target)
-    return {"legacy": report.legacy}
-
-
-_TASKS = {"keras_archive": _task_keras_archive, "weights": _task_weights}
+def _task(name: str) -> Callable[[dict, Limits, Callable[[str], None]], dict]:
+    module, function = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def child_main() -> None:
@@ -200,7 +149,7 @@ def child_main() -> None:
         tempfile.tempdir = args["workdir"]
         limit_address_space(limits.isolation_memory_bytes)
         send("phase", "walk")
-        send("ok", _TASKS[request["task"]](args, limits, lambda name: send("phase", name)))
+        send("ok", _task(request["task"])(args, limits, lambda name: send("phase", name)))
     except WeightsMismatchError as exc:
         send("failed", str(exc))
     except UnsafeUploadError as exc:
@@ -235,7 +184,7 @@ def run_isolated(task: str, args: dict, limits: Limits) -> dict:
     """Run one check task in a child process under the memory limit and timeouts.
 
     Args:
-        task: ``"keras_archive"`` or ``"weights"``.
+        task: a name in :data:`TASKS`.
         args: the task's arguments; ``args["workdir"]`` is a private folder
             the child uses as its temporary directory.
         limits: the limits in force.
