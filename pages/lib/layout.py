@@ -17,6 +17,8 @@ import streamlit as st
 
 from pages.lib import own_models, settings
 from saliency_core.models.registry import get_spec
+from saliency_core.safety.budget import OverBudgetError
+from saliency_core.safety.jobs import JobCancelledError, JobOverrunError
 
 _MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:")
 _log = logging.getLogger("saliency_studio")
@@ -53,12 +55,23 @@ def routed() -> Iterator[None]:
 def guarded() -> Iterator[None]:
     """Catch the unexpected at a page's top level: a short message and a reference.
 
+    Work refused by the budget, or stopped for running far beyond its estimate, is
+    no error: its message says what happened and what to change.
+
     The details (type, message, traceback, server paths) go to the server's log under
     that reference, never to the user; ``client.showErrorDetails = "none"`` hides any
     that escape. Streamlit's own stop and rerun signals are not exceptions and pass.
     """
     try:
         yield
+    except OverBudgetError as exc:
+        st.error(f"**This is too much work for this server.** {escape_markdown(str(exc))}",
+                 icon=":material/hourglass_disabled:")
+    except JobOverrunError as exc:
+        st.error(escape_markdown(str(exc)), icon=":material/hourglass_disabled:")
+    except JobCancelledError:
+        st.info("The computation was stopped because this page stopped waiting for it; "
+                "it starts again when you come back.", icon=":material/replay:")
     except Exception:
         reference = secrets.token_hex(4)
         _log.exception("Unexpected error on a page (reference %s)", reference)

@@ -14,8 +14,10 @@ and the only defence against a hang inside the HDF5 library. The child:
 * first walks the HDF5 file (:mod:`saliency_core.safety.hdf5`) within
   :attr:`Limits.isolation_walk_timeout_seconds`, then imports Keras, builds
   the model, compares its weight shapes with the file, loads the weights and
-  (for uploaded models) runs one prediction, all within
-  :attr:`Limits.isolation_timeout_seconds`.
+  (for uploaded models) measures a forward and a backward pass at batch 1 and
+  2 (:mod:`saliency_core.models.cost`), all within
+  :attr:`Limits.isolation_timeout_seconds`. The tasks are named in
+  :data:`TASKS` and live with the model code (:mod:`saliency_core.models.checks`).
 
 The parent kills the child's process group on timeout. A child that runs out
 of memory, crashes or hangs gives a clean refusal; the server and every other
@@ -31,7 +33,6 @@ import json
 import logging
 import math
 import os
-import resource
 import selectors
 import shutil
 import signal
@@ -45,7 +46,8 @@ from pathlib import Path
 
 from saliency_core.safety.errors import UnsafeUploadError, describe_exception
 from saliency_core.safety.hdf5 import WeightsMismatchError
-from saliency_core.safety.limits import MIB, Limits, format_bytes
+from saliency_core.safety.limits import Limits, format_bytes
+from saliency_core.safety.rlimits import limit_address_space, peak_resident_mb
 
 MAX_CONCURRENT_CHECKS = 2
 """At most this many checks run at once, so parallel uploads cannot multiply the memory limit."""
@@ -64,43 +66,6 @@ class IsolatedLoadError(Exception):
 
 
 # ----------------------------------------------------------------- in the child
-
-
-def _mapped_bytes() -> int:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 2048 * MIB  # no /proc: assume a TensorFlow-sized process
-
-
-def peak_resident_mb(pid: int | str = "self") -> float:
-    """Peak resident memory (``VmHWM``) of a process in MB, or 0 when unknown."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0.0
-
-
-def limit_address_space(extra_bytes: int) -> int:
-    """Set this process's soft ``RLIMIT_AS`` to what it maps now plus ``extra_bytes``.
-
-    Only the soft limit changes, so trusted code may raise it again after a
-    large import; a file being loaded runs no code and cannot.
-
-    Returns:
-        The limit set, in bytes.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = _mapped_bytes() + int(extra_bytes)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    return limit
 
 
 def import_keras(limits: Limits):
