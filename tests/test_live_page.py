@@ -33,7 +33,7 @@ def live_app() -> AppTest:
 
 def test_controls_reach_the_stream_and_survive_a_page_switch():
     at = live_app()
-    handed = at.session_state["live_session"].box.get()
+    handed = at.session_state["live_session"].box.get()[0]
     assert (handed.method, handed.pinned_class, handed.fit) == ("vanilla", None, "crop")
     at.radio(key="w_live_method").set_value("smoothgrad").run()
     at.slider(key="w_live_samples").set_value(5).run()
@@ -41,7 +41,7 @@ def test_controls_reach_the_stream_and_survive_a_page_switch():
     at.toggle(key="w_live_pin").set_value(True).run()
     at.selectbox(key="w_live_class").set_value(504).run()  # coffee mug
     assert not at.exception, [e.value for e in at.exception]
-    handed = at.session_state["live_session"].box.get()
+    handed = at.session_state["live_session"].box.get()[0]
     assert (handed.method, handed.samples, handed.colormap, handed.pinned_class) == (
         "smoothgrad", 5, "cividis", 504)
     at.switch_page("pages/explore.py").run()
@@ -51,7 +51,7 @@ def test_controls_reach_the_stream_and_survive_a_page_switch():
     assert at.slider(key="w_live_samples").value == 5
     assert at.selectbox(key="w_live_class").value == 504
     at.toggle(key="w_live_pin").set_value(False).run()
-    assert at.session_state["live_session"].box.get().pinned_class is None
+    assert at.session_state["live_session"].box.get()[0].pinned_class is None
 
 
 def test_freeze_before_any_frame_says_to_start_first():

@@ -20,6 +20,7 @@ page, and every other visitor, carries on.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -111,10 +112,14 @@ def check_work(classifier: KerasClassifier, label: str, work: Work,
 
 
 def check_method(classifier: KerasClassifier, method: str, params: dict, repeats: int = 1,
-                 label: str | None = None, extra: Work | None = None) -> Estimate:
+                 label: str | None = None, extra: Work | None = None,
+                 max_seconds: float | None = None) -> Estimate:
     """The estimate of ``repeats`` maps of ``method`` (plus ``extra`` passes), with advice
-    on what to change when it is above the budget."""
+    on what to change when it is above the budget (``max_seconds`` instead of
+    ``Limits.max_job_seconds``, e.g. for one live frame)."""
     limits = load_limits()
+    if max_seconds is not None:
+        limits = dataclasses.replace(limits, max_job_seconds=max_seconds)
     cls = METHODS[method]
     cost = ensure_cost(classifier)
     if extra is None:

@@ -19,7 +19,8 @@ and the only defence against a hang inside the HDF5 library. The child:
   :attr:`Limits.isolation_timeout_seconds`. The tasks are named in
   :data:`TASKS` and live with the model code (:mod:`saliency_core.models.checks`).
 
-The parent kills the child's process group on timeout. A child that runs out
+The parent kills the child's process group on timeout, and when the job that
+asked for the check is cancelled (the visitor left). A child that runs out
 of memory, crashes or hangs gives a clean refusal; the server and every other
 session keep running. Only a file that passed here is then opened in the
 server. At most :data:`MAX_CONCURRENT_CHECKS` children run at once.
@@ -46,6 +47,7 @@ from pathlib import Path
 
 from saliency_core.safety.errors import UnsafeUploadError, describe_exception
 from saliency_core.safety.hdf5 import WeightsMismatchError
+from saliency_core.safety.jobs import checkpoint
 from saliency_core.safety.limits import Limits, format_bytes
 from saliency_core.safety.rlimits import limit_address_space, peak_resident_mb
 
@@ -161,9 +163,12 @@ def run_isolated(task: str, args: dict, limits: Limits) -> dict:
         UnsafeUploadError: refused by a check, out of memory, timed out or crashed.
         IsolatedLoadError: the file did not load for an ordinary reason.
     """
-    if not _SLOTS.acquire(timeout=limits.isolation_timeout_seconds):
-        raise UnsafeUploadError("The server is busy checking other uploads; try again in "
-                                "a minute.")
+    deadline = time.monotonic() + limits.isolation_timeout_seconds
+    while not _SLOTS.acquire(timeout=0.25):
+        checkpoint()  # the visitor left while waiting
+        if time.monotonic() > deadline:
+            raise UnsafeUploadError("The server is busy checking other uploads; try again in "
+                                    "a minute.")
     try:
         return _run(task, args, limits)
     finally:
@@ -194,6 +199,7 @@ def _run(task: str, args: dict, limits: Limits) -> dict:
         selector.register(process.stdout, selectors.EVENT_READ)
         phase, buffer, outcome = "start", b"", "crashed"
         while True:
+            checkpoint()  # nobody waits for this check any more: the child is killed below
             walking = phase in ("start", "walk")
             timeout = (limits.isolation_walk_timeout_seconds if walking
                        else limits.isolation_timeout_seconds)

@@ -72,6 +72,8 @@ class Limits:
             measured memory per image; a single job above it is refused, and jobs
             wait in the queue until theirs fits. Default: a quarter of the machine's
             memory, at least 1 GB.
+        max_live_frame_seconds: the most one frame of the Live stream may take (its
+            map and its forward pass), estimated the same way.
         max_running_jobs: jobs that run at once (about one per core), plus one
             slot kept for jobs estimated under a second.
         max_jobs_per_session: jobs one browser session runs at once.
@@ -120,6 +122,7 @@ class Limits:
     isolation_timeout_seconds: float = 180.0
     max_job_seconds: float = 60.0
     job_memory_bytes: int = dataclasses.field(default_factory=lambda: _default_job_memory())
+    max_live_frame_seconds: float = 2.0
     max_running_jobs: int = 2
     max_jobs_per_session: int = 1
     decode_timeout_seconds: float = 10.0
