@@ -283,7 +283,7 @@ def open_in_explore(name: str, data: bytes, digest: str, class_index: int,
     settings.put("class", class_index)
     settings.put("contrast", None)
     st.session_state["class_context"] = None  # keep this class for the new image
-    st.switch_page("pages/explore.py")
+    st.switch_page("explore.py")
 
 
 def provenance_json(model_key: str, classifier: KerasClassifier, image: LoadedImage,

@@ -192,4 +192,4 @@ def freeze_to_explore(result: LiveResult, current: LiveSettings) -> None:
     settings.put("class", result.class_index)
     settings.put("contrast", None)
     st.session_state["class_context"] = None  # keep this class for the new image
-    st.switch_page("pages/explore.py")
+    st.switch_page("explore.py")

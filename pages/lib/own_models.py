@@ -19,7 +19,6 @@ import threading
 import weakref
 
 import streamlit as st
-from streamlit.runtime import Runtime
 
 from pages.lib import caching, jobs
 from pages.lib.settings import CUSTOM_PREFIX, put
@@ -46,32 +45,6 @@ MAX_OWN_MODELS = 3
 """Own models one browser session keeps at once; adding one more removes the oldest."""
 MAX_OWN_MODEL_BYTES = 400 * 1024 * 1024
 """Their total file size per session (the files stay in memory for the session)."""
-
-
-PRELOAD_THREAD = "preload-default-model"
-
-
-def _preload_default_model() -> None:
-    try:
-        caching.get_classifier(DEFAULT_MODEL_KEY, weights_token(DEFAULT_MODEL_KEY)).warm_up()
-    except Exception:  # noqa: BLE001 - the page shows the error when it loads the model itself
-        pass
-
-
-@st.cache_resource(show_spinner=False)
-def preload_default_model() -> threading.Thread | None:
-    """Load and trace the default model in a background thread, once per server.
-
-    Called from the router at the first script run, the earliest moment ``streamlit
-    run`` runs app code. A page that asks for the model meanwhile waits for the same
-    cached value (Streamlit computes a cached value once) instead of loading it again.
-    Not started under ``AppTest`` (whose runtime is a mock) or outside a server.
-    """
-    if type(Runtime._instance) is not Runtime:  # noqa: SLF001 - AppTest mocks the runtime
-        return None
-    thread = threading.Thread(target=_preload_default_model, name=PRELOAD_THREAD, daemon=True)
-    thread.start()
-    return thread
 
 
 def session_token() -> str:
