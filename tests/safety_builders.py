@@ -245,6 +245,25 @@ def slow_progressive_jpeg(side: int = 2000, repeats: int = 30) -> bytes:
     return data[:-2] + data[first:-2] * repeats + b"\xff\xd9"
 
 
+def slow_scan_jpeg(scans: int = 30_000, width: int = 8000, height: int = 6000) -> bytes:
+    """A flat progressive JPEG with one small AC scan repeated ``scans`` times.
+
+    Each repeat is under 100 bytes but makes libjpeg walk every block of the image
+    again: 30,000 of them (about 3 MB) hold a core for minutes.
+    """
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 130, 140)).save(
+        buffer, "JPEG", quality=50, progressive=True, optimize=True)
+    data = buffer.getvalue()
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xDA]
+    ends = starts[1:] + [len(data) - 2]
+    smallest = min(zip(starts, ends, strict=True), key=lambda span: span[1] - span[0])
+    scan = data[smallest[0]:smallest[1]]
+    return data[:-2] + scan * scans + b"\xff\xd9"
+
+
 def app_marker_jpeg(markers: int = 12_000_000) -> bytes:
     """A small JPEG with ``markers`` empty APP1 segments before its frame (~4 bytes each)."""
     data = jpeg_bytes(64, 64)
