@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from pages.lib import audit_gallery, layout, method_controls, own_models, settings
+from pages.lib import audit_gallery, jobs, layout, method_controls, own_models, settings
 from saliency_core.audit.batch import AuditSettings
 from saliency_core.audit.border import BORDER_BAND, uniform_border_share
 from saliency_core.audit.uploads import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
@@ -148,9 +148,10 @@ with gallery:
                             file_name="summary.csv", mime="text/csv",
                             icon=":material/table:", key="audit_csv", on_click="ignore")
     identity = audit_gallery.model_identity(model_key)
+    session = jobs.session_id()  # the download runs outside this script
     col_zip.download_button(
         "Overlays, raw maps and provenance (ZIP)",
-        data=lambda: audit_gallery.export_zip(files, classifier, audit, identity),
+        data=lambda: audit_gallery.export_zip(files, classifier, audit, identity, session),
         file_name="audit.zip", mime="application/zip", icon=":material/folder_zip:",
         key="audit_zip", on_click="ignore",
         help="The files the command line writes: STEM.png, STEM.npy and STEM.json per image, "

@@ -26,6 +26,7 @@ from saliency_core.trust import (
     check_edges,
     check_random_classes,
     compare_methods,
+    comparison_weights,
     make_method_explainer,
     make_step_image,
     run_faithfulness,
@@ -250,14 +251,16 @@ with checks:
     if compared is None and st.button("Compare every method's deletion and insertion AUC",
                                       key="run_methods"):
         explainers = {key: make_method_explainer(key, p) for key, p in all_params.items()}
-        parts = {RANDOM_PART: f"{RANDOM_ORDERS} random orders"}
-        parts.update({key: METHODS[key].label for key in explainers})
         known = None if faith is None else (faith.random_deletion, faith.random_insertion)
+        parts = {RANDOM_PART: f"{RANDOM_ORDERS} random orders"
+                 + (" (from the deletion check)" if known else "")}
+        parts.update({key: METHODS[key].label for key in explainers})
         compared = trust_checks.run_parts(
-            key_methods, parts,
-            lambda part_progress: compare_methods(classifier, model_input, target, explainers,
-                                                  seed_text=image.digest, random_curves=known,
-                                                  part_progress=part_progress))
+            key_methods, f"Scoring {len(explainers)} methods", parts,
+            comparison_weights(explainers, random_known=known is not None),
+            lambda progress: compare_methods(classifier, model_input, target, explainers,
+                                             seed_text=image.digest, random_curves=known,
+                                             progress=progress))
     if compared is not None:
         scores, random_deletion, random_insertion = compared
         st.plotly_chart(make_method_auc_figure(scores, [METHODS[s.method].label for s in scores],

@@ -5,8 +5,9 @@ weights) is kept per model, at most :data:`MAX_RANDOMIZERS` at once. Check resul
 are kept in a bounded LRU store shared by sessions, keyed by everything that decides
 them (the :class:`~pages.lib.caching.MapRequest` of the map: image, model, weights,
 fit, method and its parameters, class, score), so a result is computed once per
-image, model, class and method. A store instead of ``st.cache_data`` because long
-checks drive a progress bar drawn outside the cached function.
+image, model, class and method. A check that is not stored yet runs as a job in
+the server's admission queue (:mod:`pages.lib.jobs`): its cost is checked first,
+its place in the queue and progress are shown, and it stops when nobody waits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 
 import streamlit as st
 
+from pages.lib import jobs
 from pages.lib.caching import BoundedStore
+from saliency_core.safety.jobs import Estimate
+from saliency_core.safety.limits import load_limits
 from saliency_core.tf_adapter import KerasClassifier
 from saliency_core.trust import ModelRandomizer
 
@@ -41,41 +45,73 @@ def cached_result(key: tuple) -> Any | None:
     return result_store().get(key)
 
 
-def run_parts(key: tuple, parts: dict[str, str],
-              compute: Callable[[Callable[[str, float], None]], Any]) -> Any:
-    """Run ``compute(part_progress)`` with one progress bar per part and store its result.
+def run_check(key: tuple, label: str, compute: Callable[[Callable[[float], None]], Any],
+              estimate: Estimate | None = None) -> Any:
+    """Run ``compute(progress)`` as a job in the admission queue (its place and progress
+    shown) and store its result under ``key``.
 
-    ``parts`` maps each part's key (as ``compute`` reports it) to its label, in the
-    order the bars are drawn; e.g. the random orders, then one bar per method.
+    Args:
+        estimate: the check's cost, from :func:`pages.lib.jobs.check_work` (which
+            refuses it above the budget); without one it is queued as a long job.
     """
-    found = result_store().get(key)
+    store = result_store()
+    found = store.get(key)
     if found is not None:
         return found
-    bars = {part: st.progress(0.0, text=f"{label}: waiting") for part, label in parts.items()}
 
-    def tell(part: str, fraction: float) -> None:
-        if part in bars:
-            word = "done" if fraction >= 1 else f"{100 * fraction:.0f}%"
-            bars[part].progress(fraction, text=f"{parts[part]}: {word}")
+    def run(progress):
+        result = compute(progress)
+        store.put(key, result)
+        return result
 
+    if estimate is None:
+        estimate = Estimate(seconds=load_limits().max_job_seconds)
+    return jobs.run_job(("check", key), label.lower(), estimate, run)
+
+
+def run_parts(key: tuple, label: str, parts: dict[str, str], weights: dict[str, float],
+              compute: Callable[[Callable[[float], None]], Any],
+              estimate: Estimate | None = None) -> Any:
+    """:func:`run_check` with one progress bar per part instead of one for the whole job.
+
+    The parts run one after another (the random orders, then each method), and
+    ``compute`` reports the overall fraction with these ``weights`` (e.g. images
+    scored per part), so each part's own fraction follows from the job's progress:
+    the bars are right for every session sharing the job, not only the one that
+    started it.
+
+    Args:
+        key, label, compute, estimate: as for :func:`run_check`.
+        parts: each part's key and its label, in the order they run.
+        weights: each part's share of the work, in any unit.
+    """
+    store = result_store()
+    found = store.get(key)
+    if found is not None:
+        return found
+
+    def run(progress):
+        result = compute(progress)
+        store.put(key, result)
+        return result
+
+    total = float(sum(weights[part] for part in parts)) or 1.0
+    bars: dict[str, Any] = {}
+
+    def draw(fraction: float) -> None:
+        done = fraction * total
+        for part, name in parts.items():
+            if part not in bars:
+                bars[part] = st.empty()
+            share = min(1.0, max(0.0, done / weights[part])) if weights[part] else 1.0
+            done -= weights[part]
+            word = "done" if share >= 1 else ("waiting" if share <= 0 else f"{100 * share:.0f}%")
+            bars[part].progress(share, text=f"{name}: {word}")
+
+    if estimate is None:
+        estimate = Estimate(seconds=load_limits().max_job_seconds)
     try:
-        result = compute(tell)
+        return jobs.run_job(("check", key), label.lower(), estimate, run, draw=draw)
     finally:
         for bar in bars.values():
             bar.empty()
-    result_store().put(key, result)
-    return result
-
-
-def run_check(key: tuple, label: str, compute: Callable[[Callable[[float], None]], Any]) -> Any:
-    """Run ``compute(progress)`` under a progress bar and store its result under ``key``."""
-    found = result_store().get(key)
-    if found is not None:
-        return found
-    bar = st.progress(0.0, text=f"{label}…")
-    try:
-        result = compute(lambda f: bar.progress(f, text=f"{label}… {100 * f:.0f}%"))
-    finally:
-        bar.empty()
-    result_store().put(key, result)
-    return result

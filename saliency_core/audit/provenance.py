@@ -121,7 +121,8 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
                     probabilities: np.ndarray, target: Target, method: str, params: dict,
                     values: np.ndarray, seconds: float, reduction: str = "max_abs",
                     clip_percentile: float | None = 99.5, class_choice: str = "fixed",
-                    batch_rows: int = 1, info: dict | None = None) -> dict:
+                    batch_rows: int = 1, info: dict | None = None,
+                    decoded_size: tuple[int, int] | None = None) -> dict:
     """The provenance record of one map: enough to reproduce it.
 
     Args:
@@ -134,7 +135,9 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         classifier: the model (input size, class names, head).
         image_name: the image's file name.
         image_sha256: SHA-256 of the image file's bytes.
-        image_size: ``(width, height)`` of the image after EXIF rotation.
+        image_size: ``(width, height)`` of the image file's pixels, after EXIF rotation.
+        decoded_size: ``(width, height)`` the decoder produced, recorded when it
+            differs from ``image_size`` (a large JPEG decoded at reduced scale).
         fit: ``"crop"`` or ``"squash"``.
         probabilities: ``(K,)`` softmax probabilities of the image.
         target: the explained class, contrast and score kind.
@@ -162,11 +165,14 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         full["layer"] = classifier.default_cam_layer()
     if "batch_size" in full and full["batch_size"] is None:
         full["batch_size"] = int(classifier.batch_size)
+    image = {"name": image_name, "sha256": image_sha256,
+             "width": int(image_size[0]), "height": int(image_size[1])}
+    if decoded_size and tuple(decoded_size) != tuple(image_size) and min(decoded_size) > 0:
+        image["decoded_width"], image["decoded_height"] = (int(v) for v in decoded_size)
     return {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "image": {"name": image_name, "sha256": image_sha256,
-                  "width": int(image_size[0]), "height": int(image_size[1])},
+        "image": image,
         "model": {"key": model_key, "file": model_file, "weights_sha256": weights_sha256,
                   "preprocessing": preprocessing,
                   "input_size": [int(v) for v in classifier.input_size],

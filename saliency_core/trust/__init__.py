@@ -35,6 +35,7 @@ from saliency_core.trust.faithfulness import (
     RandomCurves,
     blur_image,
     compare_methods,
+    comparison_weights,
     make_step_image,
     run_faithfulness,
 )
@@ -56,6 +57,7 @@ __all__ = ["DRAWS", "MAX_DRAWS", "NECESSARY_NOT_SUFFICIENT", "RANDOM_ORDERS", "R
            "RandomCurves", "derive_seed", "Block", "Curve", "EdgeResult", "FaithfulnessResult",
            "MethodScore", "ModelRandomizer", "RandomClassResult", "RandomizationResult",
            "Similarity", "Verdict", "blur_image", "check_edges", "check_random_classes",
-           "compare_maps", "compare_methods", "compute_sobel_edges", "compute_spearman",
+           "compare_maps", "compare_methods", "comparison_weights", "compute_sobel_edges",
+           "compute_spearman",
            "compute_ssim", "define_blocks", "explain_with_sobel", "make_method_explainer",
            "make_step_image", "run_faithfulness", "run_randomization"]

@@ -379,7 +379,18 @@ class MethodScore:
 
 
 RANDOM_PART = "random orders"
-"""The key :func:`compare_methods` reports the random orders' progress under."""
+"""The part of :func:`compare_methods` that scores the random orders."""
+
+
+def comparison_weights(methods, steps: int = STEPS, random_orders: int = RANDOM_ORDERS,
+                       random_known: bool = False) -> dict[str, int]:
+    """Each part of :func:`compare_methods` with its share of the work (images scored),
+    in the order the parts run: :data:`RANDOM_PART` (0 when the curves are given),
+    then each method. Its overall progress is these parts done in turn, so a page can
+    turn one progress fraction back into a bar per part."""
+    weights = {RANDOM_PART: 0 if random_known else count_images(steps, 0, random_orders)}
+    weights.update({key: count_images(steps, 1, 0) for key in methods})
+    return weights
 
 
 def compare_methods(classifier: KerasClassifier, image: np.ndarray, target: Target,
@@ -416,8 +427,7 @@ def compare_methods(classifier: KerasClassifier, image: np.ndarray, target: Targ
     image = np.asarray(image, dtype=np.float32)
     reference = blur_image(image)
     pixels = image.shape[0] * image.shape[1]
-    weights = {RANDOM_PART: count_images(steps, 0, random_orders)}
-    weights.update({key: count_images(steps, 1, 0) for key in explainers})
+    weights = comparison_weights(explainers, steps, random_orders, random_curves is not None)
     total = sum(weights.values())
     done = 0.0
 
@@ -425,7 +435,7 @@ def compare_methods(classifier: KerasClassifier, image: np.ndarray, target: Targ
         def tell(fraction: float) -> None:
             if part_progress is not None:
                 part_progress(part, fraction)
-            report(progress, (done + fraction * weights[part]) / total)
+            report(progress, (done + fraction * weights[part]) / max(total, 1))
         return tell
 
     if random_curves is not None:
