@@ -8,7 +8,6 @@ pytestmark = pytest.mark.slow
 TIMEOUT = 180
 
 
-
 def new_app(**query) -> AppTest:
     return open_app(TIMEOUT, **query)
 
@@ -59,7 +58,7 @@ def test_guided_backprop_gets_a_red_verdict_in_plain_words():
     """The method that fails on purpose: Guided Backpropagation, cascading randomisation,
     the default model and the cat."""
     at = new_app()
-    at.switch_page("pages/trust.py").run()
+    at.switch_page("trust.py").run()
     at.selectbox(key="w_method").set_value("guided_backprop").run()
     assert not at.exception, at.exception
     assert any("is here on purpose" in c.value for c in at.caption)
