@@ -235,7 +235,7 @@ if sharp is None and st.button("Show it on this image", key="run_sharp",
 if sharp is not None:
     labels = [METHODS[key].label for key in sharp.methods]
     st.plotly_chart(make_sharp_map_figure(sharp, labels, cmap), width="stretch",
-                    config=CONFIG, key="lesson_sharp")
+                    config={**CONFIG, "displayModeBar": False}, key="lesson_sharp")
     means = dict(zip(sharp.methods, sharp.spearman.mean(axis=1), strict=True))
     guided, vanilla = means[LESSON_METHODS[1]], means[LESSON_METHODS[0]]
     st.markdown(
@@ -243,8 +243,9 @@ if sharp is not None:
         f"draws), Guided Backpropagation's map keeps a Spearman of {guided:.2f} with the "
         f"trained model's (1 is the same ranking of pixels) and the vanilla gradient's "
         f"{vanilla:.2f}. "
-        + ("The sharp map barely depends on the model's top: it looks convincing and is "
-           "wrong about what the model does." if guided >= 0.9 > vanilla else
+        + ("The sharp map barely depends on the model's top: it looks convincing, but it "
+           "cannot be showing what the model learnt about this class." if guided >= 0.9 > vanilla
+           else
            "On this model and image the difference is smaller than on the default model: "
            "the test decides, not the look."))
     if trust_checks.get_randomizer(model_key, token, classifier).classifier \

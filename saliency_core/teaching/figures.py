@@ -252,10 +252,10 @@ def make_sharp_map_figure(lesson: SharpMapLesson, method_labels: Sequence[str],
     titles = []
     for label, values in zip(method_labels, lesson.spearman, strict=True):
         spread = f" ± {values.std(ddof=1):.2f}" if len(values) > 1 else ""
-        titles += [f"{escape_plotly(label)}: trained model",
-                   f"{block} random: Spearman {values.mean():.2f}{spread}"]
+        titles += [f"{escape_plotly(label)}<br>trained model",
+                   f"{block} random<br>Spearman {values.mean():.2f}{spread}"]
     fig = make_subplots(rows=rows, cols=2, subplot_titles=titles, horizontal_spacing=0.03,
-                        vertical_spacing=0.08)
+                        vertical_spacing=0.12)
     for row in range(rows):
         for col, saliency in enumerate((lesson.trained[row], lesson.randomised[row]), start=1):
             shown = normalize_map(saliency, clip_percentile=99.5)
@@ -276,6 +276,6 @@ def make_sharp_map_figure(lesson: SharpMapLesson, method_labels: Sequence[str],
                                             showticklabels=False, showgrid=False,
                                             zeroline=False, ticks="")
     fig.update_annotations(font_size=12)
-    fig.update_layout(height=260 * rows + 40, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    fig.update_layout(height=270 * rows + 50, margin={"l": 10, "r": 10, "t": 50, "b": 10},
                       dragmode=False)
     return fig
