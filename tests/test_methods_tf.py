@@ -171,7 +171,8 @@ def test_gradcam_on_the_default_model_points_at_the_cat(default_classifier):
     assert inner > 0.5
 
 
-@pytest.mark.parametrize("key", ["vanilla", "gradient_x_input", "gradcam"])
+@pytest.mark.parametrize("key", ["vanilla", "gradient_x_input", "gradcam", "guided_backprop",
+                                 "guided_gradcam"])
 def test_several_classes_of_one_image_match_one_by_one(classifier, key):
     """explain_classes sends gradient methods' classes through the model in one call
     (one class per row) and gives what explaining each class alone gives."""

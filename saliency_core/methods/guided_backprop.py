@@ -30,7 +30,6 @@ import numpy as np
 from saliency_core.imaging import resize_map
 from saliency_core.methods.base import (
     Attribution,
-    BatchedMethod,
     LayerGradientModel,
     Param,
     ProgressCallback,
@@ -69,8 +68,14 @@ def _relu_info(model) -> dict:
     return {} if counter is None else {"ReLUs with guided gradients": int(counter())}
 
 
-class GuidedBackprop(BatchedMethod):
-    """The input gradient with the guided ReLU rule."""
+class GuidedBackprop(SaliencyMethod):
+    """The input gradient with the guided ReLU rule.
+
+    Not a :class:`~saliency_core.methods.base.BatchedMethod`, although a batch of
+    images goes through the model in one call: pages send several *classes* of one
+    image through such methods with plain gradients, one class per row, and the
+    guided function takes one class per call.
+    """
 
     key = "guided_backprop"
     label = "Guided Backpropagation"
@@ -89,8 +94,9 @@ class GuidedBackprop(BatchedMethod):
                   progress: ProgressCallback | None = None) -> Attribution:
         """The guided gradient of ``image`` ``(H, W, 3)``; ``info`` says how many ReLUs
         were guided (none: the map is the vanilla gradient)."""
-        result = super().attribute(model, image, target, progress)
-        return Attribution(result.values, result.score, _relu_info(model))
+        values, scores = _guided(model, np.asarray(image, np.float32)[None], target)
+        report(progress, 1.0)
+        return Attribution(values[0], float(scores[0]), _relu_info(model))
 
 
 class GuidedGradCAM(SaliencyMethod):
