@@ -631,3 +631,19 @@ def test_a_rerun_that_changes_nothing_builds_no_figure_again(monkeypatch):
     at.selectbox(key="w_cmap").set_value("cividis").run()
     assert_ok(at)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("method", ["guided_backprop", "guided_gradcam"])
+def test_guided_methods_are_offered_on_explore_and_compare_like_the_others(method):
+    at = new_app()
+    at.selectbox(key="w_method").set_value(method).run()
+    assert_ok(at)
+    assert any("ReLUs with guided gradients" in c.value for c in at.caption)
+    assert any("barely depends on the model" in c.value for c in at.caption)  # the warning
+    at.switch_page("compare.py").run()
+    at.multiselect(key="w_compare.methods").set_value(["vanilla", method]).run()
+    assert_ok(at)
+    import json
+
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len([t for t in figure["data"] if t["type"] == "heatmap"]) == 2 * 3

@@ -229,3 +229,12 @@ def test_keras_with_rescaling_layer_on_96_pixel_inputs(folder, tmp_path):
     assert np.load(out / "cat.npy").shape == (96, 96, 3)
     assert np.abs(np.load(out / "rocket.npy")).max() > 0
     assert len((out / "summary.csv").read_text().splitlines()) == 5
+
+
+def test_the_command_line_explains_with_guided_backprop(folder, tmp_path):
+    out = tmp_path / "guided"
+    assert run_cli(folder / "cat.png", "--out", out, "--method", "guided_backprop") == 0
+    record = json.loads((out / "cat.json").read_text())
+    assert record["method"]["key"] == "guided_backprop"
+    assert float(record["info"]["ReLUs with guided gradients"]) > 0
+    assert np.load(out / "cat.npy").shape == (224, 224, 3)

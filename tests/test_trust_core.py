@@ -564,3 +564,33 @@ def test_random_classes_are_drawn_per_image():
     # the spread: one Spearman (and one signed Spearman) per class, in the verdict's text
     assert a.spearman.shape == a.spearman_signed.shape == (5,)
     assert "over 5 classes, from" in a.verdict.text
+
+
+def test_the_auc_chart_writes_no_label_over_its_bars():
+    """Method names sit on the axis of horizontal bars; the random orders are a band and a
+    line named in the legend; the only text in the figure is the two panel titles, above
+    their panels."""
+    from saliency_core.trust.faithfulness import MethodScore, RandomCurves
+    from saliency_core.trust.figures import make_method_auc_figure
+
+    fractions = np.linspace(0, 1, 33)
+    rng = np.random.default_rng(0)
+    randoms = [RandomCurves(kind, fractions, rng.uniform(size=(20, 33)),
+                            rng.uniform(0.3, 0.4, 20)) for kind in ("deletion", "insertion")]
+    names = ["Vanilla gradient", "A method with a rather long name", "Guided Grad-CAM"]
+    scores = [MethodScore(k, 0.2 + i / 10, 0.5, 20, 20, 1.0) for i, k in enumerate("abc")]
+    figure = make_method_auc_figure(scores, names, *randoms)
+    bars = [t for t in figure.data if t.type == "bar"]
+    assert len(bars) == 2 and all(b.orientation == "h" for b in bars)
+    assert all(list(b.y) == names for b in bars) and not any(b.text for b in bars)
+    titles = [a for a in figure.layout.annotations]
+    assert [a.text for a in titles] == ["Deletion AUC (lower is better)",
+                                        "Insertion AUC (higher is better)"]
+    for title, axis in zip(titles, ("yaxis", "yaxis2"), strict=True):
+        assert title.y >= figure.layout[axis].domain[1]  # above its panel, not on a bar
+    shapes = figure.layout.shapes
+    assert len(shapes) == 4 and all(s.layer == "below" for s in shapes)
+    assert {s.name for s in shapes if s.showlegend} == {
+        "20 random orders, lowest to highest AUC",
+        f"random orders' mean AUC ({randoms[0].auc:.3f} deletion, {randoms[1].auc:.3f} "
+        "insertion)"}
