@@ -10,6 +10,7 @@ cheap (each still imports TensorFlow, about 3 s).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import secrets
@@ -146,7 +147,8 @@ def assert_same_outputs(local: Path, ray: Path) -> None:
                     == {k: v for k, v in b.items() if k not in TIMING_FIELDS}), name
 
     def rows(folder):  # summary.csv without the seconds column
-        lines = [line.split(",") for line in (folder / "summary.csv").read_text().splitlines()]
+        with (folder / "summary.csv").open(newline="", encoding="utf-8") as handle:
+            lines = list(csv.reader(handle))
         column = lines[0].index("seconds")
         return [line[:column] + line[column + 1:] for line in lines]
 
