@@ -81,8 +81,8 @@ def check_weights_upload(key: str, data: bytes, limits: Limits | None = None) ->
         run_isolated("weights", {"path": path, "key": key, "workdir": workdir}, limits)
     except UnsafeUploadError as exc:
         raise WeightsUnavailableError(str(exc)) from exc
-    except IsolatedLoadError as exc:
+    except IsolatedLoadError as exc:  # the project's own sentence; Keras's is logged
         raise WeightsUnavailableError(
-            f"The uploaded file does not fit {spec.display_name}: {exc}") from exc
+            f"The uploaded file does not fit {spec.display_name}. {exc}") from exc
     finally:
         remove_workdir(workdir)
