@@ -151,6 +151,29 @@ def test_output_files_are_created_new_and_never_replace_anything(tmp_path):
     assert (tmp_path / "a.bin").read_bytes() == b"1"
 
 
+def test_a_model_with_a_float_units_gets_one_plain_line(photos, tmp_path, capsys,
+                                                       tiny_model):
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(tiny_model) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    dense = next(item for item in config["config"]["layers"] if item["class_name"] == "Dense")
+    dense["config"]["units"] = 3.5
+    members["config.json"] = json.dumps(config).encode()
+    broken = tmp_path / "float-units.keras"
+    with zipfile.ZipFile(broken, "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    assert run_cli(photos, "--out", tmp_path / "out", "--model", broken) == 2
+    err = one_error_line(capsys)
+    assert err.endswith("--model float-units.keras: A layer of the model declares units = "
+                        "3.5; layer sizes must be whole numbers of at least 1, so the model "
+                        "cannot be built."), err
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------ CSV injection
 
 HOSTILE = ("=1+1", "+A", "-A", "@A", "\tA", "\rA", "=HYPERLINK(\"http://x\")")
