@@ -21,9 +21,9 @@ outputs, for each image STEM:
   DIR/STEM.npy    the raw attribution at the model's input resolution (float32,
                   (H, W, 3), or (H, W, 1) for Grad-CAM and occlusion)
   DIR/STEM.json   the provenance: model and weights SHA-256, preprocessing, input
-                  size, fit, image SHA-256, class and probability, top-5, method
-                  with every parameter and seed, score kind, library versions,
-                  time taken, map statistics including the border share
+                  size, fit and crop box, image SHA-256, class and probability,
+                  top-5, method with every parameter and seed, score kind, library
+                  versions, time taken, map statistics including the border share
   DIR/summary.csv one row per image; skipped files are listed with their reason
 DIR must not be, hold or lie inside an input; if it already holds files, they are
 left alone and the run writes to a new sub-folder DIR/run-YYYYMMDD-HHMMSS.
@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                         + " (default raw: the model gets RGB pixels in 0-255). Registered "
                           "models always use their own")
     parser.add_argument("--fit", default="crop", choices=list(FIT_MODES),
-                        help="crop: the largest centred square (default); squash: the whole "
-                             "image resized")
+                        help="crop: the largest centred region with the model's aspect ratio "
+                             "(a square for a square input), resized (default); squash: the "
+                             "whole image stretched to the model's input")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N",
                         help="images read and explained at once (default 16); vanilla and "
                              "gradient_x_input compute a whole batch in one model call")

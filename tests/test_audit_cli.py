@@ -137,7 +137,7 @@ def test_provenance_fields_reproduction_and_equality_with_pipeline(folder, tmp_p
             record = json.loads((out / f"{stem}.json").read_text())
             for section, keys in PROVENANCE_FIELDS.items():
                 assert keys <= set(record[section]), (section, keys - set(record[section]))
-            assert {"fit", "top5", "seconds", "created"} <= set(record)
+            assert {"fit", "crop", "top5", "seconds", "created"} <= set(record)
             assert record["image"]["sha256"] == load_image(data).digest
             assert len(record["model"]["weights_sha256"]) == 64
             assert record["fit"] == fit and record["model"]["input_size"] == [224, 224]
