@@ -219,11 +219,36 @@ def test_hostile_file_and_class_names_come_back_inert_from_the_command_line(tmp_
         assert not any(value[:1] in ("=", "+", "@", "\t", "\r") for value in row.values())
 
 
-def test_the_audit_pages_summary_uses_the_same_writer():
+@pytest.mark.slow
+def test_hostile_file_and_class_names_come_back_inert_from_the_audit_pages_export(
+        tiny_model):
+    import hashlib
+    import zipfile
+
     from pages.lib import audit_gallery
     from saliency_core.audit import outputs
+    from saliency_core.audit.batch import AuditSettings
+    from saliency_core.models.custom import load_custom_model, make_classifier
+    from saliency_core.models.preprocessing import get_preprocessor
 
-    assert audit_gallery.summary_csv is outputs.summary_csv
+    assert audit_gallery.summary_csv is outputs.summary_csv  # the one writer
+    custom = load_custom_model(tiny_model.read_bytes(), b"=1+1\n@SUM(1)\n-A\n")
+    classifier = make_classifier(custom, get_preprocessor("raw"))
+    rng = np.random.default_rng(3)
+    files = []
+    for name in ("=1+1.png", "+A.png", "-A.png", "@A.png", "\tA.png"):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(buffer, "PNG")
+        data = buffer.getvalue()
+        files.append((name, data, hashlib.sha256(data).hexdigest()))
+    identity = outputs.ModelIdentity("file", "tiny.keras", custom.digest, "raw")
+    archive = zipfile.ZipFile(io.BytesIO(audit_gallery.export_zip(
+        files, classifier, AuditSettings(), identity)))
+    rows = list(csv.DictReader(io.StringIO(archive.read("summary.csv").decode("utf-8"),
+                                           newline="")))
+    assert [row["file"] for row in rows] == ["'" + name for name, _, _ in files]
+    for row in rows:
+        assert row["status"] == "ok" and row["class_name"] in ("'=1+1", "'@SUM(1)", "'-A")
 
 
 # -------------------------------------------------------------------- --param ranges
