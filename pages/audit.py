@@ -7,6 +7,7 @@ import streamlit as st
 from pages.lib import (
     audit_gallery,
     image_choice,
+    jobs,
     layout,
     method_controls,
     own_models,
@@ -152,9 +153,10 @@ with gallery:
                             file_name="summary.csv", mime="text/csv",
                             icon=":material/table:", key="audit_csv", on_click="ignore")
     identity = audit_gallery.model_identity(model_key)
+    session = jobs.session_id()  # the download runs outside this script
     col_zip.download_button(
         "Overlays, raw maps and provenance (ZIP)",
-        data=lambda: audit_gallery.export_zip(files, classifier, audit, identity),
+        data=lambda: audit_gallery.export_zip(files, classifier, audit, identity, session),
         file_name="audit.zip", mime="application/zip", icon=":material/folder_zip:",
         key="audit_zip", on_click="ignore",
         help="The files the command line writes: STEM.png, STEM.npy and STEM.json per image, "

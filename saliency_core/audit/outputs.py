@@ -97,7 +97,8 @@ def result_provenance(result: ImageResult, classifier: KerasClassifier,
         reduction=settings.reduction, clip_percentile=settings.clip_percentile,
         class_choice="top1" if settings.class_index is None else "fixed",
         batch_rows=result.batch_rows, info=result.info,
-        decoded_size=(result.image.pixels.shape[1], result.image.pixels.shape[0]))
+        decoded_size=result.image.decoded_size,
+        fitted_size=(result.image.pixels.shape[1], result.image.pixels.shape[0]))
 
 
 def result_files(result: ImageResult, stem: str, classifier: KerasClassifier,

@@ -112,7 +112,8 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
                     values: np.ndarray, seconds: float, reduction: str = "max_abs",
                     clip_percentile: float | None = 99.5, class_choice: str = "fixed",
                     batch_rows: int = 1, info: dict | None = None,
-                    decoded_size: tuple[int, int] | None = None) -> dict:
+                    decoded_size: tuple[int, int] | None = None,
+                    fitted_size: tuple[int, int] | None = None) -> dict:
     """The provenance record of one map: enough to reproduce it.
 
     Args:
@@ -125,7 +126,9 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         classifier: the model (input size, class names, head).
         image_name: the image's file name.
         image_sha256: SHA-256 of the image file's bytes.
-        image_size: ``(width, height)`` of the image after EXIF rotation.
+        image_size: ``(width, height)`` of the image file's pixels, after EXIF rotation.
+        decoded_size: ``(width, height)`` the decoder produced, recorded when it
+            differs from ``image_size`` (a large JPEG decoded at reduced scale).
         fit: ``"crop"`` or ``"squash"``.
         probabilities: ``(K,)`` softmax probabilities of the image.
         target: the explained class, contrast and score kind.
@@ -137,14 +140,15 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         class_choice: ``"top1"`` (each image's own top class) or ``"fixed"``.
         batch_rows: images in the model call that computed the map.
         info: method-specific facts.
-        decoded_size: ``(width, height)`` of the decoded pixels the image was fitted
-            from (large photos are decoded at reduced size); default ``image_size``.
+        fitted_size: ``(width, height)`` of the pixels the model's input was fitted
+            from (:attr:`LoadedImage.pixels`, at most 1024 on the longer side); the
+            crop box is in these pixels. Default ``image_size``.
 
     Returns:
         A JSON-serialisable dict. ``crop`` records the region the model saw:
         ``box`` ``[left, top, right, bottom]`` in the pixels of ``of_size``
-        (the decoded image), and ``fraction``, the same box as fractions of the
-        image's width and height, which hold at any resolution.
+        (the image as fitted), and ``fraction``, the same box as fractions of the
+        image's width and height, which hold at any resolution (the file's too).
     """
     names = classifier.class_names
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
@@ -152,17 +156,20 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
     full = method_parameters(method, params)
     if "layer" in full and full["layer"] is None:
         full["layer"] = classifier.default_cam_layer()
+    image = {"name": image_name, "sha256": image_sha256,
+             "width": int(image_size[0]), "height": int(image_size[1])}
+    if decoded_size and tuple(decoded_size) != tuple(image_size) and min(decoded_size) > 0:
+        image["decoded_width"], image["decoded_height"] = (int(v) for v in decoded_size)
     return {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "image": {"name": image_name, "sha256": image_sha256,
-                  "width": int(image_size[0]), "height": int(image_size[1])},
+        "image": image,
         "model": {"key": model_key, "file": model_file, "weights_sha256": weights_sha256,
                   "preprocessing": preprocessing,
                   "input_size": [int(v) for v in classifier.input_size],
                   "num_classes": classifier.num_classes, "head": classifier.head_note},
         "fit": fit,
-        "crop": crop_record(decoded_size or image_size, fit, classifier.input_size),
+        "crop": crop_record(fitted_size or image_size, fit, classifier.input_size),
         "target": {
             "class_index": int(target.class_index), "class_name": names[target.class_index],
             "probability": float(probabilities[target.class_index]),

@@ -465,7 +465,7 @@ def save_uploaded_weights(key: str, data: bytes, scope: str | None = None) -> We
     spec = get_spec(key)
     if spec.key == DEFAULT_MODEL_KEY:
         raise WeightsUnavailableError("The default model's weights ship with the app.")
-    from saliency_core.safety.weights import check_weights_upload
+    from saliency_core.models.checks import check_weights_upload
 
     check_weights_upload(spec.key, data)  # pre-flight walk and isolated load; official files pass
     new_style, legacy = _uploaded_candidates(spec, scope)
