@@ -120,19 +120,18 @@ def test_the_command_line_records_the_crop_box(own_model, tmp_path):
 
 @pytest.mark.slow
 def test_explore_with_a_non_square_own_model_frames_its_shape_and_never_says_square(
-        own_model, monkeypatch):
-    from apptest_support import new_app, use_navigation_mode
+        own_model):
+    from apptest_support import new_app
 
     input_size, path, _classifier = own_model
-    use_navigation_mode(monkeypatch)
     at = new_app(180)
-    at.switch_page("pages/models.py").run()
+    at.switch_page("models.py").run()
     at.file_uploader(key="custom_model_upload").set_value(
         (path.name, path.read_bytes(), "application/octet-stream"))
     at.run()
     next(b for b in at.button if b.label == "Add this model").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("explore.py").run()
     assert not at.exception, [e.value for e in at.exception]
     fit = at.radio(key="w_fit")
     assert not any("square" in label.lower() for label in fit.options), fit.options
@@ -146,7 +145,7 @@ def test_explore_with_a_non_square_own_model_frames_its_shape_and_never_says_squ
     assert re.search(r"whole photo (stretched|squeezed) to "
                      f"{input_size[1]}×{input_size[0]}", caption), caption
     for page in ("compare", "trust", "how_it_works", "audit"):
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"{page}.py").run()
         assert not at.exception, (page, [e.value for e in at.exception])
 
 

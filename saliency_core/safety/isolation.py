@@ -321,4 +321,8 @@ def remove_workdir(path: str) -> None:
 
 
 if __name__ == "__main__":
-    child_main()
+    # Run the importable module's child_main, not this __main__ copy's: the tasks raise
+    # saliency_core.safety.isolation.IsolatedLoadError, which must be the class caught.
+    from saliency_core.safety.isolation import child_main as _child_main
+
+    _child_main()
