@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import safety_builders as build
 
-from saliency_core.imaging import ImageError, load_image
+from saliency_core.imaging import load_image
 from saliency_core.safety.limits import GIB, Limits
 
 pytestmark = pytest.mark.slow
