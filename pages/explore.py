@@ -262,13 +262,16 @@ with result:
     view = prepared.view
     look = (request, reduction, clip_at, cmap, legend)  # all that decides the figures
     with figure_slot:
-        overlay_tab, side_tab = st.tabs(["Overlay", "Side by side"])
-        with overlay_tab:
+        # One figure at a time: each carries the photo and the whole map, so tabs would
+        # send both to every browser (twice the bytes of every view).
+        shown = st.segmented_control("View", ["Overlay", "Side by side"], default="Overlay",
+                                     key="w_view", label_visibility="collapsed") or "Overlay"
+        if shown == "Overlay":
             st.plotly_chart(caching.build_figure(
                 ("overlay", *look, opacity, fade), lambda: make_overlay_figure(
                     view, saliency, cmap, opacity, legend=legend, raw=raw, fade=fade)),
                 width="stretch", config=CONFIG, key="overlay_chart")
-        with side_tab:
+        else:
             st.plotly_chart(caching.build_figure(
                 ("side", *look), lambda: make_side_by_side_figure(view, saliency, cmap,
                                                                   legend=legend, raw=raw)),

@@ -110,8 +110,9 @@ with controls:
                                  "picture shows through.")
     fit = settings.bind("fit", st.radio, options=list(FIT_MODES), label="What the model sees",
                         format_func=FIT_LABELS.get,
-                        help="Centre crop: the map covers the centre square and the rest "
-                             "is dimmed. Squash: the whole frame, distorted.")
+                        help="Centre crop: the map covers the largest centred region with "
+                             "the model's shape and the rest is dimmed. Squash: the whole "
+                             "frame, stretched to the model's shape.")
 
 current = LiveSettings(classifier, pinned_class=pinned, method=method, samples=int(samples),
                        colormap=cmap, opacity=float(opacity), fit=fit)

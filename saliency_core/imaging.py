@@ -26,11 +26,14 @@ Decisions a user can see:
   more (:mod:`saliency_core.safety.decoding`); the decoding itself is
   :func:`decode_image`, which runs in that worker.
 * **Fitting to the model.** ``"crop"`` (default) takes the largest centred
-  square, the framing ImageNet models were evaluated on, then resizes it;
-  ``"squash"`` resizes the whole image to the model's input, distorting the
+  region with the *model's* aspect ratio (a square for the usual square
+  ImageNet input, the framing those models were evaluated on; a 2:1 strip for
+  a model whose input is 64×128), then resizes it, so nothing is stretched;
+  ``"squash"`` stretches the whole image to the model's input, distorting the
   aspect ratio but keeping every pixel. Either way :func:`fit_to_model`
   returns the *view* (the part of the image the model saw) so a saliency map,
-  upsampled with :func:`resize_map`, lines up with it pixel for pixel.
+  upsampled with :func:`resize_map`, lines up with it pixel for pixel, and
+  :func:`crop_box` says where that view lies.
 """
 
 from __future__ import annotations
@@ -251,15 +254,34 @@ def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img.resize(size, Image.Resampling.BICUBIC, reducing_gap=None))
 
 
-def crop_box(width: int, height: int, fit: str) -> tuple[int, int, int, int]:
-    """The ``(left, top, right, bottom)`` region of the image the model sees."""
+def crop_box(width: int, height: int, fit: str, input_size: tuple[int, int]
+             ) -> tuple[int, int, int, int]:
+    """The ``(left, top, right, bottom)`` region of a ``width`` × ``height`` image the
+    model sees.
+
+    ``"crop"``: the largest centred region with the aspect ratio of ``input_size``
+    (the model's ``(height, width)``), rounded to whole pixels (so the resize to the
+    model's input changes the aspect by less than one pixel); ``"squash"``: the whole
+    image.
+
+    Raises:
+        ValueError: an unknown fit, or sizes below one pixel.
+    """
     if fit not in FIT_MODES:
         raise ValueError(f"fit must be one of {FIT_MODES}, not {fit!r}")
+    model_height, model_width = (int(v) for v in input_size)
+    if min(width, height, model_width, model_height) < 1:
+        raise ValueError("image and model sizes must be at least one pixel")
     if fit == "squash":
         return 0, 0, width, height
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return left, top, left + side, top + side
+    if width * model_height > height * model_width:  # the image is wider than the model
+        crop_height = height
+        crop_width = min(width, max(1, round(height * model_width / model_height)))
+    else:
+        crop_width = width
+        crop_height = min(height, max(1, round(width * model_height / model_width)))
+    left, top = (width - crop_width) // 2, (height - crop_height) // 2
+    return left, top, left + crop_width, top + crop_height
 
 
 def fit_to_model(pixels: np.ndarray, input_size: tuple[int, int],
@@ -269,15 +291,17 @@ def fit_to_model(pixels: np.ndarray, input_size: tuple[int, int],
     Args:
         pixels: ``(H, W, 3)`` uint8 RGB.
         input_size: the model's ``(height, width)``.
-        fit: ``"crop"`` (largest centred square, then resize) or ``"squash"``.
+        fit: ``"crop"`` (the largest centred region with the model's aspect ratio,
+            then resize) or ``"squash"`` (the whole image, stretched).
 
     Returns:
         ``(model_input, view)``: ``model_input`` is ``(h, w, 3)`` float32 in
         0-255 for the model; ``view`` is the ``(H', W', 3)`` uint8 region of
-        ``pixels`` that ``model_input`` was made from, at display resolution.
+        ``pixels`` that ``model_input`` was made from, at display resolution
+        (:func:`crop_box` gives its place).
     """
     height, width = pixels.shape[:2]
-    left, top, right, bottom = crop_box(width, height, fit)
+    left, top, right, bottom = crop_box(width, height, fit, input_size)
     view = pixels[top:bottom, left:right]
     model_input = _resize(np.ascontiguousarray(view), (input_size[1], input_size[0]))
     return model_input.astype(np.float32), view

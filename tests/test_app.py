@@ -49,7 +49,7 @@ def test_explore_renders_the_cat_sample_by_default():
     assert any("cat" in label for label in radio.options[:5]), radio.options
     assert radio.index == 0  # top-1 by default
     charts = at.get("plotly_chart")
-    assert len(charts) >= 3  # top-5 bars, overlay, side by side
+    assert len(charts) == 2  # the overlay and the top-5 bars; side by side only when chosen
     assert "Vanilla gradient" in headline(at)
     assert at.query_params["sample"] == "chelsea"
 
@@ -609,8 +609,9 @@ def test_compare_computes_a_rows_classes_in_one_call_and_nothing_twice(monkeypat
 
 
 def test_a_rerun_that_changes_nothing_builds_no_figure_again(monkeypatch):
-    """The overlay and side-by-side figures are built once per look; a no-op rerun draws
-    the same figures without building them, and a new colour map builds new ones."""
+    """The figure on show is built once per look; a no-op rerun draws the same figure
+    without building it, a new colour map builds a new one, and the side-by-side view is
+    built only when it is chosen (one figure per view goes to the browser)."""
     import json
 
     from pages.lib import caching
@@ -630,7 +631,10 @@ def test_a_rerun_that_changes_nothing_builds_no_figure_again(monkeypatch):
     assert json.loads(at.get("plotly_chart")[0].proto.spec) == before
     at.selectbox(key="w_cmap").set_value("cividis").run()
     assert_ok(at)
-    assert len(calls) == 2
+    assert len(calls) == 1 and len(at.get("plotly_chart")) == 2  # the overlay, the top 5
+    at.button_group(key="w_view").set_value("Side by side").run()
+    assert_ok(at)
+    assert len(calls) == 2 and len(at.get("plotly_chart")) == 2
 
 
 @pytest.mark.parametrize("method", ["guided_backprop", "guided_gradcam"])

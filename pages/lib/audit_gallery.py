@@ -300,5 +300,6 @@ def provenance_json(model_key: str, classifier: KerasClassifier, image: LoadedIm
         image_size=image.original_size, fit=fit, probabilities=probabilities, target=target,
         method=method, params=params, values=explanation.attribution.values,
         seconds=explanation.seconds, reduction=reduction, clip_percentile=clip_percentile,
-        info=explanation.attribution.info, decoded_size=image.decoded_size)
+        info=explanation.attribution.info, decoded_size=image.decoded_size,
+        fitted_size=(image.pixels.shape[1], image.pixels.shape[0]))
     return (json.dumps(record, indent=2) + "\n").encode()

@@ -105,9 +105,18 @@ def configure_page() -> None:
 
 def show_link_notices() -> None:
     """Say plainly what a shared link asked for that this browser cannot show."""
-    for notice in st.session_state.get("link_notices", []):
+    notices = st.session_state.get("link_notices", [])
+    refused = [notice.detail for notice in notices if notice.kind == "param"]
+    if refused:
+        st.warning("**The link asks for method settings outside what this app allows**, so "
+                   "they were not applied:\n\n" + "\n".join(
+                       f"- {escape_markdown(line)}" for line in refused),
+                   icon=":material/link_off:")
+    for notice in notices:
         named = ("" if notice.class_index is None else
                  f" The link named class {notice.class_index}, which is not applied here.")
+        if notice.kind == "param":
+            continue
         if notice.kind == "photo":
             st.warning(
                 "**This link was made from someone's own photo, and photos are never part of "

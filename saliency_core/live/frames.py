@@ -1,7 +1,8 @@
 """One camera frame in, the same frame with its saliency overlay and class out.
 
 A frame of any size and orientation ``(H, W, 3)`` is fitted to the model as on
-Explore (the largest centred square, or the whole frame squashed), explained with
+Explore (the largest centred region with the model's aspect ratio, or the whole
+frame squashed), explained with
 the vanilla gradient or a light SmoothGrad through the same methods and adapter as
 every page, and the map is laid over the region the model saw. With the centre
 crop, the parts the model did not see are dimmed. The class and its probability
@@ -195,7 +196,7 @@ def process_frame(pixels: np.ndarray, settings: LiveSettings) -> LiveResult:
                              settings.clip_percentile)
 
     height, width = pixels.shape[:2]
-    left, top, right, bottom = crop_box(width, height, settings.fit)
+    left, top, right, bottom = crop_box(width, height, settings.fit, classifier.input_size)
     out = pixels.copy()
     if (right - left, bottom - top) != (width, height):
         out = (out.astype(np.float32) * OUTSIDE_DIM).astype(np.uint8)

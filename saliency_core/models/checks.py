@@ -24,7 +24,12 @@ from collections.abc import Callable
 from saliency_core.safety.errors import UnsafeUploadError
 from saliency_core.safety.hdf5 import check_expected_shapes, walk_hdf5
 from saliency_core.safety.isolation import (
+    BUILD_MESSAGE,
+    RUN_MESSAGE,
+    WEIGHTS_MESSAGE,
     IsolatedLoadError,
+    classify_load_failure,
+    failing_as,
     import_keras,
     make_workdir,
     remove_workdir,
@@ -66,7 +71,8 @@ def check_keras_archive_in_child(args: dict, limits: Limits,
     with zipfile.ZipFile(args["path"]) as archive:
         config = json.loads(archive.read("config.json").decode("utf-8"))
     config.pop("compile_config", None)
-    model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    with failing_as(BUILD_MESSAGE):  # Keras's words are logged, never shown
+        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     if not isinstance(model, keras.Model):
         raise IsolatedLoadError("The file does not hold a Keras model.")
     parameters = int(model.count_params())
@@ -76,7 +82,8 @@ def check_keras_archive_in_child(args: dict, limits: Limits,
             f"{limits.max_parameters / 1e6:,.0f} million.")
     if weights is not None:
         check_expected_shapes(report, [tuple(v.shape) for v in model.weights], "the model")
-        model.load_weights(weights)
+        with failing_as(WEIGHTS_MESSAGE):
+            model.load_weights(weights)
     phase("measure")
     from saliency_core.models.cost import ModelTooCostlyError, measure_cost
     from saliency_core.tf_adapter import KerasClassifier, UnsupportedModelError, activation_bytes
@@ -91,12 +98,19 @@ def check_keras_archive_in_child(args: dict, limits: Limits,
         outputs = int(model.outputs[0].shape[-1]) if len(model.outputs) == 1 else 0
         classifier = KerasClassifier(model, lambda images: images,
                                      [str(i) for i in range(outputs)], batch_size=1)
-    except (UnsupportedModelError, TypeError, ValueError, IndexError) as exc:
+    except UnsupportedModelError as exc:  # the adapter's own sentence
         return {"parameters": parameters, "unsupported": str(exc)}
+    except (TypeError, ValueError, IndexError):
+        return {"parameters": parameters, "unsupported": "Its input or output does not have "
+                "the shape of an image classifier."}
     try:
         cost, batch = measure_cost(classifier, limits)
     except ModelTooCostlyError as exc:
         raise UnsafeUploadError(str(exc)) from exc
+    except (MemoryError, UnsafeUploadError):
+        raise
+    except Exception as exc:  # the model failed on the test images: Keras's words are logged
+        raise classify_load_failure(exc, RUN_MESSAGE) from exc
     return {"parameters": parameters, "cost": cost.to_dict(), "batch_size": batch}
 
 
@@ -113,7 +127,9 @@ def check_weights_in_child(args: dict, limits: Limits, phase: Callable[[str], No
     suffix = ".h5" if report.legacy else ".weights.h5"
     target = os.path.join(args["workdir"], "check" + suffix)
     os.link(args["path"], target)
-    model.load_weights(target)
+    with failing_as(f"Its arrays could not be loaded into {spec.display_name}: the file is "
+                    "damaged or holds the weights of another model."):
+        model.load_weights(target)
     return {"legacy": report.legacy}
 
 
@@ -151,8 +167,8 @@ def check_weights_upload(key: str, data: bytes, limits: Limits | None = None) ->
         run_isolated("weights", {"path": path, "key": key, "workdir": workdir}, limits)
     except UnsafeUploadError as exc:
         raise WeightsUnavailableError(str(exc)) from exc
-    except IsolatedLoadError as exc:
+    except IsolatedLoadError as exc:  # the project's own sentence; Keras's is logged
         raise WeightsUnavailableError(
-            f"The uploaded file does not fit {spec.display_name}: {exc}") from exc
+            f"The uploaded file does not fit {spec.display_name}. {exc}") from exc
     finally:
         remove_workdir(workdir)

@@ -166,7 +166,18 @@ def measure_cost(classifier, limits: Limits, max_batch: int = 64) -> tuple[Model
     batch = cost.batch_for(limits.activation_budget_bytes, max_batch)
     if batch > 2:
         # Check the extrapolation at the size that will be used.
-        gb, mb = _measure_call(gradient, images(batch))
+        try:
+            gb, mb = _measure_call(gradient, images(batch))
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            # The linear extrapolation was wrong: count the budget as what one of a
+            # quarter as many images may use, and use that smaller batch.
+            image_bytes = max(image_bytes, limits.activation_budget_bytes / batch)
+            batch = max(1, batch // 4)
+            return ModelCost(gradient_fixed, gradient_image, forward_fixed, forward_image,
+                             int(image_bytes), int(call_bytes),
+                             source="measured in the checking process"), batch
         if mb > 0:
             image_bytes = max(image_bytes, (mb - call_bytes) / batch)
         gradient_image = max(gradient_image, (gb - gradient_fixed) / batch)

@@ -27,20 +27,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 
 import keras
 
 from saliency_core.safety.budget import ModelCost
-from saliency_core.safety.errors import UnsafeUploadError, describe_exception
+from saliency_core.safety.errors import UnsafeUploadError
 from saliency_core.safety.isolation import (
     IsolatedLoadError,
+    classify_load_failure,
     make_workdir,
     remove_workdir,
     run_isolated,
 )
-from saliency_core.safety.keras_archive import CODE_MESSAGE, inspect_keras_archive
+from saliency_core.safety.keras_archive import inspect_keras_archive
 from saliency_core.safety.limits import DEFAULT_LIMITS, Limits, format_bytes, load_limits
 from saliency_core.tf_adapter import (
     KerasClassifier,
@@ -48,6 +50,7 @@ from saliency_core.tf_adapter import (
     build_logit_model,
 )
 
+_LOG = logging.getLogger(__name__)
 MAX_MODEL_BYTES = DEFAULT_LIMITS.max_model_bytes
 MAX_UNPACKED_BYTES = DEFAULT_LIMITS.max_unpacked_bytes
 MAX_LABEL_BYTES = DEFAULT_LIMITS.max_labels_bytes
@@ -113,15 +116,17 @@ def _limits() -> Limits:
     return dataclasses.replace(limits, **overrides)
 
 
-def _load_failure(message: str) -> CustomModelError:
-    """The user-facing error for a model that Keras could not load."""
-    if any(word in message for word in ("Lambda", "lambda", "safe_mode", "Python code")):
-        return CustomModelError(CODE_MESSAGE)
-    if "Unknown" in message or "custom" in message.lower():
-        return CustomModelError(
-            "The model uses custom layers or functions that this app does not know; only "
-            "built-in Keras layers are supported.")
-    return CustomModelError(f"The model could not be loaded: {message}")
+def _load_failure(exc: BaseException) -> CustomModelError:
+    """The user's sentence for a model that Keras could not load here; Keras's own words
+    (class paths, advice for the model's author) go to the log only."""
+    if isinstance(exc, MemoryError):
+        return CustomModelError("The model could not be loaded: it needs more memory than "
+                                "the server can give it.")
+    failure = classify_load_failure(exc, "The model could not be loaded: Keras refused its "
+                                         "layers or weights. Save it again with "
+                                         "model.save('name.keras').")
+    _LOG.warning("own model not loaded: %s", failure.detail)
+    return CustomModelError(str(failure))
 
 
 def load_custom_model(data: bytes, labels: bytes | None = None) -> CustomModel:
@@ -161,12 +166,12 @@ def load_custom_model(data: bytes, labels: bytes | None = None) -> CustomModel:
             checked = run_isolated("keras_archive", {"path": path, "workdir": workdir}, limits)
         except UnsafeUploadError as exc:
             raise CustomModelError(str(exc)) from exc
-        except IsolatedLoadError as exc:
-            raise _load_failure(str(exc)) from exc
+        except IsolatedLoadError as exc:  # already the project's own sentence
+            raise CustomModelError(str(exc)) from exc
         try:
             model = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:
-            raise _load_failure(describe_exception(exc, limit=300)) from exc
+            raise _load_failure(exc) from exc
     finally:
         remove_workdir(workdir)
     if "unsupported" in checked:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import logging
 import os
 import shutil
 import socket
@@ -37,8 +38,8 @@ from pathlib import Path
 import keras
 
 from saliency_core.labels import load_imagenet_labels
-from saliency_core.safety.errors import describe_exception
 
+_LOG = logging.getLogger(__name__)
 DEFAULT_MODEL_KEY = "efficientnet_lite0"
 _KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -325,8 +326,10 @@ def download_weights(spec: ModelSpec, timeout: float = 20.0) -> WeightsSource:
         os.replace(tmp.name, target)
     except OSError as exc:
         Path(tmp.name).unlink(missing_ok=True)
+        _LOG.warning("download of %s failed: %s", spec.weights_url, exc)
         raise WeightsUnavailableError(
-            weights_help(spec, reason=f"The download failed ({exc})")) from exc
+            weights_help(spec, reason="The download failed (the server did not answer or "
+                                      "the connection broke)")) from exc
     return WeightsSource(target, "download")
 
 
@@ -432,9 +435,12 @@ def load_registered_model(key: str, allow_download: bool = True,
     try:
         model.load_weights(source.path)
     except Exception as exc:
+        _LOG.warning("weights %s not loaded into %s: %s", source.path, spec.key,
+                     " ".join(str(exc).split())[:2000])
         raise WeightsUnavailableError(
             f"The weights file from the {source.origin} ({source.path.name}) does not fit "
-            f"{spec.display_name}: {describe_exception(exc)}") from exc
+            f"{spec.display_name}: it is damaged or holds the weights of another model.") \
+            from exc
     return model, source
 
 
@@ -478,9 +484,11 @@ def save_uploaded_weights(key: str, data: bytes, scope: str | None = None) -> We
             spec.build().load_weights(staged)
         except Exception as exc:
             staged.unlink(missing_ok=True)
+            _LOG.warning("uploaded weights not loaded into %s: %s", spec.key,
+                         " ".join(str(exc).split())[:2000])
             raise WeightsUnavailableError(
-                f"The uploaded file does not fit {spec.display_name}: "
-                f"{describe_exception(exc)}") from exc
+                f"The uploaded file does not fit {spec.display_name}: it is damaged or holds "
+                "the weights of another model.") from exc
         for old in (new_style, legacy):
             old.unlink(missing_ok=True)
         os.replace(staged, target)

@@ -28,6 +28,7 @@ server. At most :data:`MAX_CONCURRENT_CHECKS` children run at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -42,10 +43,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from saliency_core.safety.errors import UnsafeUploadError, describe_exception
+from saliency_core.safety.errors import UnsafeUploadError
 from saliency_core.safety.hdf5 import WeightsMismatchError
 from saliency_core.safety.jobs import checkpoint
 from saliency_core.safety.limits import Limits, format_bytes
@@ -63,8 +64,57 @@ _LOG = logging.getLogger(__name__)
 class IsolatedLoadError(Exception):
     """The file is not hostile as far as the checks can tell, but it did not load.
 
-    ``str(exc)`` is a one-line, user-safe description of what failed.
+    ``str(exc)`` is the project's own one-line sentence for the user; ``detail`` is
+    the library's wording, for the log only (it can name classes, paths and advice
+    meant for the model's author, not for a visitor).
     """
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+
+
+BUILD_MESSAGE = ("The model's layers could not be built from its description (config.json): "
+                 "a layer has a setting Keras does not accept, for example a size that is "
+                 "not a whole number. Save the model again with model.save('name.keras').")
+UNKNOWN_MESSAGE = ("The model uses custom layers or functions that this app does not know; "
+                   "only built-in Keras layers are supported.")
+WEIGHTS_MESSAGE = ("The model's weights could not be loaded into its layers: the weights file "
+                   "in the archive is damaged or belongs to another model.")
+RUN_MESSAGE = ("The model failed on a test image: its layers do not fit together for an "
+               "image input.")
+OPEN_MESSAGE = "The file could not be opened as a model."
+"""The project's own sentences for a model that did not load; the cause is logged."""
+
+
+def classify_load_failure(exc: BaseException, fallback: str) -> IsolatedLoadError:
+    """The user's sentence for a library exception while loading a model (``fallback``
+    unless it is about Python code or unknown objects), with the library text as detail.
+    """
+    from saliency_core.safety.keras_archive import CODE_MESSAGE
+
+    text = str(exc)
+    detail = f"{type(exc).__name__}: {' '.join(text.split())[:2000]}"
+    if isinstance(exc, RecursionError):
+        return IsolatedLoadError("The model's description is nested too deeply to build.",
+                                 detail)
+    if any(word in text for word in ("Lambda", "lambda", "safe_mode", "Python code")):
+        return IsolatedLoadError(CODE_MESSAGE, detail)
+    if "Unknown" in text or "custom" in text.lower():
+        return IsolatedLoadError(UNKNOWN_MESSAGE, detail)
+    return IsolatedLoadError(fallback, detail)
+
+
+@contextlib.contextmanager
+def failing_as(message: str) -> Iterator[None]:
+    """Turn a library exception in the block into an :class:`IsolatedLoadError` with the
+    project's sentence (memory errors and the checks' own refusals pass through)."""
+    try:
+        yield
+    except (MemoryError, UnsafeUploadError, IsolatedLoadError):
+        raise
+    except Exception as exc:
+        raise classify_load_failure(exc, message) from exc
 
 
 # ----------------------------------------------------------------- in the child
@@ -105,8 +155,8 @@ def child_main() -> None:
     channel = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the channel
 
-    def send(kind: str, value: object = "") -> None:
-        channel.write(json.dumps({"kind": kind, "value": value,
+    def send(kind: str, value: object = "", detail: str = "") -> None:
+        channel.write(json.dumps({"kind": kind, "value": value, "detail": detail,
                                   "peak_mb": peak_resident_mb()}) + "\n")
 
     try:
@@ -124,18 +174,12 @@ def child_main() -> None:
     except MemoryError:
         send("memory")
     except IsolatedLoadError as exc:
-        send("failed", str(exc))
+        send("failed", str(exc), exc.detail)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
-        send("failed", _failure_text(exc))
+        failure = classify_load_failure(exc, OPEN_MESSAGE)
+        send("failed", str(failure), failure.detail)
     finally:
         channel.close()
-
-
-def _failure_text(exc: BaseException) -> str:
-    text = describe_exception(exc, limit=300)
-    if "Lambda" in str(exc) or "lambda" in str(exc) or "safe_mode" in str(exc):
-        return "Python code: " + text
-    return text
 
 
 # ---------------------------------------------------------------- in the parent
@@ -233,7 +277,10 @@ def _run(task: str, args: dict, limits: Limits) -> dict:
                 elif kind == "memory":
                     raise UnsafeUploadError(_memory_message(limits))
                 else:
-                    raise IsolatedLoadError(value)
+                    detail = str(message.get("detail", ""))
+                    if detail:  # the library's words go to the log, never to the user
+                        _LOG.warning("isolated %s check: %s (%s)", task, value, detail)
+                    raise IsolatedLoadError(value, detail)
     except BrokenPipeError:
         raise _crash(process) from None
     finally:
@@ -274,4 +321,8 @@ def remove_workdir(path: str) -> None:
 
 
 if __name__ == "__main__":
-    child_main()
+    # Run the importable module's child_main, not this __main__ copy's: the tasks raise
+    # saliency_core.safety.isolation.IsolatedLoadError, which must be the class caught.
+    from saliency_core.safety.isolation import child_main as _child_main
+
+    _child_main()
