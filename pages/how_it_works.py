@@ -231,7 +231,7 @@ if sharp is None and st.button("Show it on this image", key="run_sharp",
         sharp_key, "Randomising the model's top block",
         lambda progress: run_sharp_map_lesson(
             randomizer, prepared.model_input, Target(class_index),
-            seed_text=f"{image.digest}|{model_key}|{token}", progress=progress))
+            seed_text=f"{image.digest}|{model_key}", progress=progress))
 if sharp is not None:
     labels = [METHODS[key].label for key in sharp.methods]
     st.plotly_chart(make_sharp_map_figure(sharp, labels, cmap), width="stretch",

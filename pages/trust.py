@@ -183,7 +183,7 @@ with checks:
             key_random, f"Randomising {len(randomizer.blocks)} blocks, {draws} times",
             lambda progress: run_randomization(
                 randomizer, explain, model_input, target, mode, draws,
-                seed_text=f"{image.digest}|{model_key}|{token}", progress=progress))
+                seed_text=f"{image.digest}|{model_key}", progress=progress))
     if randomised is not None:
         steps_said = ("blocks randomised from the output down, each step adding one"
                       if randomised.mode == "cascading" else "one block randomised at a time")

@@ -319,7 +319,7 @@ def run_randomization(randomizer: ModelRandomizer, explain: Explainer, image: np
         mode: ``"cascading"`` keeps earlier steps' blocks random; ``"independent"``
             restores each block before randomising the next.
         draws: independent draws ``R`` (1 to :data:`MAX_DRAWS`), each with its own seeds.
-        seed_text: what the seeds derive from, e.g. ``"<image sha256>|<model>|<weights>"``;
+        seed_text: what the seeds derive from, e.g. ``"<image sha256>|<model key>"``;
             by default the image's bytes and the model's name.
         progress: called with the fraction done.
 
