@@ -189,15 +189,17 @@ def uploaded_weights_path(spec: ModelSpec, scope: str | None = None) -> Path | N
     return next((p for p in _uploaded_candidates(spec, scope) if p.is_file()), None)
 
 
-def prune_session_uploads(keep: int = 16) -> None:
-    """Delete all but the ``keep`` most recently used per-session upload folders."""
+def remove_session_uploads(scope: str | None = None) -> None:
+    """Delete one browser session's uploaded weights (when that session ends), or with
+    ``scope=None`` every session's (when the server starts, before any session exists).
+
+    Never by count or age: a session that is still open keeps its files, however many
+    other visitors upload.
+    """
     root = uploads_dir() / "sessions"
-    if not root.is_dir():
-        return
-    folders = sorted((p for p in root.iterdir() if p.is_dir()),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in folders[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+    target = root if scope is None else uploads_dir(scope)
+    if target.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def _config_weights(spec: ModelSpec) -> Path | None:
