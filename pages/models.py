@@ -11,7 +11,6 @@ from saliency_core.models.registry import (
     MODELS,
     WeightsUnavailableError,
     find_local_weights,
-    prune_session_uploads,
     save_uploaded_weights,
     weights_help,
 )
@@ -103,8 +102,6 @@ if uploaded is not None and st.button("Use this weights file", type="primary"):
             except WeightsUnavailableError as exc:
                 st.error(layout.escape_markdown(str(exc)), icon=":material/error:")
             else:
-                if scope:
-                    prune_session_uploads()
                 st.session_state["weights_errors"].pop(target, None)
                 # a fresh, empty uploader: the saved file is not offered for checking again
                 st.session_state["weights_round"] = st.session_state.get("weights_round", 0) + 1
