@@ -71,6 +71,18 @@ class LayerGradientModel(GradientModel, Protocol):
     def default_cam_layer(self) -> str:
         """Name of the last spatial (convolutional) layer."""
 
+    def layer_activations(self, images: np.ndarray, layer: str | None) -> np.ndarray:
+        """The layer's output ``(B, h, w, k)``, by a forward pass to that layer only."""
+
+
+FAMILIES: dict[str, str] = {
+    "gradients": "Gradients",
+    "paths": "Path integrals",
+    "cams": "Class activation maps (CAMs)",
+    "perturbation": "Perturbation (forward passes only)",
+}
+"""Method families, in the order pickers show them (:attr:`SaliencyMethod.family`)."""
+
 
 @dataclass(frozen=True)
 class Param:
@@ -160,6 +172,7 @@ class SaliencyMethod(ABC):
         display: how the map is best shown: ``"channels"`` (several channels,
             the user picks the reduction), ``"unsigned"`` (one non-negative
             channel) or ``"signed"`` (one channel whose sign matters).
+        family: a key of :data:`FAMILIES`, for grouping methods in pickers.
     """
 
     key: ClassVar[str]
@@ -170,6 +183,7 @@ class SaliencyMethod(ABC):
     sampling: ClassVar[bool] = False
     reading: ClassVar[str] = "Bright pixels matter most to the class score."
     display: ClassVar[str] = "channels"
+    family: ClassVar[str] = "gradients"
 
     @abstractmethod
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,

@@ -100,6 +100,7 @@ class IntegratedGradients(SaliencyMethod):
     reading = ("Bright pixels contributed most to the score's rise from the baseline image to "
                "this one; the contributions add up to that rise (see the completeness gap).")
     sampling = True
+    family = "paths"
     params: ClassVar[tuple[Param, ...]] = (
         Param("steps", "Steps", 50, "Intervals of the path integral (trapezoid rule); "
               "more steps close the completeness gap.", 4, 300, 1),

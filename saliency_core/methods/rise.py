@@ -1,0 +1,149 @@
+"""RISE: Randomized Input Sampling for Explanation (Petsiuk, Das & Saenko 2018, arXiv 1806.07421).
+
+A black-box method: it needs only the model's scores, never a gradient, so it
+works on any model, also one whose gradients are useless (saturated, quantised,
+or shattered). It shows the model the image through ``masks`` random smooth
+masks and credits each pixel with the scores of the masked images that kept it:
+``S(p) = 1 / (N E[M]) * sum_i f(x * M_i) M_i(p)`` (the paper's eq. 6), an
+estimate of ``E[f(x * M) | M(p) = 1]``, the expected score when pixel ``p`` is
+kept.
+
+Masks as in the paper: a ``grid`` × ``grid`` grid of cells, each kept with
+probability ``keep``, upsampled bilinearly to ``(grid + 1)`` cells of
+``ceil(H / grid)`` pixels and cropped at a random offset within one cell, so the
+masks are smooth and their edges fall anywhere. The upsampling is linear and
+separable, so a batch of masks is two small matrix products; the grids and
+offsets are drawn up front from one seeded stream, so the map depends on the
+seed only, not on the batch size. Masked images go to the model ``batch_size``
+at a time: forward passes only.
+
+The map shown is ``S(p)`` minus the mean score over all masked images, a
+constant: red pixels are those whose presence raises the expected score above
+the average masked image, blue ones those whose presence lowers it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from saliency_core.batching import split_evenly
+from saliency_core.methods.base import (
+    Attribution,
+    GradientModel,
+    Param,
+    ProgressCallback,
+    SaliencyMethod,
+    Target,
+    Work,
+    report,
+)
+
+
+def upsampling_matrix(cells: int, size: int) -> np.ndarray:
+    """``(size, cells)`` weights of bilinear upsampling from ``cells`` to ``size`` samples,
+    pixel centres aligned and edges reflected (scikit-image's ``resize(order=1)``, the
+    paper's code)."""
+    from skimage.transform import resize
+
+    return resize(np.eye(cells), (size, cells), order=1, mode="reflect",
+                  anti_aliasing=False)
+
+
+def draw_masks(count: int, grid: int, keep: float, input_size: tuple[int, int],
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The random part of ``count`` masks: ``(grids, offsets)``, ``(count, grid, grid)``
+    bool (cells kept) and ``(count, 2)`` int (crop offsets, each within one cell)."""
+    rng = np.random.default_rng(seed)
+    grids = rng.random((count, grid, grid)) < keep
+    cells = [math.ceil(side / grid) for side in input_size]
+    offsets = np.stack([rng.integers(0, cells[0], count), rng.integers(0, cells[1], count)],
+                       axis=1)
+    return grids, offsets
+
+
+class MaskMaker:
+    """Builds RISE masks ``(B, H, W)`` in [0, 1] from grids and offsets (:func:`draw_masks`)."""
+
+    def __init__(self, grid: int, input_size: tuple[int, int]):
+        height, width = input_size
+        self.size = input_size
+        self.rows = upsampling_matrix(grid, (grid + 1) * math.ceil(height / grid))
+        self.cols = upsampling_matrix(grid, (grid + 1) * math.ceil(width / grid))
+
+    def __call__(self, grids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        height, width = self.size
+        rows = np.stack([self.rows[y:y + height] for y in offsets[:, 0]])
+        cols = np.stack([self.cols[x:x + width] for x in offsets[:, 1]])
+        return np.einsum("bHi,bij,bWj->bHW", rows, grids.astype(np.float64), cols,
+                         optimize=True)
+
+
+class RISE(SaliencyMethod):
+    """The expected score when a pixel is kept, over random smooth masks."""
+
+    key = "rise"
+    label = "RISE"
+    description = ("The image shown to the model through thousands of random smooth masks; "
+                   "each pixel is credited with the scores of the masked images that kept it. "
+                   "Forward passes only, so it works on any model, also one whose gradients "
+                   "are useless.")
+    citation = "Petsiuk, Das & Saenko 2018, arXiv:1806.07421"
+    reading = ("Red regions are those whose presence keeps the score above that of the "
+               "average randomly masked image; blue ones lower it. The map is as smooth as the "
+               "masks' grid, and a few thousand masks still leave some noise (change the seed "
+               "to see how much).")
+    display = "signed"
+    sampling = True
+    family = "perturbation"
+    params: ClassVar[tuple[Param, ...]] = (
+        Param("masks", "Masks", 4000, "Random masks, one forward pass each; more masks, less "
+              "noise (the paper uses 4000 to 8000).", 100, 8000, 100),
+        Param("grid", "Grid cells per side", 7, "Cells of the low-resolution mask before "
+              "upsampling: fewer cells, larger blobs (the paper uses 7).", 2, 16, 1),
+        Param("keep", "Share of cells kept", 0.5, "Probability that a cell shows the image "
+              "(the paper uses 0.5).", 0.1, 0.9, 0.05),
+        Param("seed", "Seed", 0, "Seed of the random masks: the same seed gives the same "
+              "map.", 0, 999, 1),
+    )
+
+    def __init__(self, masks: int = 4000, grid: int = 7, keep: float = 0.5, seed: int = 0,
+                 batch_size: int | None = None):
+        if masks < 1 or grid < 1 or not 0 < keep <= 1:
+            raise ValueError("masks and grid must be >= 1 and keep in (0, 1]")
+        self.masks, self.grid, self.keep = int(masks), int(grid), float(keep)
+        self.seed, self.batch_size = int(seed), batch_size
+
+    def work(self, input_size: tuple[int, int]) -> Work:
+        """One forward pass per mask, and one for the score at the image."""
+        return Work(forward=self.masks + 1)
+
+    def estimate(self, model: GradientModel, image: np.ndarray, target: Target,
+                 progress: ProgressCallback | None = None) -> tuple[np.ndarray, float]:
+        """The paper's estimator ``S`` ``(H, W)`` (eq. 6) and the mean score of the masked
+        images."""
+        image = np.asarray(image, np.float32)
+        grids, offsets = draw_masks(self.masks, self.grid, self.keep, image.shape[:2],
+                                    self.seed)
+        make = MaskMaker(self.grid, image.shape[:2])
+        total = np.zeros(image.shape[:2], np.float64)
+        score_sum = 0.0
+        bound = max(1, self.batch_size or getattr(model, "batch_size", 16))
+        for start, stop in split_evenly(self.masks, bound):
+            masks = make(grids[start:stop], offsets[start:stop])
+            scores = model.scores((image[None] * masks[..., None]).astype(np.float32), target)
+            total += np.tensordot(scores.astype(np.float64), masks, axes=1)
+            score_sum += float(np.sum(scores, dtype=np.float64))
+            report(progress, stop / self.masks)
+        return total / (self.masks * self.keep), score_sum / self.masks
+
+    def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
+                  progress: ProgressCallback | None = None) -> Attribution:
+        """RISE's map ``(H, W, 1)`` of ``image``, centred on the mean masked score."""
+        saliency, mean_score = self.estimate(model, image, target, progress)
+        score = float(model.scores(np.asarray(image, np.float32)[None], target)[0])
+        values = (saliency - mean_score)[..., None].astype(np.float32)
+        return Attribution(values=values, score=score, info={
+            "masks": self.masks, "mean score of the masked images": mean_score})
