@@ -324,7 +324,7 @@ def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params:
         workers = session.size_pool(math.ceil(len(images) / args.batch_size))
     classifier, identity, choice = load_model(args)
     class_index = resolve_class(args.class_, classifier.class_names)
-    if args.method in ("gradcam", "gradcam_plus_plus") and "layer" in params:
+    if "layer" in params:  # the CAM methods' layer: it must be one of this model's
         if params["layer"] not in classifier.spatial_layer_names():
             raise UsageError(f"--param layer: {params['layer']!r} is not a convolutional "
                              "layer of this model")
