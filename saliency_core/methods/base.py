@@ -77,11 +77,13 @@ class LayerGradientModel(GradientModel, Protocol):
 
 FAMILIES: dict[str, str] = {
     "gradients": "Gradients",
-    "paths": "Path integrals",
-    "cams": "Class activation maps (CAMs)",
-    "perturbation": "Perturbation (forward passes only)",
+    "paths": "Paths",
+    "cams": "CAMs",
+    "perturbation": "Perturbation",
 }
-"""Method families, in the order pickers show them (:attr:`SaliencyMethod.family`)."""
+"""Method families (key: short label), in the order pickers show them
+(:attr:`SaliencyMethod.family`): gradients at the image, integrals along a path to it,
+class activation maps of a convolutional layer, and forward passes on changed images."""
 
 
 @dataclass(frozen=True)
