@@ -36,13 +36,14 @@ def pick_methods_by_family(chosen: list[str]) -> None:
         kept = [m for m in current if m not in keys or m in picked]
         settings.put("compare.methods", kept + [m for m in keys if m in picked and m not in kept])
 
-    for column, (family, keys) in zip(st.columns(len(groups)), groups.items(), strict=True):
+    for family, keys in groups.items():
         widget = f"w_compare.family.{family}"
         st.session_state[widget] = [k for k in keys if k in chosen]
-        with column:
-            st.pills(FAMILIES[family], options=keys, selection_mode="multi", key=widget,
-                     format_func=lambda k: METHODS[k].label, help=FAMILY_HELP.get(family),
-                     on_change=toggled, args=(keys, widget))
+        name, toggles = st.columns([1.4, 6], vertical_alignment="center", gap="small")
+        name.markdown(f"**{FAMILIES[family]}**", help=FAMILY_HELP.get(family))
+        toggles.pills(FAMILIES[family], options=keys, selection_mode="multi", key=widget,
+                      format_func=lambda k: METHODS[k].label, on_change=toggled,
+                      args=(keys, widget), label_visibility="collapsed")
 
 
 def describe_gap(info: dict | None) -> str:
