@@ -247,7 +247,7 @@ def numpy_quantile_shim(module) -> None:
 
 
 def peer_runners(peer: str, clf, x: np.ndarray, c: int, sizes: list[int],
-                 rise_masks: int = RISE_MASKS) -> dict:
+                 rise_masks: int = RISE_MASKS, scorecam_channels: str = "all") -> dict:
     """Row label -> a zero-argument function running the peer's version of that method.
 
     Gradient methods get a Keras model from 0-255 pixels to the same pre-softmax
@@ -312,9 +312,10 @@ def peer_runners(peer: str, clf, x: np.ndarray, c: int, sizes: list[int],
 
         flat, inner = flat_pixels_model(clf), layer.split("/")[-1]
         scorecam, layercam = Scorecam(flat, clone=False), Layercam(flat, clone=False)
+        most = None if scorecam_channels == "all" else int(scorecam_channels)  # Faster Score-CAM
         runners["Score-CAM"] = lambda: scorecam(score, batch, penultimate_layer=inner,
                                                 seek_penultimate_conv_layer=False,
-                                                batch_size=32)
+                                                batch_size=32, max_N=most)
         runners["LayerCAM"] = lambda: layercam(score, batch, penultimate_layer=inner,
                                                seek_penultimate_conv_layer=False)
         return runners
@@ -380,7 +381,7 @@ def compare_maps(ours: np.ndarray, theirs: np.ndarray) -> str:
 
 
 def agreement_lines(peers: list[str], clf, x: np.ndarray, c: int, n: int,
-                    rise_masks: int) -> list[str]:
+                    rise_masks: int, scorecam_channels: str = "all") -> list[str]:
     """How closely the new methods agree with the peers on this photo, as Markdown bullets."""
     from saliency_core.imaging import resize_map
     from saliency_core.methods import Target, get_method
@@ -436,9 +437,12 @@ def agreement_lines(peers: list[str], clf, x: np.ndarray, c: int, n: int,
         acts, grads, _ = clf.layer_gradients(batch, target, layer)
         lines.append("- LayerCAM against tf-keras-vis (at the layer's resolution): "
                      + compare_maps(layercam_map(acts[0], grads[0]), theirs))
-        theirs = Scorecam(flat)(CategoricalScore([c]), batch, batch_size=32, **common)[0]
-        lines.append("- Score-CAM against tf-keras-vis (theirs upsampled as ours): "
-                     + compare_maps(ours("scorecam")[..., 0],
+        most = None if scorecam_channels == "all" else int(scorecam_channels)
+        theirs = Scorecam(flat)(CategoricalScore([c]), batch, batch_size=32, max_N=most,
+                                **common)[0]
+        lines.append(f"- Score-CAM ({scorecam_channels} channels) against tf-keras-vis (theirs "
+                     "upsampled as ours): "
+                     + compare_maps(ours("scorecam", channels=scorecam_channels)[..., 0],
                                     resize_map(np.asarray(theirs, np.float32), x.shape[:2])))
     if "xplique" in peers:
         theirs = peer_runners("xplique", clf, x, c, [n], rise_masks)[f"RISE, {rise_masks} masks"]()
@@ -626,7 +630,8 @@ def main() -> None:  # noqa: C901 - one linear script
                   f"({seconds / floors[floor_name]:.2f}x)", flush=True)
         for peer in peers:
             try:
-                runners = peer_runners(peer, clf, x, c, sizes, args.rise_masks)
+                runners = peer_runners(peer, clf, x, c, sizes, args.rise_masks,
+                                       args.scorecam_channels)
             except Exception as exc:  # noqa: BLE001 - a peer that cannot run is reported
                 notes.append(f"{PEERS[peer]} on {key} failed to set up: {exc}")
                 continue
@@ -671,7 +676,8 @@ def main() -> None:  # noqa: C901 - one linear script
             profile = profile_vanilla(clf, x, c, repeats)
             if not args.no_agreement:
                 try:
-                    agreement = agreement_lines(peers, clf, x, c, sizes[0], args.rise_masks)
+                    agreement = agreement_lines(peers, clf, x, c, sizes[0], args.rise_masks,
+                                                args.scorecam_channels)
                 except Exception as exc:  # noqa: BLE001 - reported, the timings stand
                     agreement = [f"- the agreement check failed: {type(exc).__name__}: {exc}"]
         body = compose(repeats, budget, machine, peaks, out, drift_lines, notes, profile,

@@ -298,8 +298,9 @@ with result:
                    icon=":material/warning:")
     elif gap is not None and abs(gap) > 0.05:
         st.caption(f"A completeness gap of {100 * abs(gap):.0f}% means the attributions do not "
-                   "yet add up to the score change: raise **Steps** (200 usually brings it "
-                   "under 3%).")
+                   "yet add up to the score change: raise **Steps**"
+                   + (" (200 usually brings it under 3%)." if method == "integrated_gradients"
+                      else "."))
     st.caption(f"{score_words}: {explanation.attribution.score:.4g} · {timing} · "
                f"model input {classifier.input_size[1]}×{classifier.input_size[0]}, shown "
                f"over the {view.shape[1]}×{view.shape[0]} region it was made from.")
