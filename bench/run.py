@@ -390,7 +390,7 @@ def agreement_lines(peers: list[str], clf, x: np.ndarray, c: int, n: int,
     target, lines = Target(c), []
 
     def ours(key, **params):
-        return get_method(key, **params).attribute(clf, x, target).values
+        return get_method(key, **params).attribute(clf, x, target)
 
     if "saliency" in peers:
         import saliency.core as pair
@@ -414,8 +414,10 @@ def agreement_lines(peers: list[str], clf, x: np.ndarray, c: int, n: int,
         for key, label in (("xrai", f"XRAI, {n} steps per baseline"),
                            ("blur_ig", f"Blur IG, {n} steps"),
                            ("guided_ig", f"Guided IG, {n} steps")):
-            mine = ours(key, steps=n)
-            mine = mine[..., 0] if key == "xrai" else mine
+            result = ours(key, steps=n)
+            mine = result.values
+            if key == "xrai":  # our map starts at 0: add back the lowest gain
+                mine = mine[..., 0] + result.info["lowest region gain (subtracted)"]
             lines.append(f"- {label} against PAIR saliency: {compare_maps(mine, theirs[key])}")
             if key == "blur_ig":
                 rounded = pair.BlurIG().GetMask(x, same_callback, steps=n, batch_size=n)
@@ -442,12 +444,12 @@ def agreement_lines(peers: list[str], clf, x: np.ndarray, c: int, n: int,
                                 **common)[0]
         lines.append(f"- Score-CAM ({scorecam_channels} channels) against tf-keras-vis (theirs "
                      "upsampled as ours): "
-                     + compare_maps(ours("scorecam", channels=scorecam_channels)[..., 0],
+                     + compare_maps(ours("scorecam", channels=scorecam_channels).values[..., 0],
                                     resize_map(np.asarray(theirs, np.float32), x.shape[:2])))
     if "xplique" in peers:
         theirs = peer_runners("xplique", clf, x, c, [n], rise_masks)[f"RISE, {rise_masks} masks"]()
-        mine = ours("rise", masks=rise_masks)[..., 0]
-        other_seed = ours("rise", masks=rise_masks, seed=1)[..., 0]
+        mine = ours("rise", masks=rise_masks).values[..., 0]
+        other_seed = ours("rise", masks=rise_masks, seed=1).values[..., 0]
         r_peer = np.corrcoef(mine.ravel(), np.asarray(theirs).ravel())[0, 1]
         r_seed = np.corrcoef(mine.ravel(), other_seed.ravel())[0, 1]
         lines.append(f"- RISE, {rise_masks} masks, against Xplique: r = {r_peer:.3f}; between "

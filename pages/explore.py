@@ -255,10 +255,12 @@ with result:
                f"**{layout.escape_markdown(contrast_label)}**: the map explains S_a − S_b, "
                "signed." if signed_contrast else METHODS[method].reading)
     if signed_contrast and display_kind == "unsigned":
-        st.warning(f"{METHODS[method].label} keeps only evidence that raises the score (its "
-                   "ReLU), so this contrast map can show where class a wins but never where "
-                   "class b does: it has no blue. Use a gradient method to see both sides.",
-                   icon=":material/info:")
+        why = ("keeps only evidence that raises the score (its ReLU)"
+               if METHODS[method].family == "cams" else
+               "ranks regions from 0, the least useful one, upwards")
+        st.warning(f"{METHODS[method].label} {why}, so this contrast map can show where class "
+                   "a wins but never where class b does: it has no blue. Use a gradient method "
+                   "to see both sides.", icon=":material/info:")
     clip_text = ("not clipped" if clip_at is None else
                  f"values above the {clip:g}th percentile are shown at full strength")
     st.caption(f"{reading} The map is scaled to this image alone ({clip_text}), so colours "

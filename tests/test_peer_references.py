@@ -86,9 +86,10 @@ def test_xrai_matches_pair(model, classifier, image):
     params = pair.XRAIParameters(steps=12)
     theirs = pair.XRAI().GetMask(image, call_model(model), batch_size=5,
                                  extra_parameters=params)
-    assert ours.values.shape == (SIZE, SIZE, 1)
+    assert ours.values.shape == (SIZE, SIZE, 1) and ours.values.min() == 0.0
     assert ours.info["regions ranked"] > 3  # a real ranking, not one region
-    assert_agrees(ours.values[..., 0], theirs)
+    # the map is XRAI's gains less the lowest gain, a constant recorded in info
+    assert_agrees(ours.values[..., 0] + ours.info["lowest region gain (subtracted)"], theirs)
 
 
 def test_blur_ig_matches_pair(model, classifier, image):

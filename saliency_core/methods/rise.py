@@ -17,9 +17,11 @@ offsets are drawn up front from one seeded stream, so the map depends on the
 seed only, not on the batch size. Masked images go to the model ``batch_size``
 at a time: forward passes only.
 
-The map shown is ``S(p)`` minus the mean score over all masked images, a
-constant: red pixels are those whose presence raises the expected score above
-the average masked image, blue ones those whose presence lowers it.
+The values returned are ``S(p) - min S``: a constant shift (recorded in
+``info``) that keeps the paper's order of the pixels and starts the map at 0 at
+the least useful pixel, so it reads like the other one-channel maps (bright =
+keeping this region raises the expected score most) and every page that ranks
+or scales ``|map|`` sees the paper's ranking.
 """
 
 from __future__ import annotations
@@ -91,11 +93,11 @@ class RISE(SaliencyMethod):
                    "Forward passes only, so it works on any model, also one whose gradients "
                    "are useless.")
     citation = "Petsiuk, Das & Saenko 2018, arXiv:1806.07421"
-    reading = ("Red regions are those whose presence keeps the score above that of the "
-               "average randomly masked image; blue ones lower it. The map is as smooth as the "
-               "masks' grid, and a few thousand masks still leave some noise (change the seed "
-               "to see how much).")
-    display = "signed"
+    reading = ("Bright regions are those whose presence keeps the score highest when the "
+               "rest of the image is randomly hidden; the map starts at 0 at the least useful "
+               "region. It is as smooth as the masks' grid, and a few thousand masks still "
+               "leave some noise (change the seed to see how much).")
+    display = "unsigned"
     sampling = True
     family = "perturbation"
     params: ClassVar[tuple[Param, ...]] = (
@@ -141,9 +143,11 @@ class RISE(SaliencyMethod):
 
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
                   progress: ProgressCallback | None = None) -> Attribution:
-        """RISE's map ``(H, W, 1)`` of ``image``, centred on the mean masked score."""
+        """RISE's map ``(H, W, 1)`` of ``image``: the paper's estimator minus its minimum."""
         saliency, mean_score = self.estimate(model, image, target, progress)
         score = float(model.scores(np.asarray(image, np.float32)[None], target)[0])
-        values = (saliency - mean_score)[..., None].astype(np.float32)
+        lowest = float(saliency.min())
+        values = (saliency - lowest)[..., None].astype(np.float32)
         return Attribution(values=values, score=score, info={
-            "masks": self.masks, "mean score of the masked images": mean_score})
+            "masks": self.masks, "mean score of the masked images": mean_score,
+            "estimate at the least useful pixel (subtracted)": lowest})

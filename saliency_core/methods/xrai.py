@@ -9,7 +9,9 @@ cover their edges) and grows a region greedily: at each step it adds the
 segment whose *new* pixels have the highest mean attribution (the "gain
 density"), and gives those pixels that gain. The map is therefore piecewise
 constant, and ranking its values ranks regions by importance: the brightest
-region is the one to look at first.
+region is the one to look at first. The values returned are the gains minus
+the lowest gain (a constant, recorded in ``info``), so the least important
+region is 0 and every page that scales or ranks ``|map|`` keeps XRAI's order.
 
 Everything follows PAIR ``saliency``'s reference implementation (the paper's
 authors'), so the two agree to float32 (``tests/test_peer_references.py``):
@@ -159,10 +161,10 @@ class XRAI(SaliencyMethod):
                    "image segments: regions, ranked by how much attribution their pixels "
                    "carry, instead of scattered pixels.")
     citation = "Kapishnikov et al. 2019, arXiv:1906.02825"
-    reading = ("Each patch is an image segment; the brighter (redder) it is, the more "
-               "Integrated Gradients attribution its pixels carry on average, so the brightest "
-               "patches are the regions to look at first. Blue patches lower the score.")
-    display = "signed"
+    reading = ("Each patch is an image segment; the brighter it is, the more Integrated "
+               "Gradients attribution its pixels carry on average, so the brightest patches "
+               "are the regions to look at first (the least important one is 0).")
+    display = "unsigned"
     sampling = True
     family = "paths"
     params: ClassVar[tuple[Param, ...]] = (
@@ -213,8 +215,10 @@ class XRAI(SaliencyMethod):
         ig, score = self.integrated_gradients(model, image, target, progress, share=0.85)
         masks = segment_masks(image)
         report(progress, 0.95)
-        values, regions = rank_regions(ig.max(axis=-1), masks)
+        gains, regions = rank_regions(ig.max(axis=-1), masks)
         report(progress, 1.0)
-        return Attribution(values=values[..., None].astype(np.float32), score=score,
+        lowest = float(gains.min())
+        return Attribution(values=(gains - lowest)[..., None].astype(np.float32), score=score,
                            info={"segments": len(masks), "regions ranked": regions,
-                                 "IG steps per baseline": self.steps})
+                                 "IG steps per baseline": self.steps,
+                                 "lowest region gain (subtracted)": lowest})
