@@ -453,9 +453,9 @@ def agreement_lines(peers: list[str], clf, x: np.ndarray, c: int, n: int,
         r_peer = np.corrcoef(mine.ravel(), np.asarray(theirs).ravel())[0, 1]
         r_seed = np.corrcoef(mine.ravel(), other_seed.ravel())[0, 1]
         lines.append(f"- RISE, {rise_masks} masks, against Xplique: r = {r_peer:.3f}; between "
-                     f"two of our seeds r = {r_seed:.3f} (both random: Xplique's masks share "
-                     "one crop offset per batch and each pixel is divided by its own mask sum, "
-                     "the paper's estimator by N E[M])")
+                     f"two of our seeds r = {r_seed:.3f} (both random; Xplique's masks share "
+                     "one crop offset per batch and it divides each pixel by its own mask "
+                     "sum, ours is eq. 6 with the scores centred on their mean)")
     return lines
 
 

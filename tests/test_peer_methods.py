@@ -1,8 +1,8 @@
 """The six methods our peers have, against analytic models (no TensorFlow).
 
 RISE is random, so it is checked against the paper's estimator (eq. 6 of Petsiuk et
-al. 2018, masks built with the paper's own per-mask resize), against that
-estimator's exact expectation on a linear model, and for reproducibility with a
+al. 2018, with centred scores; masks built with the paper's own per-mask resize),
+against eq. 6's exact expectation on a linear model, and for reproducibility with a
 fixed seed. The deterministic methods are compared with their reference code in
 ``tests/test_peer_references.py``.
 """
@@ -55,12 +55,15 @@ def paper_masks(count: int, grid: int, keep: float, size: tuple[int, int], seed:
                      for g, (y, x) in zip(grids, offsets, strict=True)])
 
 
-def test_rise_is_the_papers_estimator(linear, picture):
+def test_rise_is_the_papers_estimator_with_centred_scores(linear, picture):
+    """Eq. 6 with the scores centred on their mean (a control variate: the same
+    expectation, checked on a linear model below, without the noise of how often each
+    pixel happened to be kept), on masks built as the paper's code builds them."""
     method = RISE(masks=300, grid=4, keep=0.4, seed=5)
     result = method.attribute(linear, picture, Target(0))
     masks = paper_masks(300, 4, 0.4, (16, 16), seed=5)
     scores = linear.scores(picture[None] * masks[..., None], Target(0))
-    expected = np.tensordot(scores, masks, axes=1) / (300 * 0.4)  # eq. 6
+    expected = np.tensordot(scores - scores.mean(), masks, axes=1) / (300 * 0.4) + scores.mean()
     mean_score = result.info["mean score of the masked images"]
     assert mean_score == pytest.approx(scores.mean(), rel=1e-6)  # float32 masked images
     shift = result.info["estimate at the least useful pixel (subtracted)"]
@@ -102,7 +105,8 @@ def exact_expectation(model: LinearModel, image: np.ndarray, class_index: int, g
     return ((contribution @ second + bias * mean_mask) / keep).reshape(height, width)
 
 
-def test_rise_converges_to_its_expectation_on_a_linear_model(linear, picture):
+def test_rise_converges_to_the_papers_expectation_on_a_linear_model(linear, picture):
+    """``E[f(x * M) M(p)] / E[M]``, eq. 6's expectation, computed exactly."""
     expected = exact_expectation(linear, picture.astype(np.float64), 1, grid=4, keep=0.5)
     errors = []
     for masks in (500, 8000):

@@ -11,7 +11,9 @@ kept.
 Masks as in the paper: a ``grid`` × ``grid`` grid of cells, each kept with
 probability ``keep``, upsampled bilinearly to ``(grid + 1)`` cells of
 ``ceil(H / grid)`` pixels and cropped at a random offset within one cell, so the
-masks are smooth and their edges fall anywhere. The upsampling is linear and
+masks are smooth and their edges fall anywhere. The scores are centred on their
+mean before they are summed (:meth:`RISE.estimate`): the same expectation as
+eq. 6, with far less noise. The upsampling is linear and
 separable, so a batch of masks is two small matrix products; the grids and
 offsets are drawn up front from one seeded stream, so the map depends on the
 seed only, not on the batch size. Masked images go to the model ``batch_size``
@@ -124,22 +126,34 @@ class RISE(SaliencyMethod):
 
     def estimate(self, model: GradientModel, image: np.ndarray, target: Target,
                  progress: ProgressCallback | None = None) -> tuple[np.ndarray, float]:
-        """The paper's estimator ``S`` ``(H, W)`` (eq. 6) and the mean score of the masked
-        images."""
+        """The estimate ``(H, W)`` of ``E[f(x * M) M(p)] / E[M]`` and the mean score of the
+        masked images, ``mean(f)``.
+
+        The paper's sum ``sum_i f_i M_i(p) / (N E[M])`` (eq. 6) carries a term
+        ``mean(f) * (sum_i M_i(p) / (N E[M]) - 1)``: how often pixel ``p`` happened to be
+        kept, times the mean score. With class scores of about 10 and a few thousand
+        masks that term is larger than the differences between pixels (two seeds of
+        eq. 6 gave maps with r = -0.14 on the default model at 2000 masks). The scores
+        are therefore centred first, ``sum_i (f_i - mean(f)) M_i(p) / (N E[M]) +
+        mean(f)``: the same expectation (``E[M(p)] = E[M]``), without that term.
+        """
         image = np.asarray(image, np.float32)
         grids, offsets = draw_masks(self.masks, self.grid, self.keep, image.shape[:2],
                                     self.seed)
         make = MaskMaker(self.grid, image.shape[:2])
-        total = np.zeros(image.shape[:2], np.float64)
+        weighted = np.zeros(image.shape[:2], np.float64)  # sum_i f_i M_i
+        kept = np.zeros(image.shape[:2], np.float64)  # sum_i M_i
         score_sum = 0.0
         bound = max(1, self.batch_size or getattr(model, "batch_size", 16))
         for start, stop in split_evenly(self.masks, bound):
             masks = make(grids[start:stop], offsets[start:stop])
             scores = model.scores((image[None] * masks[..., None]).astype(np.float32), target)
-            total += np.tensordot(scores.astype(np.float64), masks, axes=1)
+            weighted += np.tensordot(scores.astype(np.float64), masks, axes=1)
+            kept += masks.sum(axis=0)
             score_sum += float(np.sum(scores, dtype=np.float64))
             report(progress, stop / self.masks)
-        return total / (self.masks * self.keep), score_sum / self.masks
+        mean_score = score_sum / self.masks
+        return (weighted - mean_score * kept) / (self.masks * self.keep) + mean_score, mean_score
 
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,
                   progress: ProgressCallback | None = None) -> Attribution:
