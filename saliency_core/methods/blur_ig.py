@@ -79,7 +79,8 @@ class BlurIG(SaliencyMethod):
     citation = "Xu, Venugopalan & Sundararajan 2020, arXiv:2004.03383"
     reading = ("Bright pixels carry the detail whose blurring away lowered the score most; "
                "the contributions add up to the score's drop from this image to its blurred "
-               "copy (see the completeness gap).")
+               "copy (see the completeness gap). The blur treats the world outside the image "
+               "as black, as the reference code does, so a thin bright frame can appear.")
     sampling = True
     family = "paths"
     params: ClassVar[tuple[Param, ...]] = (
