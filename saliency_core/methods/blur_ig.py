@@ -35,6 +35,7 @@ from saliency_core.methods.base import (
     Work,
     report,
 )
+from saliency_core.methods.integrated_gradients import completeness_info
 
 TRUNCATE = 4.0  # kernel radius in sigmas, as scipy.ndimage.gaussian_filter (the reference's)
 GRAD_STEP = 0.01  # sigma step of the finite difference dx/dsigma
@@ -122,10 +123,5 @@ class BlurIG(SaliencyMethod):
         values = (-total).astype(np.float32)
         blurred = gaussian_blur(image, self.max_sigma).astype(np.float32)
         end = float(model.scores(blurred[None], target)[0])
-        change = score - end
-        attributed = float(values.sum(dtype=np.float64))
-        info = {"score at image": score, "score at blurred image": end,
-                "sum of attributions": attributed,
-                "completeness gap": abs(attributed - change) / max(abs(change), 1e-12),
-                "steps used": self.steps}
-        return Attribution(values=values, score=score, info=info)
+        return Attribution(values=values, score=score, info=completeness_info(
+            values, score, "blurred image", end, self.steps))

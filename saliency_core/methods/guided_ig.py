@@ -34,7 +34,11 @@ from saliency_core.methods.base import (
     Work,
     report,
 )
-from saliency_core.methods.integrated_gradients import BASELINES, make_baseline
+from saliency_core.methods.integrated_gradients import (
+    BASELINES,
+    completeness_info,
+    make_baseline,
+)
 
 EPSILON = 1e-9
 
@@ -149,10 +153,5 @@ class GuidedIG(SaliencyMethod):
             at_baseline = score
         report(progress, 1.0)
         values = attribution.astype(np.float32)
-        change = score - at_baseline
-        attributed = float(values.sum(dtype=np.float64))
-        info = {"score at image": score, "score at baseline": at_baseline,
-                "sum of attributions": attributed,
-                "completeness gap": abs(attributed - change) / max(abs(change), 1e-12),
-                "steps used": self.steps}
-        return Attribution(values=values, score=score, info=info)
+        return Attribution(values=values, score=score, info=completeness_info(
+            values, score, "baseline", at_baseline, self.steps))

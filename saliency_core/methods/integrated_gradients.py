@@ -89,6 +89,19 @@ def make_baseline(image: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
     raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(BASELINES)}")
 
 
+def completeness_info(values: np.ndarray, score: float, start: str, start_score: float,
+                      steps: int) -> dict:
+    """What a path method reports: the scores at both ends of the path (``start`` names
+    where it begins), the sum of the attributions ``values`` and its gap to the score
+    change, as a share of that change, and the steps used."""
+    attributed = float(np.sum(values, dtype=np.float64))
+    change = score - start_score
+    return {"score at image": score, f"score at {start}": start_score,
+            "sum of attributions": attributed,
+            "completeness gap": abs(attributed - change) / max(abs(change), 1e-12),
+            "steps used": steps}
+
+
 class IntegratedGradients(SaliencyMethod):
     """Path-integrated gradients from a baseline to the image (trapezoid rule)."""
 
