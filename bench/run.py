@@ -562,6 +562,9 @@ def main() -> None:  # noqa: C901 - one linear script
     parser.add_argument("--scorecam-channels", default="all",
                         choices=["all", "512", "256", "128", "64"],
                         help="Score-CAM's channels (default all: one forward pass each)")
+    parser.add_argument("--rows", choices=["all", "new"], default="all",
+                        help="'new': only the methods the peers have (XRAI, Blur IG, Guided "
+                             "IG, Score-CAM, LayerCAM, RISE) and vanilla")
     parser.add_argument("--no-agreement", action="store_true",
                         help="skip the agreement of the new methods with the peers' maps")
     args = parser.parse_args()
@@ -609,7 +612,10 @@ def main() -> None:  # noqa: C901 - one linear script
             print(f"  floor {name}: {seconds * 1000:.1f} ms", flush=True)
         results: dict[str, dict[str, float]] = {}
         floor_of: dict[str, str] = {}
-        cases = project_cases(sizes, occluded) + [
+        old_cases = project_cases(sizes, occluded)
+        if args.rows == "new":
+            old_cases = old_cases[:1]  # vanilla, as a reference row
+        cases = old_cases + [
             (label.replace(f"{RISE_MASKS} masks", f"{args.rise_masks} masks"),
              floor_name.replace(f"forward of {RISE_MASKS}", f"forward of {args.rise_masks}"),
              method, {**params, "masks": args.rise_masks} if method == "rise" else
@@ -638,14 +644,14 @@ def main() -> None:  # noqa: C901 - one linear script
                 notes.append(f"{PEERS[peer]} on {key} failed to set up: {exc}")
                 continue
             for short, fn in runners.items():
+                if short not in floor_of:
+                    continue  # a row this run does not have (--rows new)
                 try:
                     seconds = time_best(fn, repeats, budget)
                 except Exception as exc:  # noqa: BLE001
                     notes.append(f"{PEERS[peer]} {short} on {key} failed: "
                                  f"{type(exc).__name__}: {str(exc)[:120]}")
                     continue
-                if short not in floor_of:
-                    continue  # a row this run does not have (e.g. another Score-CAM size)
                 results.setdefault(short, {})[peer] = seconds
                 print(f"  {PEERS[peer]} {short}: {seconds * 1000:.1f} ms "
                       f"({seconds / floors[floor_of[short]]:.2f}x)", flush=True)

@@ -147,7 +147,7 @@ class RISE(SaliencyMethod):
         bound = max(1, self.batch_size or getattr(model, "batch_size", 16))
         for start, stop in split_evenly(self.masks, bound):
             masks = make(grids[start:stop], offsets[start:stop])
-            scores = model.scores((image[None] * masks[..., None]).astype(np.float32), target)
+            scores = model.scores(image[None] * masks.astype(np.float32)[..., None], target)
             weighted += np.tensordot(scores.astype(np.float64), masks, axes=1)
             kept += masks.sum(axis=0)
             score_sum += float(np.sum(scores, dtype=np.float64))
