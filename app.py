@@ -1,16 +1,18 @@
-"""Saliency Studio: the router and the sidebar every page shares.
+"""Saliency Studio: the server, warm before the first visitor, with upload quotas.
 
-Run with ``streamlit run app.py``.
+Run with ``streamlit run app.py``. Streamlit finds the ``st.App`` below and serves
+the navigation script ``pages/router.py`` with:
+
+* a lifespan that loads, times and traces the default model (and starts a
+  photo-decoding worker) when the server starts, so no visitor waits for it;
+* middleware on Streamlit's upload endpoint that holds each session, and all of
+  them together, to their upload quotas, and a sweeper that frees uploads no
+  widget asked for (``pages/lib/server.py``).
 """
 
+import streamlit as st
+from starlette.middleware import Middleware
 
-from pages.lib import layout, own_models, settings
+from pages.lib.server import UploadQuota, lifespan
 
-layout.configure_page()
-own_models.preload_default_model()
-settings.init_state()
-
-navigation = layout.make_navigation()
-layout.render_sidebar()
-with layout.routed(), layout.guarded():
-    navigation.run()
+app = st.App("pages/router.py", lifespan=lifespan, middleware=[Middleware(UploadQuota)])

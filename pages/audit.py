@@ -4,7 +4,15 @@ import math
 
 import streamlit as st
 
-from pages.lib import audit_gallery, layout, method_controls, own_models, settings
+from pages.lib import (
+    audit_gallery,
+    image_choice,
+    jobs,
+    layout,
+    method_controls,
+    own_models,
+    settings,
+)
 from saliency_core.audit.batch import AuditSettings
 from saliency_core.audit.border import BORDER_BAND
 from saliency_core.audit.uploads import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
@@ -21,7 +29,6 @@ SORTS = {
     "confidence_high": "Confidence, highest first",
     "class": "Predicted class",
 }
-FIT_LABELS = {"crop": "Centre crop", "squash": "Squash"}
 
 
 def _sorted(records, how: str):
@@ -70,7 +77,8 @@ with controls:
                               default=0, label="Class",
                               format_func=lambda i: f"{shorten_label(names[i])} (#{i})")
     fit = settings.bind("fit", st.radio, options=list(FIT_MODES), label="What the model sees",
-                        format_func=FIT_LABELS.get, horizontal=True)
+                        format_func=image_choice.FIT_LABELS.get, horizontal=True,
+                        help=image_choice.fit_help(classifier.input_size))
 
     st.subheader("3 · Method")
     method = settings.bind("method", st.selectbox, options=list(METHODS), label="Method",
@@ -145,9 +153,10 @@ with gallery:
                             file_name="summary.csv", mime="text/csv",
                             icon=":material/table:", key="audit_csv", on_click="ignore")
     identity = audit_gallery.model_identity(model_key)
+    session = jobs.session_id()  # the download runs outside this script
     col_zip.download_button(
         "Overlays, raw maps and provenance (ZIP)",
-        data=lambda: audit_gallery.export_zip(files, classifier, audit, identity),
+        data=lambda: audit_gallery.export_zip(files, classifier, audit, identity, session),
         file_name="audit.zip", mime="application/zip", icon=":material/folder_zip:",
         key="audit_zip", on_click="ignore",
         help="The files the command line writes: STEM.png, STEM.npy and STEM.json per image, "

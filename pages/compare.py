@@ -12,6 +12,7 @@ from saliency_core.plotting import (
     make_legend,
 )
 from saliency_core.postprocess import REDUCTIONS, normalize_jointly, reduce_channels
+from saliency_core.safety.budget import OverBudgetError
 
 DEFAULT_METHODS = ["vanilla", "smoothgrad", "integrated_gradients", "gradcam"]
 FAMILY_HELP = {
@@ -107,31 +108,40 @@ with grid:
                + ", ".join(layout.escape_markdown(shorten_label(names[c])) for c in classes)
                + ".")
     clip = settings.get("clip")
-    maps, notes = [], []
+    maps, notes, shown, refused = [], [], [], []
     for method in methods:
         params = method_controls.stored_method_params(method, classifier)
         requests = [caching.MapRequest(image.digest, model_key, token, fit, method,
                                        tuple(sorted(params.items())), class_index, None, score)
                     for class_index in classes]
-        results = caching.run_explanations(
-            [f"{METHODS[method].label} for {shorten_label(names[c])}" for c in classes],
-            requests, classifier, prepared.model_input)  # one batched call where it can
+        try:
+            results = caching.run_explanations(
+                [f"{METHODS[method].label} for {shorten_label(names[c])}" for c in classes],
+                requests, classifier, prepared.model_input)  # one batched call where it can
+        except OverBudgetError as exc:
+            refused.append((method, str(exc)))
+            continue
+        shown.append(method)
         row = [reduce_channels(e.attribution.values, reduction) for e, _ in results]
         row_notes = [("from cache" if from_cache else f"{e.seconds:.2f} s")
                      + describe_gap(e.attribution.info) for e, from_cache in results]
         maps.append(normalize_jointly(row, None if clip >= 100 else clip,
                                       signed=reduction == "signed"))
         notes.append(row_notes)
-    st.plotly_chart(
-        make_comparison_figure(prepared.view, maps, [METHODS[m].label for m in methods],
-                               [shorten_label(names[c]) for c in classes], notes, cmap,
-                               signed=reduction == "signed",
-                               legend=make_legend(reduction == "signed")),
-        width="stretch", config=CONFIG, key="compare_chart")
-    st.caption("Each cell shows the time it took to compute, or \"from cache\" when it was "
-               "computed before (Integrated Gradients also its completeness gap and steps). "
-               "Maps are laid over the photo at full strength (no fading), so "
-               "faint structure stays comparable across cells.")
+    for method, reason in refused:
+        st.warning(f"**{METHODS[method].label} is left out: too much work for this server.** "
+                   f"{layout.escape_markdown(reason)}", icon=":material/hourglass_disabled:")
+    if shown:
+        st.plotly_chart(
+            make_comparison_figure(prepared.view, maps, [METHODS[m].label for m in shown],
+                                   [shorten_label(names[c]) for c in classes], notes, cmap,
+                                   signed=reduction == "signed",
+                                   legend=make_legend(reduction == "signed")),
+            width="stretch", config=CONFIG, key="compare_chart")
+        st.caption("Each cell shows the time it took to compute, or \"from cache\" when it was "
+                   "computed before (Integrated Gradients also its completeness gap and steps). "
+                   "Maps are laid over the photo at full strength (no fading), so "
+                   "faint structure stays comparable across cells.")
 
 settings.sync_query_params(settings.get("method"), share_sample=chosen.source == "Sample",
                            photo_digest=image.digest)

@@ -28,6 +28,7 @@ from saliency_core.plotting import (
     render_overlay_png,
 )
 from saliency_core.postprocess import REDUCTIONS, normalize_map, reduce_channels
+from saliency_core.safety.budget import OverBudgetError
 
 SCORE_LABELS = {
     "logit": "Class score, before softmax (the paper's choice)",
@@ -137,6 +138,22 @@ def _npy_bytes(values: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def finish_page() -> None:
+    """The top classes, the overlay bridge and the link: drawn also when the map was refused."""
+    with display:
+        st.markdown(f"**Top {len(preds)} predictions**")
+        top_positions = [p.index for p in preds]
+        st.plotly_chart(
+            make_topk_figure([shorten_label(p.name) for p in preds],
+                             [p.probability for p in preds],
+                             highlight=top_positions.index(class_index)
+                             if class_index in top_positions else None),
+            width="stretch", config=CONFIG, key="topk_chart")
+    mount_overlay_bridge(scroll_token=f"{image.digest[:12]}:{model_key}")
+    settings.sync_query_params(method, share_sample=chosen.source == "Sample",
+                               photo_digest=image.digest)
+
+
 layout.page_setup()
 st.title("Explore")
 st.caption("Pick an image and a class: the map shows which pixels the model's score for that "
@@ -228,8 +245,14 @@ with result:
                                  tuple(sorted(params.items())), class_index, contrast_index,
                                  score)
     with figure_slot:
-        explanation, from_cache = caching.run_explanation(METHODS[method].label, request,
-                                                          classifier, prepared.model_input)
+        try:
+            explanation, from_cache = caching.run_explanation(METHODS[method].label, request,
+                                                              classifier, prepared.model_input)
+        except OverBudgetError as exc:
+            st.error(f"**This map is too much work for this server.** "
+                     f"{layout.escape_markdown(str(exc))}", icon=":material/hourglass_disabled:")
+            finish_page()
+            st.stop()
     values = explanation.attribution.values
     clip_at = None if clip >= 100 else clip
     raw = reduce_channels(values, reduction)  # once: the map and the hover both use it
@@ -239,13 +262,16 @@ with result:
     view = prepared.view
     look = (request, reduction, clip_at, cmap, legend)  # all that decides the figures
     with figure_slot:
-        overlay_tab, side_tab = st.tabs(["Overlay", "Side by side"])
-        with overlay_tab:
+        # One figure at a time: each carries the photo and the whole map, so tabs would
+        # send both to every browser (twice the bytes of every view).
+        shown = st.segmented_control("View", ["Overlay", "Side by side"], default="Overlay",
+                                     key="w_view", label_visibility="collapsed") or "Overlay"
+        if shown == "Overlay":
             st.plotly_chart(caching.build_figure(
                 ("overlay", *look, opacity, fade), lambda: make_overlay_figure(
                     view, saliency, cmap, opacity, legend=legend, raw=raw, fade=fade)),
                 width="stretch", config=CONFIG, key="overlay_chart")
-        with side_tab:
+        else:
             st.plotly_chart(caching.build_figure(
                 ("side", *look), lambda: make_side_by_side_figure(view, saliency, cmap,
                                                                   legend=legend, raw=raw)),
@@ -342,15 +368,4 @@ with result:
              "image's hash, the class, the method with every parameter, library versions and "
              "the map's statistics (the same record as the Audit page and command line).")
 
-with display:
-    st.markdown(f"**Top {len(preds)} predictions**")
-    top_positions = [p.index for p in preds]
-    st.plotly_chart(
-        make_topk_figure([shorten_label(p.name) for p in preds], [p.probability for p in preds],
-                         highlight=top_positions.index(class_index)
-                         if class_index in top_positions else None),
-        width="stretch", config=CONFIG, key="topk_chart")
-
-mount_overlay_bridge(scroll_token=f"{image.digest[:12]}:{model_key}")
-settings.sync_query_params(method, share_sample=chosen.source == "Sample",
-                           photo_digest=image.digest)
+finish_page()

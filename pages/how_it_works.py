@@ -152,9 +152,8 @@ with eps_column:
                                     help="The smallest and largest nudge; the round values "
                                          "between (1, 2, 5, 10…) are tried too. One grey "
                                          "level is 1/255 of the range of a colour value.")
-with st.spinner("Scoring the nudged images…"):
-    test = lesson.cached_taylor_test(image.digest, model_key, token, fit, class_index, clip,
-                                     int(k), tuple(eps_range), classifier, steps)
+test = lesson.cached_taylor_test(image.digest, model_key, token, fit, class_index, clip,
+                                 int(k), tuple(eps_range), classifier, steps)
 chart, marked = st.columns([4, 1])
 with chart:
     st.plotly_chart(make_taylor_figure(test), width="stretch", config=CONFIG,

@@ -2,12 +2,15 @@
 
 import streamlit as st
 
-from pages.lib import layout, live_stream, own_models, settings
+from pages.lib import jobs, layout, live_stream, own_models, settings
 from pages.lib.image_choice import FIT_LABELS
 from saliency_core.imaging import FIT_MODES
 from saliency_core.labels import shorten_label
 from saliency_core.live import LIVE_METHODS, LiveSettings
+from saliency_core.methods import Work
 from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS
+from saliency_core.safety.budget import OverBudgetError
+from saliency_core.safety.limits import load_limits
 
 FIGURES_EVERY = 5.0  # seconds between refreshes of the figures under the video
 
@@ -60,9 +63,26 @@ model_key = settings.get("model")
 classifier, token = own_models.classifier_for(model_key)
 if classifier is None:
     st.stop()
+session = live_stream.live_session()
+live_limit = load_limits().max_live_frame_seconds
+
+
+def check_frame(method: str, params: dict):
+    """One frame's estimate, or a refusal shown in place of the stream (and the page stops)."""
+    try:
+        return jobs.check_method(classifier, method, params, extra=Work(forward=1),
+                                 label="One live frame", max_seconds=live_limit)
+    except OverBudgetError as exc:
+        session.box.set(None)
+        st.error("**This model is too slow for a live stream.** "
+                 f"{layout.escape_markdown(str(exc))} Explore computes maps of single photos "
+                 "with a larger time limit.", icon=":material/hourglass_disabled:")
+        st.stop()
+
+
+check_frame("vanilla", {})  # the lightest frame: warming up costs about as much
 with st.spinner("Preparing the model for the stream…"):
     live_stream.warm_up(model_key, token, classifier)
-session = live_stream.live_session()
 
 controls, display = st.columns([1, 2], gap="large")
 with controls:
@@ -94,12 +114,15 @@ with controls:
                                  "picture shows through.")
     fit = settings.bind("fit", st.radio, options=list(FIT_MODES), label="What the model sees",
                         format_func=FIT_LABELS.get,
-                        help="Centre crop: the map covers the centre square and the rest "
-                             "is dimmed. Squash: the whole frame, distorted.")
+                        help="Centre crop: the map covers the largest centred region with "
+                             "the model's shape and the rest is dimmed. Squash: the whole "
+                             "frame, stretched to the model's shape.")
 
 current = LiveSettings(classifier, pinned_class=pinned, method=method, samples=int(samples),
                        colormap=cmap, opacity=float(opacity), fit=fit)
-session.box.set(current)  # the media thread reads the settings from here, never st.session_state
+with display:
+    frame_cost = check_frame(method, current.params)
+session.box.set((current, frame_cost))  # the media thread reads them here, not session state
 
 with display:
     context = live_stream.render_stream(session)

@@ -21,10 +21,12 @@ outputs, for each image STEM:
   DIR/STEM.npy    the raw attribution at the model's input resolution (float32,
                   (H, W, 3), or (H, W, 1) for Grad-CAM and occlusion)
   DIR/STEM.json   the provenance: model and weights SHA-256, preprocessing, input
-                  size, fit, image SHA-256, class and probability, top-5, method
-                  with every parameter and seed, score kind, library versions,
-                  time taken, map statistics including the border share
+                  size, fit and crop box, image SHA-256, class and probability,
+                  top-5, method with every parameter and seed, score kind, library
+                  versions, time taken, map statistics including the border share
   DIR/summary.csv one row per image; skipped files are listed with their reason
+DIR must not be, hold or lie inside an input; if it already holds files, they are
+left alone and the run writes to a new sub-folder DIR/run-YYYYMMDD-HHMMSS.
 
 exit status: 0 when at least one image was explained, 1 when none could be,
 2 for a wrong argument.
@@ -70,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an image file, or a folder searched recursively for .jpg, "
                              ".jpeg, .png, .webp, .bmp, .gif, .tif and .tiff files")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder (created if needed; files in it are overwritten)")
+                        help="output folder, created if needed; it must not be, hold or lie "
+                             "inside an input. Nothing is ever overwritten: if DIR already "
+                             "holds files, the run writes to a new sub-folder "
+                             "DIR/run-YYYYMMDD-HHMMSS and says so")
     parser.add_argument("--model", default=DEFAULT_MODEL_KEY, metavar="KEY_OR_FILE.keras",
                         help=f"a registered model ({', '.join(MODELS)}; default "
                              f"{DEFAULT_MODEL_KEY}) or a Keras .keras classifier, loaded "
@@ -89,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                         + " (default raw: the model gets RGB pixels in 0-255). Registered "
                           "models always use their own")
     parser.add_argument("--fit", default="crop", choices=list(FIT_MODES),
-                        help="crop: the largest centred square (default); squash: the whole "
-                             "image resized")
+                        help="crop: the largest centred region with the model's aspect ratio "
+                             "(a square for a square input), resized (default); squash: the "
+                             "whole image stretched to the model's input")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N",
                         help="images read and explained at once (default 16); vanilla and "
                              "gradient_x_input compute a whole batch in one model call")
@@ -147,38 +153,33 @@ def collect_images(paths: Sequence[str]) -> list[tuple[str, Path]]:
 
 
 def parse_params(method: str, items: Sequence[str]) -> dict:
-    """``NAME=VALUE`` strings to typed method parameters (typed by each default).
+    """``NAME=VALUE`` strings to typed method parameters, within the app's ranges.
+
+    The names and ranges come from the method's parameter table (its ``Param``
+    definitions, see :mod:`saliency_core.methods.params`): the same bounds as the
+    app's sliders and shared links.
 
     Raises:
-        UsageError: bad syntax, an unknown name or a value of the wrong type.
+        UsageError: bad syntax, an unknown name, or a value outside its range (the
+            message names the allowed values).
     """
-    from saliency_core.audit.batch import method_parameters
-    from saliency_core.methods import get_method
+    from saliency_core.methods import METHODS, get_method
+    from saliency_core.methods.params import ParamValueError, method_params, parse_param
 
-    defaults = method_parameters(method)
+    table = method_params(METHODS[method])
     params: dict = {}
     for item in items:
         name, sep, raw = item.partition("=")
-        name, raw = name.strip(), raw.strip()
+        name = name.strip()
         if not sep or not name:
             raise UsageError(f"--param {item!r} is not NAME=VALUE")
-        if name not in defaults:
+        if name not in table:
             raise UsageError(f"{method} has no parameter {name!r}; its parameters: "
-                             f"{', '.join(defaults) or 'none'}")
-        default = defaults[name]
+                             f"{', '.join(table) or 'none'}")
         try:
-            if isinstance(default, bool):
-                value = {"1": True, "true": True, "0": False, "false": False}[raw.lower()]
-            elif isinstance(default, int):
-                value = int(raw)
-            elif isinstance(default, float):
-                value = float(raw)
-            else:
-                value = raw
-        except (KeyError, ValueError):
-            raise UsageError(f"--param {name}: {raw!r} is not a "
-                             f"{type(default).__name__}") from None
-        params[name] = value
+            params[name] = parse_param(table[name], raw)
+        except ParamValueError as exc:
+            raise UsageError(f"--param {exc}") from None
     try:
         get_method(method, **params)
     except (TypeError, ValueError) as exc:
@@ -278,6 +279,7 @@ def check_engine_options(args: argparse.Namespace) -> None:
 
 def run_explain(args: argparse.Namespace) -> int:
     """The ``explain`` command; returns the exit status."""
+    from saliency_core.audit.destination import DestinationError, plan_destination
     from saliency_core.audit.engine import EngineError
 
     if args.batch_size < 1:
@@ -285,31 +287,38 @@ def run_explain(args: argparse.Namespace) -> int:
     check_engine_options(args)
     images = collect_images(args.paths)
     params = parse_params(args.method, args.param)
+    try:
+        destination = plan_destination(args.out, args.paths, [path for _, path in images])
+    except DestinationError as exc:
+        raise UsageError(str(exc)) from None
     if not images:
         print("nothing to do: no image files were found", file=sys.stderr)
         return 1
     with contextlib.ExitStack() as stack:
         try:
-            folder = run_engine(args, images, params, stack)
+            folder = run_engine(args, images, params, destination, stack)
         except EngineError as exc:
             print(f"python -m saliency_core explain: error: {exc}", file=sys.stderr)
             return 1
     print(f"explained {folder.processed} of {len(images)} images ({folder.skipped} skipped); "
-          f"results in {args.out}", file=sys.stderr)
+          f"results in {folder.out}", file=sys.stderr)
     return 0 if folder.processed else 1
 
 
 def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params: dict,
-                   stack: contextlib.ExitStack):
-    """Explain ``images`` with the chosen engine, writing to ``--out``; the finished folder.
+               destination, stack: contextlib.ExitStack):
+    """Explain ``images`` with the chosen engine, writing to ``destination``; the finished
+    folder.
 
-    Ray, if chosen, is started (or joined) on ``stack`` before the model is loaded.
+    Ray, if chosen, is started (or joined) on ``stack`` before the model is loaded; the
+    output folder is made only once the model and class are known to be usable.
 
     Raises:
         UsageError: a wrong argument.
         saliency_core.audit.engine.EngineError: the engine cannot go on.
     """
     from saliency_core.audit.batch import AuditSettings
+    from saliency_core.audit.destination import DestinationError
     from saliency_core.audit.engine import OutputFolder, iter_local, plan_files
 
     session = workers = None
@@ -324,18 +333,20 @@ def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params:
         workers = session.size_pool(math.ceil(len(images) / args.batch_size))
     classifier, identity, choice = load_model(args)
     class_index = resolve_class(args.class_, classifier.class_names)
-    if "layer" in params:  # the CAM methods' layer: it must be one of this model's
+    if params.get("layer") is not None:  # the CAM methods
         if params["layer"] not in classifier.spatial_layer_names():
             raise UsageError(f"--param layer: {params['layer']!r} is not a convolutional "
                              "layer of this model")
     settings = AuditSettings(method=args.method, params=tuple(sorted(params.items())),
                              class_index=class_index, fit=args.fit,
                              batch_size=args.batch_size)
-    out = Path(args.out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {args.out}: {exc.strerror or exc}") from None
+        out = destination.create()
+    except DestinationError as exc:
+        raise UsageError(str(exc)) from None
+    if destination.fresh:
+        print(f"--out {args.out} already holds files, which are left as they are; this "
+              f"run writes to its new sub-folder {out}", file=sys.stderr)
     files = plan_files(images)
     if session is not None:
         del classifier  # the actors load their own copies

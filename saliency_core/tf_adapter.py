@@ -16,7 +16,10 @@ about TensorFlow:
   batch size never retraces (:attr:`KerasClassifier.trace_count` proves it);
 * large batches are split into nearly equal chunks of at most ``batch_size``
   images; by default that bound follows the model's memory per image and the
-  machine's free memory (:mod:`saliency_core.batching`).
+  machine's free memory (:mod:`saliency_core.batching`);
+* before every chunk it passes a :func:`~saliency_core.safety.jobs.checkpoint`,
+  so a job in the server's admission queue that nobody waits for any more stops
+  within one batch.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import tensorflow as tf
 
 from saliency_core.batching import choose_batch_size, split_evenly
 from saliency_core.methods.base import Target
+from saliency_core.safety.jobs import checkpoint
 
 
 class UnsupportedModelError(ValueError):
@@ -199,6 +203,10 @@ class KerasClassifier:
         self.activation_bytes = activation_bytes(model)
         self.batch_size = int(batch_size) if batch_size else choose_batch_size(
             self.activation_bytes)
+        self.cost = None
+        """The measured :class:`~saliency_core.safety.budget.ModelCost` of a pass, once known
+        (set by whoever measured it: the checking child for own models, the loader for
+        registered ones); the work budget needs it."""
         self.trace_count = 0
         image_spec = tf.TensorSpec((None, *self.input_size, 3), tf.float32)
         index_spec = tf.TensorSpec((None,), tf.int32)
@@ -280,6 +288,7 @@ class KerasClassifier:
             raise ValueError(f"expected images of shape (B, {self.input_size[0]}, "
                              f"{self.input_size[1]}, 3), got {images.shape}")
         for start, stop in split_evenly(len(images), self.batch_size):
+            checkpoint()
             yield start, images[start:stop]
 
     def logits(self, images: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -37,11 +38,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_server(tmp_path_factory):
-    """Start ``streamlit run app.py`` on a free localhost port, yield its URL, stop it."""
+SERVER_PIDS: dict[str, int] = {}
+"""The process id of each running test server, by URL (for memory and CPU readings)."""
+SERVER_LOGS: dict[str, Path] = {}
+"""The log file of each running test server, by URL."""
+
+
+def run_server(tmp_path_factory, limits_toml: str = ""):
+    """Start ``streamlit run app.py`` on a free localhost port, yield its URL, stop it.
+
+    ``limits_toml``: lines for the ``[limits]`` table of the server's config file.
+    """
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    folder = tmp_path_factory.mktemp("server")
+    log = folder / "streamlit.log"
     env = dict(os.environ, SALIENCY_STUDIO_OFFLINE="1", PYTHONUNBUFFERED="1")
+    if limits_toml:
+        config = folder / "saliency_studio.toml"
+        config.write_text("[limits]\n" + limits_toml + "\n")
+        env["SALIENCY_STUDIO_CONFIG"] = str(config)
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
@@ -62,7 +77,11 @@ def run_server(tmp_path_factory):
     else:
         process.kill()
         pytest.fail(f"streamlit did not start:\n{log.read_text()}")
+    SERVER_PIDS[url] = process.pid
+    SERVER_LOGS[url] = log
     yield url
+    SERVER_PIDS.pop(url, None)
+    SERVER_LOGS.pop(url, None)
     process.terminate()
     try:
         process.wait(timeout=20)

@@ -37,6 +37,30 @@ def small_model_bytes(tmp_path: Path, input_shape=(16, 16, 3)) -> bytes:
     return path.read_bytes()
 
 
+def attention_model_bytes(tmp_path: Path, tokens: int = 8192, multi_head: bool = False,
+                          width: int = 128) -> bytes:
+    """A tiny .keras classifier whose attention layer builds a ``tokens x tokens`` matrix.
+
+    The file is a few KB and its layer *outputs* are small (``tokens x 3``), but one
+    gradient pass over 8192 tokens holds several 256 MB score matrices: only a real,
+    measured pass shows it.
+    """
+    import keras
+
+    height = tokens // width
+    inputs = keras.Input((height, width, 3))
+    x = keras.layers.Reshape((tokens, 3))(inputs)
+    if multi_head:
+        x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)
+    else:
+        x = keras.layers.Attention()([x, x])
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4)(x))
+    path = tmp_path / f"attention-{tokens}-{int(multi_head)}.keras"
+    model.save(path)
+    return path.read_bytes()
+
+
 def read_members(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
@@ -189,6 +213,72 @@ def many_page_tiff(pages: int = 200_000) -> bytes:
     return header + b"".join(blocks)
 
 
+def jpeg_bytes(width: int, height: int, progressive: bool = False, seed: int = 0) -> bytes:
+    """A noisy JPEG (noise compresses badly, so each scan carries real data)."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90, progressive=progressive)
+    return buffer.getvalue()
+
+
+def scan_bomb_jpeg(scans: int = 100_000, side: int = 16) -> bytes:
+    """A progressive JPEG whose scans are repeated until it has ``scans`` of them.
+
+    libjpeg only warns about a repeated scan and decodes it again: every scan is a
+    pass over the whole image. With ``side=16`` and 100,000 scans the file is about
+    3 MB.
+    """
+    data = jpeg_bytes(side, side, progressive=True)
+    first = data.find(b"\xff\xda")
+    body = data[first:-2]  # every scan of the image, up to (not including) EOI
+    count = body.count(b"\xff\xda")
+    return data[:-2] + body * max(0, scans // count - 1) + b"\xff\xd9"
+
+
+def slow_progressive_jpeg(side: int = 2000, repeats: int = 30) -> bytes:
+    """A large progressive JPEG with its scans repeated: seconds of decoding, few scans
+    per repeat (for the decoding worker's time limit, with the scan cap raised)."""
+    data = jpeg_bytes(side, side, progressive=True)
+    first = data.find(b"\xff\xda")
+    return data[:-2] + data[first:-2] * repeats + b"\xff\xd9"
+
+
+def slow_scan_jpeg(scans: int = 30_000, width: int = 8000, height: int = 6000) -> bytes:
+    """A flat progressive JPEG with one small AC scan repeated ``scans`` times.
+
+    Each repeat is under 100 bytes but makes libjpeg walk every block of the image
+    again: 30,000 of them (about 3 MB) hold a core for minutes.
+    """
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 130, 140)).save(
+        buffer, "JPEG", quality=50, progressive=True, optimize=True)
+    data = buffer.getvalue()
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xDA]
+    ends = starts[1:] + [len(data) - 2]
+    smallest = min(zip(starts, ends, strict=True), key=lambda span: span[1] - span[0])
+    scan = data[smallest[0]:smallest[1]]
+    return data[:-2] + scan * scans + b"\xff\xd9"
+
+
+def app_marker_jpeg(markers: int = 12_000_000) -> bytes:
+    """A small JPEG with ``markers`` empty APP1 segments before its frame (~4 bytes each)."""
+    data = jpeg_bytes(64, 64)
+    return data[:2] + b"\xff\xe1\x00\x02" * markers + data[2:]
+
+
+def thin_png(width: int = 40_000_000) -> bytes:
+    """A 1-pixel-high greyscale PNG, ``width`` pixels wide (about 40 KB for 40 million)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, 1)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 # ----------------------------------------------------------------------------- measuring
 
 _MEASURE = r"""
@@ -197,7 +287,7 @@ sys.path.insert(0, sys.argv[1])
 from saliency_core.imaging import ImageError, load_image
 from saliency_core.models.custom import CustomModelError, load_custom_model
 from saliency_core.models.registry import WeightsUnavailableError
-from saliency_core.safety.weights import check_weights_upload
+from saliency_core.models.registry import check_weights_upload
 
 checks = []
 

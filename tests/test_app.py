@@ -5,7 +5,6 @@ import io
 import numpy as np
 import pytest
 from apptest_support import new_app as open_app
-from apptest_support import use_navigation_mode
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -14,10 +13,6 @@ from saliency_core.samples import read_sample
 pytestmark = pytest.mark.slow
 TIMEOUT = 180
 
-
-@pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    use_navigation_mode(monkeypatch)
 
 
 def new_app(**query) -> AppTest:
@@ -54,7 +49,7 @@ def test_explore_renders_the_cat_sample_by_default():
     assert any("cat" in label for label in radio.options[:5]), radio.options
     assert radio.index == 0  # top-1 by default
     charts = at.get("plotly_chart")
-    assert len(charts) >= 3  # top-5 bars, overlay, side by side
+    assert len(charts) == 2  # the overlay and the top-5 bars; side by side only when chosen
     assert "Vanilla gradient" in headline(at)
     assert at.query_params["sample"] == "chelsea"
 
@@ -143,7 +138,7 @@ def test_model_without_weights_explains_how_to_get_them():
 
 def test_models_page_renders():
     at = new_app()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("models.py").run()
     assert_ok(at)
     assert any("Models" in t.value for t in at.title)
     assert len(at.dataframe) == 1
@@ -163,9 +158,9 @@ def test_upload_survives_a_visit_to_another_page():
     at.radio(key="w_source").set_value("Upload").run()
     upload(at, "parrot.png", read_sample("coffee"))
     first = headline(at)
-    at.switch_page("pages/models.py").run()
+    at.switch_page("models.py").run()
     assert_ok(at)
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("explore.py").run()
     assert_ok(at)
     assert headline(at) == first
     assert any("earlier file" in c.value for c in at.caption)
@@ -197,8 +192,8 @@ def test_settings_survive_a_visit_to_another_page():
     at = new_app()
     at.slider(key="w_clip").set_value(95.0).run()
     at.selectbox(key="w_cmap").set_value("inferno").run()
-    at.switch_page("pages/models.py").run()
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("models.py").run()
+    at.switch_page("explore.py").run()
     assert_ok(at)
     assert at.slider(key="w_clip").value == 95.0
     assert at.selectbox(key="w_cmap").value == "inferno"
@@ -206,7 +201,7 @@ def test_settings_survive_a_visit_to_another_page():
 
 def test_compare_page_renders_a_grid_of_methods_and_classes():
     at = new_app()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("compare.py").run()
     assert_ok(at)
     methods = at.multiselect(key="w_compare.methods")
     assert methods.value == ["vanilla", "smoothgrad", "integrated_gradients", "gradcam"]
@@ -266,7 +261,7 @@ def test_own_model_upload_is_usable_on_every_page(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
     model.save(tmp_path / "mine.keras")
     at = new_app()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("models.py").run()
     at.file_uploader(key="custom_model_upload").set_value(
         ("mine.keras", (tmp_path / "mine.keras").read_bytes(), "application/octet-stream"))
     at.file_uploader(key="custom_labels_upload").set_value(
@@ -277,12 +272,12 @@ def test_own_model_upload_is_usable_on_every_page(tmp_path):
     assert_ok(at)
     assert any("Added mine.keras" in s.value.replace("\\", "") for s in at.success)
     assert at.session_state["w_model"].startswith("custom:")
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("explore.py").run()
     assert_ok(at)
     assert "Your model: mine" in headline(at).replace("\\", "")
     assert {o.split(" (")[0] for o in class_radio(at).options[:2]} == {"round", "square"}
     assert class_radio(at).label == "Class to explain (top 2)"  # not "top 5" for 2 classes
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("compare.py").run()
     assert_ok(at)
     assert len(at.get("plotly_chart")) == 1
 
@@ -295,7 +290,7 @@ def test_own_model_with_code_is_refused_in_the_ui(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
     model.save(tmp_path / "lambda.keras")
     at = new_app()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("models.py").run()
     at.file_uploader(key="custom_model_upload").set_value(
         ("lambda.keras", (tmp_path / "lambda.keras").read_bytes(), "application/octet-stream"))
     at.run()
@@ -312,7 +307,7 @@ def test_gradcam_layer_choice_is_reset_for_another_model(tmp_path):
     at.selectbox(key="w_gradcam.layer").set_value(layers[0]).run()  # an early layer
     assert_ok(at)
     at.session_state["prefs"]["gradcam.layer"] = "no_such_layer"  # as if set for another model
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("compare.py").run()
     at.multiselect(key="w_compare.methods").set_value(["gradcam"]).run()
     assert_ok(at)
 
@@ -410,7 +405,7 @@ def test_settings_defaults_come_from_one_place(monkeypatch):
     at = new_app()
     assert at.selectbox(key="w_cmap").value == "inferno"
     assert at.query_params["cmap"] == "inferno"
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("compare.py").run()
     assert_ok(at)
     assert at.selectbox(key="w_cmap").value == "inferno"
 
@@ -456,8 +451,8 @@ def test_from_cache_label_only_when_the_map_was_not_computed_now():
     at = new_app()
     captions = " ".join(c.value for c in at.caption)
     assert "computed in" in captions and "from cache" not in captions
-    at.switch_page("pages/models.py").run()
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("models.py").run()
+    at.switch_page("explore.py").run()
     captions = " ".join(c.value for c in at.caption)
     assert "from cache" in captions and "computed in" not in captions
     at.selectbox(key="w_method").set_value("gradient_x_input").run()
@@ -516,7 +511,7 @@ def test_weights_upload_serves_only_its_session_and_the_table_updates_at_once():
 
     weights = shared_path("models", "mobilenet_v2_1.0_224_dequant.weights.h5").read_bytes()
     at = new_app()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("models.py").run()
     assert weights_status(at, "MobileNetV2").startswith("needs weights")
     at.selectbox(key="weights_model").set_value("mobilenet_v2").run()
     at.file_uploader(key="weights_upload_0").set_value(
@@ -531,15 +526,15 @@ def test_weights_upload_serves_only_its_session_and_the_table_updates_at_once():
     assert not [b for b in at.button if b.label == "Use this weights file"]
     assert any("is ready" in c.value for c in at.caption)
     at.selectbox(key="w_model").set_value("mobilenet_v2").run()
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("explore.py").run()
     assert_ok(at)
     assert "MobileNetV2" in headline(at)
     # another visitor is not affected
     other = new_app()
-    other.switch_page("pages/models.py").run()
+    other.switch_page("models.py").run()
     assert weights_status(other, "MobileNetV2").startswith("needs weights")
     other.selectbox(key="w_model").set_value("mobilenet_v2").run()
-    other.switch_page("pages/explore.py").run()
+    other.switch_page("explore.py").run()
     assert_ok(other)
     assert any("SALIENCY_WEIGHTS_MOBILENET_V2" in e.value for e in other.error)
 
@@ -568,29 +563,6 @@ def test_explore_offers_the_provenance_of_the_map_on_screen(default_classifier):
     assert record["method"]["key"] == "vanilla"
     assert 0 < record["map"]["border_share"] < 1
 
-
-def test_default_model_preload_runs_once_per_server_and_never_under_apptest(monkeypatch):
-    """The router starts one background thread that loads and traces the default model;
-    AppTest (a mock runtime) starts none."""
-    import threading
-
-    from streamlit.runtime import Runtime
-
-    from pages.lib import own_models
-
-    new_app()
-    assert not any(t.name == own_models.PRELOAD_THREAD for t in threading.enumerate())
-    calls = []
-    monkeypatch.setattr(own_models, "_preload_default_model", lambda: calls.append(1))
-    monkeypatch.setattr(Runtime, "_instance", object.__new__(Runtime))  # a real server's type
-    own_models.preload_default_model.clear()
-    try:
-        first = own_models.preload_default_model()
-        first.join(5)
-        assert first.name == own_models.PRELOAD_THREAD
-        assert own_models.preload_default_model() is first and calls == [1]
-    finally:
-        own_models.preload_default_model.clear()
 
 
 def test_a_rerun_does_not_clear_the_keras_session(monkeypatch):
@@ -622,7 +594,7 @@ def test_compare_computes_a_rows_classes_in_one_call_and_nothing_twice(monkeypat
     prefs = dict(at.session_state[settings.PREFS])
     prefs["compare.methods"] = ["vanilla"]
     at.session_state[settings.PREFS] = prefs
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("compare.py").run()
     assert_ok(at)
     assert at.multiselect(key="w_compare.methods").value == ["vanilla"]
     classes = next(m for m in at.multiselect if m.label.startswith("Classes (columns"))
@@ -630,15 +602,16 @@ def test_compare_computes_a_rows_classes_in_one_call_and_nothing_twice(monkeypat
     assert len(calls) == 1 and len(calls[0]) == 2 and set(calls[0]) < set(classes.value)
     before = len(caching.explanation_store())
     at.run()
-    at.switch_page("pages/explore.py").run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("explore.py").run()
+    at.switch_page("compare.py").run()
     assert_ok(at)
     assert len(calls) == 1 and len(caching.explanation_store()) == before
 
 
 def test_a_rerun_that_changes_nothing_builds_no_figure_again(monkeypatch):
-    """The overlay and side-by-side figures are built once per look; a no-op rerun draws
-    the same figures without building them, and a new colour map builds new ones."""
+    """The figure on show is built once per look; a no-op rerun draws the same figure
+    without building it, a new colour map builds a new one, and the side-by-side view is
+    built only when it is chosen (one figure per view goes to the browser)."""
     import json
 
     from pages.lib import caching
@@ -658,4 +631,7 @@ def test_a_rerun_that_changes_nothing_builds_no_figure_again(monkeypatch):
     assert json.loads(at.get("plotly_chart")[0].proto.spec) == before
     at.selectbox(key="w_cmap").set_value("cividis").run()
     assert_ok(at)
-    assert len(calls) == 2
+    assert len(calls) == 1 and len(at.get("plotly_chart")) == 2  # the overlay, the top 5
+    at.button_group(key="w_view").set_value("Side by side").run()
+    assert_ok(at)
+    assert len(calls) == 2 and len(at.get("plotly_chart")) == 2

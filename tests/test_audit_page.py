@@ -7,20 +7,15 @@ import zipfile
 
 import numpy as np
 import pytest
-from apptest_support import use_navigation_mode
+from apptest_support import ROUTER
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
 from saliency_core.samples import read_sample
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 240
 
-
-@pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    use_navigation_mode(monkeypatch)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -30,8 +25,8 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 
 def audit_app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
-    at.switch_page("pages/audit.py").run()
+    at = AppTest.from_file(str(ROUTER), default_timeout=TIMEOUT).run()
+    at.switch_page("audit.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

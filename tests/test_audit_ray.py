@@ -10,6 +10,7 @@ cheap (each still imports TensorFlow, about 3 s).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import secrets
@@ -37,17 +38,21 @@ TIMING_FIELDS = ("created", "seconds", "engine")
 TOKEN = secrets.token_hex(32)
 
 
-def ray_env(temp_dir: Path) -> dict[str, str]:
+def ray_env(temp_dir: Path, token: bool = True) -> dict[str, str]:
     """The environment of a Ray run: no usage statistics, Ray's files in ``temp_dir``.
 
-    Ray 2.60 turns token authentication on for new clusters; the token is given here,
-    so that nothing is read from or written to ``~/.ray``. A stopped head does not
-    wait 30 s for its node to drain.
+    Ray 2.60 turns token authentication on for new clusters; for a cluster started
+    here the token is given (``token``), so that nothing is read from or written to
+    ``~/.ray``. The command's own local Ray makes its own token. A stopped head does
+    not wait 30 s for its node to drain.
     """
-    return dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(temp_dir),
-                RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN,
-                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
-                SALIENCY_STUDIO_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(temp_dir),
+               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
+               SALIENCY_STUDIO_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3")
+    if token:
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN)
+    return env
 
 
 def processes_using(path: Path) -> list[str]:
@@ -61,6 +66,69 @@ def processes_using(path: Path) -> list[str]:
                 continue
             if str(path) in line:
                 found.append(f"{entry.name}: {line[:120]}")
+    return found
+
+
+def _process_table() -> dict[int, int]:
+    """``{pid: parent pid}`` of every running process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            table[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return table
+
+
+def family_of(root: int, path: Path) -> set[int]:
+    """``root``, its descendants, and every process that mentions ``path`` (Ray's)."""
+    table = _process_table()
+    family, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, parent in table.items():
+            if parent in family and pid not in family:
+                family.add(pid)
+                grew = True
+    return family | {int(line.split(":")[0]) for line in processes_using(path)}
+
+
+def _decode_address(hex_address: str) -> str:
+    """An address of ``/proc/net/tcp[6]`` (32-bit words in host byte order) as text."""
+    import ipaddress
+
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(words))
+
+
+def listening_sockets(pids: set[int]) -> set[tuple[str, int, int]]:
+    """``(address, port, pid)`` of every TCP socket the processes ``pids`` listen on."""
+    owners = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    owners[target[8:-1]] = pid
+        except OSError:
+            continue
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in owners:  # 0A: LISTEN
+                address, port = fields[1].split(":")
+                found.add((_decode_address(address), int(port, 16), owners[fields[9]]))
     return found
 
 
@@ -127,6 +195,44 @@ def run_ray_cli(audit_input, out: Path, temp_dir: Path, *extra: str):
                           timeout=180)
 
 
+def run_and_watch_sockets(args: list[str], env: dict[str, str], temp_dir: Path,
+                          timeout: float = 180.0):
+    """Run the command, listing the TCP sockets it and its Ray processes listen on, and
+    the environment of its raylet, until it exits.
+
+    Returns:
+        ``(completed process, {(address, port, pid)}, raylet environment or None)``.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen([sys.executable, "-m", "saliency_core", *args], cwd=ROOT,
+                                   env=env, stdout=out, stderr=err, text=True)
+        seen: set[tuple[str, int, int]] = set()
+        raylet_env = None
+        deadline = time.monotonic() + timeout
+        try:
+            while process.poll() is None:
+                assert time.monotonic() < deadline, "the Ray run did not finish"
+                family = family_of(process.pid, temp_dir)
+                seen |= listening_sockets(family)
+                for pid in family:
+                    try:
+                        if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet":
+                            raylet_env = dict(item.split("=", 1) for item in Path(
+                                f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+                    except OSError:
+                        continue
+                time.sleep(0.2)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(process.args, process.returncode, out.read(),
+                                           err.read())
+    return done, seen, raylet_env
+
+
 def assert_same_outputs(local: Path, ray: Path) -> None:
     """Same files; ``.npy`` and PNG bytes equal; JSON equal apart from timing and engine."""
     names = sorted(p.name for p in local.iterdir())
@@ -146,7 +252,8 @@ def assert_same_outputs(local: Path, ray: Path) -> None:
                     == {k: v for k, v in b.items() if k not in TIMING_FIELDS}), name
 
     def rows(folder):  # summary.csv without the seconds column
-        lines = [line.split(",") for line in (folder / "summary.csv").read_text().splitlines()]
+        with (folder / "summary.csv").open(newline="", encoding="utf-8") as handle:
+            lines = list(csv.reader(handle))
         column = lines[0].index("seconds")
         return [line[:column] + line[column + 1:] for line in lines]
 
@@ -154,18 +261,51 @@ def assert_same_outputs(local: Path, ray: Path) -> None:
     assert rows(ray)[1][:3] == ["broken.jpg", "", "skipped"]
 
 
-def test_ray_engine_writes_what_the_local_engine_writes(audit_input, local_out, tmp_path,
-                                                        short_tmp):
+def test_ray_engine_writes_what_the_local_engine_writes_on_loopback_only(
+        audit_input, local_out, tmp_path, short_tmp):
+    """The command's own Ray: same outputs; while it runs, every socket it or any Ray
+    process listens on is on 127.0.0.0/8 or ::1; token authentication is on with a token
+    of its own (none written to ~/.ray); afterwards no process and no file is left."""
+    from saliency_core.audit.ray_engine import is_loopback
+
     pytest.importorskip("ray")
     out = tmp_path / "ray-out"
-    done = run_ray_cli(audit_input, out, short_tmp)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(ray_env(short_tmp, token=False), HOME=str(home))
+    done, sockets, raylet_env = run_and_watch_sockets(
+        [*explain_args(audit_input, out), "--engine", "ray"], env, short_tmp)
     assert done.returncode == 0, done.stderr
     assert "skipped broken.jpg: The image file is damaged" in done.stderr
     assert f"explained {IMAGES} of {IMAGES + 1} images (1 skipped)" in done.stderr
     assert "Traceback" not in done.stderr
     assert_same_outputs(local_out, out)
-    # the local Ray started for the run stopped with it
+    # GCS, raylet (2 ports), workers and agents listened: all of them on loopback
+    assert len({pid for _address, _port, pid in sockets}) >= 3, sockets
+    assert len(sockets) >= 5, sockets
+    print(f"\nlistening during the run: {sorted(sockets)}")
+    exposed = sorted(s for s in sockets if not is_loopback(s[0]))
+    assert not exposed, f"listening outside loopback: {exposed}"
+    assert raylet_env is not None, "the raylet was not seen"
+    assert raylet_env.get("RAY_AUTH_MODE") == "token"
+    assert len(raylet_env.get("RAY_AUTH_TOKEN", "")) == 64
+    assert not (home / ".ray").exists()
+    # the local Ray started for the run stopped with it, and its session folder is gone
     assert not wait_until_gone(short_tmp)
+    assert list(short_tmp.iterdir()) == []
+
+
+def test_loopback_addresses():
+    from saliency_core.audit.ray_engine import is_loopback
+
+    for address in ("127.0.0.1", "127.4.5.6", "::1", "::ffff:127.0.0.1", "[::1]"):
+        assert is_loopback(address), address
+    for address in ("0.0.0.0", "::", "192.0.2.2", "10.0.0.1", "::ffff:10.0.0.1", "fe80::1",
+                    "localhost", ""):
+        assert not is_loopback(address), address
+    assert _decode_address("0100007F") == "127.0.0.1"
+    assert is_loopback(_decode_address("0000000000000000FFFF00000100007F"))  # ::ffff:127.0.0.1
+    assert _decode_address("00000000000000000000000001000000") == "::1"
 
 
 @pytest.fixture

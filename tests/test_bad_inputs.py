@@ -8,19 +8,14 @@ import re
 
 import numpy as np
 import pytest
-from apptest_support import use_navigation_mode
+from apptest_support import ROUTER
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
 from saliency_core.samples import read_sample
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    use_navigation_mode(monkeypatch)
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -80,7 +75,7 @@ ACCEPTED = {
 
 
 def new_upload_app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
+    at = AppTest.from_file(str(ROUTER), default_timeout=180).run()
     at.radio(key="w_source").set_value("Upload").run()
     return at
 

@@ -54,6 +54,28 @@ def test_every_page_loads_without_exceptions(server, page):
     screenshot(page, "models")
 
 
+def test_the_first_visitor_after_a_start_does_not_wait_for_the_model(fresh_server, page):
+    """The server loads and traces the default model when it starts (its lifespan), before
+    any browser connects: the log says so first, and the first visitor then finds it loaded,
+    as the Models page's status shows."""
+    from browser_support import SERVER_LOGS
+
+    log = SERVER_LOGS[fresh_server]
+    deadline = time.monotonic() + 180
+    while "loaded and traced" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    text = log.read_text()
+    assert "the default model is loaded and traced" in text, text[-2000:]
+    page.goto(fresh_server + "/?sample=coffee")
+    wait_for_overlay(page, 120)
+    page.get_by_role("link", name="Models").click()
+    status = page.get_by_text("after the server started, before any visitor")
+    status.wait_for(timeout=60_000)
+    assert "was loaded and traced" in status.inner_text()
+    assert_no_exception(page)
+    screenshot(page, "models-warm-status")
+
+
 def test_a_shared_link_to_a_page_works_as_the_first_request(fresh_server, page):
     """The first request after start-up runs in Streamlit's folder-based mode (see
     pages/lib/layout.page_setup); a teacher's deep link must still work then."""
@@ -405,6 +427,41 @@ def test_a_link_naming_an_own_model_never_applies_its_class_to_the_default(serve
     assert "(class 2)" not in headline_text(page)  # the cat's own top class instead
     assert_no_exception(page)
     screenshot(page, "link-own-model-after-reload")
+
+
+def test_a_wide_own_model_sees_a_wide_centre_crop_on_explore(server, page, tmp_path):
+    """Issue 27: a 64×128 (height × width) own model on the cat (451×300): the preview
+    frames a 451×226 region, the overlay is that region (not a stretched square)."""
+    import keras
+
+    inputs = keras.Input((64, 128, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(3)(x)).save(tmp_path / "wide.keras")
+    page.goto(server + "/models")
+    page.get_by_role("heading", name="Models").first.wait_for(timeout=60_000)
+    page.locator("[data-testid='stFileUploader']").filter(has_text="Model (.keras").locator(
+        "[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        str(tmp_path / "wide.keras"))
+    page.get_by_role("button", name="Add this model").click()
+    page.get_by_text("Added wide.keras").wait_for(timeout=120_000)
+    page.get_by_role("link", name="Explore").click()
+    wait_for_overlay(page, 180)
+    page.get_by_text("The model sees the framed 451×226 region, resized to 128×64").wait_for(
+        timeout=60_000)
+    assert page.get_by_text("Centre crop (the model's shape)").count() == 1
+    assert page.get_by_text("square", exact=False).count() == 0
+    plot = page.locator("[data-testid='stPlotlyChart']").first
+    image = plot.locator(".js-plotly-plot g.hm image").first
+    box = image.bounding_box()
+    assert box is not None and 1.8 < box["width"] / box["height"] < 2.2, box  # 451×226
+    assert_no_exception(page)
+    screenshot(page, "explore-own-model-64x128")
+    page.set_viewport_size({"width": 390, "height": 844})
+    wait_for_overlay(page, 60)
+    page.get_by_text("The model sees the framed 451×226 region").scroll_into_view_if_needed()
+    screenshot(page, "explore-own-model-64x128-phone")
 
 
 def touch_swipe(page, x: float, y: float, distance: float) -> None:

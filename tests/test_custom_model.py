@@ -111,3 +111,54 @@ def test_the_upload_name_is_never_a_path(tmp_path, monkeypatch):
     before = set(os.listdir(tmp_path))
     load_custom_model(data)
     assert set(os.listdir(tmp_path)) == before  # nothing written next to us
+
+
+LIBRARY_WORDING = ("keras.src", "<class", "Please ensure", "deserialized", "Traceback",
+                   "Exception encountered", "get_config")
+
+
+def _edited(data: bytes, class_name: str, key: str, value) -> bytes:
+    import json
+
+    members = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name in archive.namelist():
+            members[name] = archive.read(name)
+    config = json.loads(members["config.json"])
+    layer = next(item for item in config["config"]["layers"] if item["class_name"] == class_name)
+    layer["config"][key] = value
+    members["config.json"] = json.dumps(config).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("class_name, key, value, expected", [
+    ("Dense", "units", 3.5, "A layer of the model declares units = 3.5; layer sizes must be "
+                            "whole numbers of at least 1"),
+    ("Dense", "units", "3", "declares a units that is not a number"),
+    ("Conv2D", "filters", 0, "declares filters = 0"),
+])
+def test_a_model_with_an_impossible_layer_size_gets_the_projects_own_sentence(
+        tmp_path, class_name, key, value, expected):
+    data = _edited(save(small_classifier(), tmp_path), class_name, key, value)
+    with pytest.raises(CustomModelError) as info:
+        load_custom_model(data)
+    message = str(info.value)
+    assert expected in message and len(message.splitlines()) == 1, message
+    assert not any(word in message for word in LIBRARY_WORDING), message
+
+
+def test_what_keras_says_about_a_broken_layer_is_logged_never_shown(tmp_path, caplog):
+    data = _edited(save(small_classifier(), tmp_path), "Conv2D", "padding", "sideways")
+    with caplog.at_level("WARNING"), pytest.raises(CustomModelError) as info:
+        load_custom_model(data)
+    message = str(info.value)
+    assert message.startswith("The model's layers could not be built from its description")
+    assert len(message.splitlines()) == 1
+    assert not any(word in message for word in LIBRARY_WORDING), message
+    assert "sideways" not in message
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "sideways" in logged or "padding" in logged or "deserialized" in logged, logged

@@ -4,18 +4,14 @@ carries the sample, class and k."""
 
 import numpy as np
 import pytest
-from apptest_support import new_app, use_navigation_mode
+from apptest_support import new_app
 
 from saliency_core.imaging import fit_to_model, load_image
 from saliency_core.samples import read_sample
 
 pytestmark = pytest.mark.slow
-PAGE = "pages/how_it_works.py"
+PAGE = "how_it_works.py"
 
-
-@pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    use_navigation_mode(monkeypatch)
 
 
 def second_class(classifier, sample: str) -> int:
@@ -52,7 +48,7 @@ def test_the_lesson_follows_explore_and_its_link_carries_k(default_classifier):
     assert at.query_params["lesson.eps"] == "0.1-30"
     assert any("the 500 most salient pixels" in m.value for m in at.markdown)
 
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("explore.py").run()
     assert "lesson.k" not in at.query_params  # Explore's links stay Explore's
     at.switch_page(PAGE).run()
     assert at.select_slider(key="w_lesson.k").value == 500  # the settings survived

@@ -159,11 +159,26 @@ def test_unsupported_format_is_named():
 
 
 def test_crop_and_squash_boxes():
-    assert crop_box(400, 300, "crop") == (50, 0, 350, 300)
-    assert crop_box(300, 400, "crop") == (0, 50, 300, 350)
-    assert crop_box(400, 300, "squash") == (0, 0, 400, 300)
+    square = (224, 224)
+    assert crop_box(400, 300, "crop", square) == (50, 0, 350, 300)
+    assert crop_box(300, 400, "crop", square) == (0, 50, 300, 350)
+    assert crop_box(400, 300, "squash", square) == (0, 0, 400, 300)
     with pytest.raises(ValueError):
-        crop_box(1, 1, "stretch")
+        crop_box(1, 1, "stretch", square)
+
+
+@pytest.mark.parametrize("input_size", [(64, 128), (128, 64), (224, 224), (96, 160), (32, 320)])
+@pytest.mark.parametrize("photo", [(451, 300), (300, 451), (400, 300), (1000, 10), (7, 900)])
+def test_the_crop_is_the_largest_centred_region_with_the_models_aspect(input_size, photo):
+    width, height = photo
+    left, top, right, bottom = crop_box(width, height, "crop", input_size)
+    crop_width, crop_height = right - left, bottom - top
+    assert 0 <= left and 0 <= top and right <= width and bottom <= height
+    assert crop_width == width or crop_height == height  # the largest: it touches two sides
+    aspect = input_size[1] / input_size[0]
+    # whole pixels: the aspect is met to within one pixel of the shorter crop side
+    assert abs(crop_width - crop_height * aspect) <= max(1.0, aspect) / 2 + 1e-9
+    assert abs(left - (width - right)) <= 1 and abs(top - (height - bottom)) <= 1  # centred
 
 
 def test_fit_to_model_view_lines_up_with_model_input():

@@ -33,11 +33,12 @@ class LinearClassifier:
     batch_size = 8
     class_names = ("left, the left half", "right", "centre")
 
-    def __init__(self):
-        w = np.zeros((3, SIZE, SIZE, 3), np.float32)
-        w[0, :, : SIZE // 2] = 1.0
-        w[1, :, SIZE // 2:] = 1.0
-        w[2, SIZE // 4: 3 * SIZE // 4, SIZE // 4: 3 * SIZE // 4] = 1.0
+    def __init__(self, height: int = SIZE, width: int = SIZE):
+        self.input_size = (height, width)
+        w = np.zeros((3, height, width, 3), np.float32)
+        w[0, :, : width // 2] = 1.0
+        w[1, :, width // 2:] = 1.0
+        w[2, height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 1.0
         self.weights = w
         self.calls = 0
 
@@ -122,11 +123,31 @@ def test_a_pinned_class_is_explained_whatever_the_top_one(classifier):
 def test_centre_crop_dims_what_the_model_does_not_see(classifier):
     pixels = frame(100, 300)
     result = process_frame(pixels, LiveSettings(classifier, fit="crop", opacity=0.0))
-    left, top, right, bottom = crop_box(300, 100, "crop")
+    left, top, right, bottom = crop_box(300, 100, "crop", classifier.input_size)
     assert (left, right) == (100, 200)
     outside = result.frame[50:, 250:].astype(int)
     assert np.all(np.abs(outside - int(60 * OUTSIDE_DIM)) <= 1)
     assert np.array_equal(result.frame[50:, 120:180], pixels[50:, 120:180])  # opacity 0
+
+
+@pytest.mark.parametrize("input_size, seen", [((8, 32), (0, 160, 640, 320)),
+                                               ((32, 8), (260, 0, 380, 480))])
+def test_a_non_square_model_sees_a_region_with_its_shape_and_the_rest_is_dimmed(input_size,
+                                                                               seen):
+    pixels = frame(480, 640)
+    classifier = LinearClassifier(*input_size)
+    result = process_frame(pixels, LiveSettings(classifier, fit="crop", opacity=0.0))
+    assert crop_box(640, 480, "crop", input_size) == seen
+    left, top, right, bottom = seen
+    dimmed = np.ones((480, 640), bool)
+    dimmed[top:bottom, left:right] = False
+    dimmed[:60] = False  # the class label
+    out = result.frame.astype(int)
+    assert np.all(np.abs(out[dimmed] - (pixels[dimmed].astype(int) * OUTSIDE_DIM).astype(int))
+                  <= 1)
+    inside = np.zeros((480, 640), bool)
+    inside[max(top, 60):bottom, left:right] = True
+    assert np.array_equal(result.frame[inside], pixels[inside])  # opacity 0: untouched
 
 
 def test_light_smoothgrad_runs_its_few_samples(classifier):

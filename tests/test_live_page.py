@@ -4,18 +4,15 @@ handed to the stream, and freeze before any frame."""
 from __future__ import annotations
 
 import pytest
-from apptest_support import use_navigation_mode
+from apptest_support import ROUTER
 from streamlit.testing.v1 import AppTest
-
-from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 240
 
 
 @pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    use_navigation_mode(monkeypatch)
+def _no_webrtc_session(monkeypatch):
     # AppTest's stand-in Runtime has no session manager; streamlit-webrtc then takes
     # its own no-runtime path (as in its unit tests) instead of failing on the stand-in.
     import streamlit_webrtc.component
@@ -24,8 +21,8 @@ def _navigation_mode(monkeypatch):
 
 
 def live_app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
-    at.switch_page("pages/live.py").run()
+    at = AppTest.from_file(str(ROUTER), default_timeout=TIMEOUT).run()
+    at.switch_page("live.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Live"
     return at
@@ -33,7 +30,7 @@ def live_app() -> AppTest:
 
 def test_controls_reach_the_stream_and_survive_a_page_switch():
     at = live_app()
-    handed = at.session_state["live_session"].box.get()
+    handed = at.session_state["live_session"].box.get()[0]
     assert (handed.method, handed.pinned_class, handed.fit) == ("vanilla", None, "crop")
     at.radio(key="w_live_method").set_value("smoothgrad").run()
     at.slider(key="w_live_samples").set_value(5).run()
@@ -41,17 +38,17 @@ def test_controls_reach_the_stream_and_survive_a_page_switch():
     at.toggle(key="w_live_pin").set_value(True).run()
     at.selectbox(key="w_live_class").set_value(504).run()  # coffee mug
     assert not at.exception, [e.value for e in at.exception]
-    handed = at.session_state["live_session"].box.get()
+    handed = at.session_state["live_session"].box.get()[0]
     assert (handed.method, handed.samples, handed.colormap, handed.pinned_class) == (
         "smoothgrad", 5, "cividis", 504)
-    at.switch_page("pages/explore.py").run()
-    at.switch_page("pages/live.py").run()
+    at.switch_page("explore.py").run()
+    at.switch_page("live.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.radio(key="w_live_method").value == "smoothgrad"
     assert at.slider(key="w_live_samples").value == 5
     assert at.selectbox(key="w_live_class").value == 504
     at.toggle(key="w_live_pin").set_value(False).run()
-    assert at.session_state["live_session"].box.get().pinned_class is None
+    assert at.session_state["live_session"].box.get()[0].pinned_class is None
 
 
 def test_freeze_before_any_frame_says_to_start_first():
@@ -86,7 +83,7 @@ def test_freeze_opens_the_explained_frame_in_explore_and_it_stays_there():
     headline = next(m.value for m in at.markdown if "for **" in m.value)
     assert "SmoothGrad" in headline and f"(class {result.class_index})" in headline, headline
     assert at.slider(key="w_smoothgrad.samples").value == 3
-    at.switch_page("pages/explore.py").run()  # AppTest stays on the page it last switched to
+    at.switch_page("explore.py").run()  # AppTest stays on the page it last switched to
     at.selectbox(key="w_cmap").set_value("cividis").run()  # a later change keeps the photo
     assert not at.exception, [e.value for e in at.exception]
     assert any("Using your earlier file, live" in c.value.replace("\\", "")

@@ -2,16 +2,11 @@
 
 import pytest
 from apptest_support import new_app as open_app
-from apptest_support import use_navigation_mode
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 180
 
-
-@pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    use_navigation_mode(monkeypatch)
 
 
 def new_app(**query) -> AppTest:
@@ -25,7 +20,7 @@ def texts(at) -> str:
 
 def test_trust_page_runs_cheap_checks_at_once_and_long_ones_on_request():
     at = new_app()
-    at.switch_page("pages/trust.py").run()
+    at.switch_page("trust.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Trust"
     shown = texts(at)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from pages.lib import caching, image_choice, own_models, settings
+from pages.lib import caching, image_choice, jobs, own_models, settings
 from saliency_core.audit.batch import (
     AuditSettings,
     ImageFailure,
@@ -36,9 +36,11 @@ from saliency_core.audit.outputs import (
 from saliency_core.audit.provenance import make_provenance, registered_weights_sha256
 from saliency_core.audit.uploads import CollectedFiles, collect_uploads
 from saliency_core.imaging import LoadedImage
-from saliency_core.methods import Target
+from saliency_core.methods import METHODS, Target, Work
 from saliency_core.models.registry import MODELS
 from saliency_core.plotting import blend_overlay, encode_png
+from saliency_core.safety.jobs import Estimate
+from saliency_core.safety.limits import load_limits
 from saliency_core.tf_adapter import KerasClassifier
 
 THUMB_SIDE = 224
@@ -143,9 +145,33 @@ def _cache_key(digest: str, model_key: str, token: str, audit: AuditSettings) ->
     return (digest, model_key, token, audit)
 
 
+def _per_image_estimate(classifier: KerasClassifier, audit: AuditSettings) -> Estimate:
+    """One image's cost (its map and the forward pass for its classes), within budget."""
+    return jobs.check_method(classifier, audit.method, audit.param_dict, extra=Work(forward=1),
+                             label=f"{METHODS[audit.method].label} for one image")
+
+
+def _groups(positions: list[int], classifier: KerasClassifier, audit: AuditSettings
+            ) -> tuple[Estimate, list[list[int]]]:
+    """Split the images into jobs of at most ``audit.batch_size`` images that each fit the
+    time budget, so other visitors' work gets its turn between them."""
+    one = _per_image_estimate(classifier, audit)
+    size = max(1, min(audit.batch_size, int(load_limits().max_job_seconds
+                                            // max(one.seconds, 1e-3))))
+    return one, [positions[i:i + size] for i in range(0, len(positions), size)]
+
+
+def _group_estimate(one: Estimate, count: int) -> Estimate:
+    return Estimate(seconds=one.seconds * count, peak_bytes=one.peak_bytes)
+
+
 def run_audit(files: list[UploadedFile], classifier: KerasClassifier, model_key: str,
               token: str, audit: AuditSettings) -> list[CardRecord]:
-    """Gallery records for ``files``, computing only those not cached, with a progress bar."""
+    """Gallery records for ``files``, computing only those not cached, with a progress bar.
+
+    The missing images go through the admission queue in small jobs, each checked
+    against the work budget; a visitor who leaves cancels the rest.
+    """
     store = record_store()
     records: dict[int, CardRecord] = {}
     missing = []
@@ -158,14 +184,29 @@ def run_audit(files: list[UploadedFile], classifier: KerasClassifier, model_key:
         else:
             missing.append(position)
     if missing:
+        one, groups = _groups(missing, classifier, audit)
         bar = st.progress(0.0, text=f"Explaining {len(missing)} images…")
-        sources = [(files[p][0], (lambda d=files[p][1]: d)) for p in missing]
+        done = 0
         try:
-            for done, (position, item) in enumerate(zip(
-                    missing, iter_audit(classifier, sources, audit), strict=True), start=1):
-                record = _record(item, files[position][2], audit)
-                store.put(_cache_key(files[position][2], model_key, token, audit), record)
-                records[position] = record
+            for group in groups:
+                def compute(progress, group=group) -> list[CardRecord]:
+                    sources = [(files[p][0], (lambda d=files[p][1]: d)) for p in group]
+                    run = dataclasses.replace(audit, batch_size=len(group))
+                    made = []
+                    for position, item in zip(group, iter_audit(classifier, sources, run),
+                                              strict=True):
+                        record = _record(item, files[position][2], audit)
+                        store.put(_cache_key(files[position][2], model_key, token, audit),
+                                  record)
+                        made.append(record)
+                    return made
+
+                key = ("audit", model_key, token, audit, tuple(files[p][2] for p in group))
+                made = jobs.run_job(key, f"{len(group)} of the images",
+                                    _group_estimate(one, len(group)), compute)
+                for position, record in zip(group, made, strict=True):
+                    records[position] = record
+                done += len(group)
                 bar.progress(done / len(missing),
                              text=f"Explaining images… {done} of {len(missing)}")
         finally:
@@ -186,22 +227,46 @@ def summary_bytes(records: list[CardRecord]) -> bytes:
 
 
 def export_zip(files: list[UploadedFile], classifier: KerasClassifier, audit: AuditSettings,
-               identity: ModelIdentity) -> bytes:
-    """The ZIP the command line would write: ``STEM.png/.npy/.json`` and ``summary.csv``."""
+               identity: ModelIdentity, session: str) -> bytes:
+    """The ZIP the command line would write: ``STEM.png/.npy/.json`` and ``summary.csv``.
+
+    It runs when the download is clicked, outside the page's script, so its jobs
+    are waited for without a progress bar; each is within the work budget.
+    """
     buffer = io.BytesIO()
     stems = StemNamer()
     rows = []
-    sources = [(name, (lambda d=data: d)) for name, data, _digest in files]
+    one, groups = _groups(list(range(len(files))), classifier, audit)
+    queue = jobs.queue()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for item in iter_audit(classifier, sources, audit):
-            if isinstance(item, ImageFailure):
-                rows.append(summary_row(item))
-                continue
-            stem = stems(item.name)
-            _record, outputs = result_files(item, stem, classifier, audit, identity)
-            for file_name, data in outputs.items():
-                archive.writestr(file_name, data)
-            rows.append(summary_row(item, stem))
+        for group in groups:
+            def compute(progress, group=group) -> list:
+                sources = [(files[p][0], (lambda d=files[p][1]: d)) for p in group]
+                run = dataclasses.replace(audit, batch_size=len(group))
+                out = []  # the groups run one after the other, so stems stay in order
+                for item in iter_audit(classifier, sources, run):
+                    if isinstance(item, ImageFailure):
+                        out.append((item, None, None))
+                    else:
+                        stem = stems(item.name)
+                        out.append((item, stem, result_files(item, stem, classifier, audit,
+                                                             identity)[1]))
+                return out
+
+            key = ("export", session, identity, audit, tuple(files[p][2] for p in group))
+            job = queue.submit(key, session, "the ZIP export",
+                               _group_estimate(one, len(group)), compute)
+            try:
+                job.wait()
+            finally:
+                queue.leave(job)
+            for item, stem, outputs in job.outcome():
+                if outputs is None:
+                    rows.append(summary_row(item))
+                    continue
+                for file_name, data in outputs.items():
+                    archive.writestr(file_name, data)
+                rows.append(summary_row(item, stem))
         archive.writestr("summary.csv", summary_csv(rows))
     return buffer.getvalue()
 
@@ -218,7 +283,7 @@ def open_in_explore(name: str, data: bytes, digest: str, class_index: int,
     settings.put("class", class_index)
     settings.put("contrast", None)
     st.session_state["class_context"] = None  # keep this class for the new image
-    st.switch_page("pages/explore.py")
+    st.switch_page("explore.py")
 
 
 def provenance_json(model_key: str, classifier: KerasClassifier, image: LoadedImage,
@@ -235,5 +300,6 @@ def provenance_json(model_key: str, classifier: KerasClassifier, image: LoadedIm
         image_size=image.original_size, fit=fit, probabilities=probabilities, target=target,
         method=method, params=params, values=explanation.attribution.values,
         seconds=explanation.seconds, reduction=reduction, clip_percentile=clip_percentile,
-        info=explanation.attribution.info)
+        info=explanation.attribution.info, decoded_size=image.decoded_size,
+        fitted_size=(image.pixels.shape[1], image.pixels.shape[0]))
     return (json.dumps(record, indent=2) + "\n").encode()

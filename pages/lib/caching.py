@@ -1,9 +1,11 @@
 """Small cached wrappers around the core: models, decoded images, predictions, maps.
 
-Models are shared resources (``st.cache_resource``); arrays are cached data
-(``st.cache_data``), each bounded with ``max_entries``. Maps live in a bounded
-LRU store instead of ``st.cache_data`` because a cached function may not drive a
-progress bar drawn outside it, and sampling methods report progress.
+Models are shared resources (``st.cache_resource``). Decoded photos, predictions
+and maps live in bounded LRU stores shared by all sessions. What is not stored
+yet is computed as a job in the server's admission queue (:mod:`pages.lib.jobs`):
+its cost is checked against the work budget first, sessions that ask for the
+same result share one job, and a job nobody waits for is cancelled. Cached
+results never queue.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
+from pages.lib import jobs
+from saliency_core.batching import choose_batch_size
 from saliency_core.imaging import LoadedImage, fit_to_model, load_image
-from saliency_core.methods import METHODS, Target
+from saliency_core.methods import METHODS, Target, Work
 from saliency_core.pipeline import (
     Explanation,
     Prediction,
@@ -26,6 +30,7 @@ from saliency_core.pipeline import (
     load_classifier,
     predict,
 )
+from saliency_core.safety.limits import load_limits
 from saliency_core.tf_adapter import KerasClassifier
 
 TOP_K = 5
@@ -56,21 +61,71 @@ def get_classifier(model_key: str, token: str, _scope: str | None = None) -> Ker
     same file share one model; ``_scope`` is the browser session whose own
     uploaded weights come first (``None``: shared only; not part of the key).
     """
-    return load_classifier(model_key, scope=_scope)[0]
+    classifier = load_classifier(model_key, scope=_scope)[0]
+    attach_cost(classifier)
+    return classifier
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def decode_upload(digest: str, _data: bytes) -> LoadedImage:
-    """Decode image bytes, cached by their SHA-256 (``_data`` is not hashed)."""
-    return load_image(_data)
+def attach_cost(classifier: KerasClassifier) -> None:
+    """Time a registered model's passes and bound its batch so that the running jobs
+    together stay within ``Limits.job_memory_bytes``."""
+    from saliency_core.models.cost import measure_time
+
+    limits = load_limits()
+    classifier.cost = measure_time(classifier)
+    share = limits.job_memory_bytes // max(1, limits.max_running_jobs)
+    classifier.batch_size = min(choose_batch_size(classifier.activation_bytes),
+                                classifier.cost.batch_for(share))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource
+def image_store() -> BoundedStore:
+    """Decoded photos of all sessions, by SHA-256, bounded to 16 entries."""
+    return BoundedStore(max_entries=16)
+
+
+def decode_upload(digest: str, data: bytes) -> LoadedImage:
+    """Decode image bytes in a decoding worker (as a job), cached by their SHA-256.
+
+    Raises:
+        saliency_core.imaging.ImageError: the file cannot be used (the message says why).
+    """
+    store = image_store()
+    found = store.get(digest)
+    if found is not None:
+        return found
+
+    def decode(progress) -> LoadedImage:
+        image = load_image(data)
+        store.put(digest, image)
+        return image
+
+    return jobs.run_job(("decode", digest), "reading the photo", jobs.LIGHT, decode)
+
+
+@st.cache_resource
+def prediction_store() -> BoundedStore:
+    """Top predictions of all sessions, bounded to 64 entries."""
+    return BoundedStore(max_entries=64)
+
+
 def cached_predictions(digest: str, model_key: str, token: str, fit: str,
-                       _classifier: KerasClassifier, _model_input: np.ndarray
+                       classifier: KerasClassifier, model_input: np.ndarray
                        ) -> list[Prediction]:
-    """Top predictions keyed by image hash, model, weights and fit."""
-    return predict(_classifier, _model_input, k=min(TOP_K, len(_classifier.class_names)))
+    """Top predictions keyed by image hash, model, weights and fit (one forward pass)."""
+    key = ("predict", digest, model_key, token, fit)
+    store = prediction_store()
+    found = store.get(key)
+    if found is not None:
+        return found
+    estimate = jobs.check_work(classifier, "the top classes", Work(forward=1))
+
+    def compute(progress) -> list[Prediction]:
+        predictions = predict(classifier, model_input, k=min(TOP_K, len(classifier.class_names)))
+        store.put(key, predictions)
+        return predictions
+
+    return jobs.run_job(key, "the top classes", estimate, compute)
 
 
 @dataclass(frozen=True)
@@ -163,7 +218,8 @@ def run_explanation(label: str, request: MapRequest, classifier: KerasClassifier
                     model_input: np.ndarray) -> tuple[Explanation, bool]:
     """The attribution for ``request``: ``(explanation, came_from_cache)``.
 
-    A progress bar shows while a sampling method runs, a spinner otherwise.
+    Not stored yet: the budget is checked (``OverBudgetError`` says what to change),
+    then it is computed as a job, with its place in the queue and progress shown.
     """
     store = explanation_store()
     cached = store.get(request)
@@ -172,18 +228,14 @@ def run_explanation(label: str, request: MapRequest, classifier: KerasClassifier
     target = Target(request.class_index, contrast_index=request.contrast_index,
                     score=request.score)
     params = dict(request.params)
-    if METHODS[request.method].sampling:
-        bar = st.progress(0.0, text=f"Computing {label}…")
-        try:
-            result = explain(classifier, model_input, target, request.method, params,
-                             lambda f: bar.progress(f, text=f"Computing {label}…"))
-        finally:
-            bar.empty()
-    else:
-        with st.spinner(f"Computing {label}…"):
-            result = explain(classifier, model_input, target, request.method, params)
-    store.put(request, result)
-    return result, False
+    estimate = jobs.check_method(classifier, request.method, params, label=label)
+
+    def compute(progress) -> Explanation:
+        result = explain(classifier, model_input, target, request.method, params, progress)
+        store.put(request, result)
+        return result
+
+    return jobs.run_job(("map", request), label, estimate, compute), False
 
 
 def run_explanations(labels: list[str], requests: list[MapRequest],
@@ -200,12 +252,21 @@ def run_explanations(labels: list[str], requests: list[MapRequest],
     missing = [i for i, cached in enumerate(found) if cached is None]
     if len(missing) > 1 and batches_classes(requests[missing[0]].method):
         first = requests[missing[0]]
-        with st.spinner(f"Computing {len(missing)} maps together…"):
+        label = f"{len(missing)} {METHODS[first.method].label} maps together"
+        estimate = jobs.check_method(classifier, first.method, dict(first.params),
+                                     repeats=len(missing), label=label)
+
+        def compute(progress) -> list[Explanation]:
             computed = explain_classes(classifier, model_input,
                                        [requests[i].class_index for i in missing],
                                        first.method, dict(first.params), first.score)
+            for i, explanation in zip(missing, computed, strict=True):
+                store.put(requests[i], explanation)
+            return computed
+
+        computed = jobs.run_job(("maps", tuple(requests[i] for i in missing)), label,
+                                estimate, compute)
         for i, explanation in zip(missing, computed, strict=True):
-            store.put(requests[i], explanation)
             found[i] = explanation
         return [(explanation, i not in missing) for i, explanation in enumerate(found)]
     return [(cached, True) if cached is not None

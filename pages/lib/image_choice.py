@@ -21,7 +21,8 @@ from saliency_core.plotting import make_crop_preview
 from saliency_core.samples import SAMPLES, read_sample
 
 PHOTO_MAX_MB = 50
-FIT_LABELS = {"crop": "Centre crop (the largest square)", "squash": "Squash the whole photo"}
+FIT_LABELS = {"crop": "Centre crop (the model's shape)",
+              "squash": "Squash (stretch the whole photo)"}
 SOURCE_LABELS = {"Sample": "Sample", "Upload": "Upload", "Camera": "Camera"}
 
 
@@ -158,23 +159,55 @@ def choose_image() -> ChosenImage | None:
     return ChosenImage(file_name, image, source)
 
 
+def fit_help(model_size: tuple[int, int]) -> str:
+    """The fit option's help: what each choice does with this model's ``(height, width)``."""
+    height, width = model_size
+    shape = ("a square" if height == width else "wider than tall" if width > height
+             else "taller than wide")
+    return (f"This model takes a {width}×{height} input ({shape}). Centre crop takes the "
+            "largest centred region of the photo with that shape and resizes it, so nothing "
+            "is stretched (the framing ImageNet models were evaluated on), but the edges are "
+            "cut away. Squash stretches the whole photo to that shape: every pixel stays, but "
+            "shapes are distorted.")
+
+
+def fit_caption(image_size: tuple[int, int], box: tuple[int, int, int, int],
+                model_size: tuple[int, int]) -> str:
+    """One line under the preview: what the model sees of a ``(width, height)`` photo."""
+    width, height = image_size
+    model_height, model_width = model_size
+    left, top, right, bottom = box
+    cut = 1 - ((right - left) * (bottom - top)) / (width * height)
+    target = f"{model_width}×{model_height}"
+    if cut > 0.005:
+        return (f"The model sees the framed {right - left}×{bottom - top} region, resized to "
+                f"{target}; the dimmed {100 * cut:.0f}% is cut away.")
+    stretch = (model_width / (right - left)) / (model_height / (bottom - top))
+    if stretch > 1.01:
+        return (f"The model sees the whole photo stretched to {target}: shapes in it look "
+                f"{stretch:.2f}× wider than they are.")
+    if stretch < 1 / 1.01:
+        return (f"The model sees the whole photo squeezed to {target}: shapes in it look "
+                f"{1 / stretch:.2f}× taller than they are.")
+    return f"The model sees the whole photo, resized to {target}."
+
+
 def choose_fit(image: LoadedImage, model_size: tuple[int, int], show_preview: bool = True
                ) -> str:
-    """The fit option with a preview of what the model sees: the rest is dimmed."""
+    """The fit option with a preview of what the model sees: the rest is dimmed.
+
+    Args:
+        image: the photo.
+        model_size: the model's input ``(height, width)``; the centre crop has its shape.
+        show_preview: draw the preview (framed region, the rest dimmed) and its caption.
+    """
     fit = settings.bind("fit", st.radio, options=list(FIT_MODES), label="What the model sees",
                         format_func=FIT_LABELS.get, horizontal=True,
-                        help="Models take a fixed-size square. Centre crop keeps the "
-                             "proportions, as in ImageNet evaluation, but cuts the sides; "
-                             "squash keeps every pixel but distorts shapes.")
+                        help=fit_help(model_size))
     if show_preview:
         height, width = image.pixels.shape[:2]
-        box = crop_box(width, height, fit)
-        cut = 1 - ((box[2] - box[0]) * (box[3] - box[1])) / (width * height)
-        caption = (f"The model sees the framed {box[2] - box[0]}×{box[3] - box[1]} region, "
-                   f"resized to {model_size[1]}×{model_size[0]}; the dimmed {100 * cut:.0f}% "
-                   "is cut away." if cut > 0.005 else
-                   f"The model sees the whole photo, resized to {model_size[1]}×"
-                   f"{model_size[0]}.")
+        box = crop_box(width, height, fit, model_size)
+        caption = fit_caption((width, height), box, model_size)
         if min(height, width) * 260 >= 2 * max(height, width):  # a visible preview
             st.image(make_crop_preview(image.pixels, box), caption=caption, width=260)
         else:

@@ -1,6 +1,6 @@
 """The frame every page shares: set-up, the sidebar, link notices, safe text.
 
-Pages call :func:`page_setup` first; app.py's router draws the sidebar.
+Pages call :func:`page_setup` first; the router (``pages/router.py``) draws the sidebar.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,8 @@ import streamlit as st
 
 from pages.lib import own_models, settings
 from saliency_core.models.registry import get_spec
+from saliency_core.safety.budget import OverBudgetError
+from saliency_core.safety.jobs import JobCancelledError, JobOverrunError
 
 _MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:")
 _log = logging.getLogger("saliency_studio")
@@ -36,22 +37,12 @@ def escape_markdown(text: str) -> str:
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 
 
-_router = threading.local()  # each script run has its own thread
-
-
-@contextmanager
-def routed() -> Iterator[None]:
-    """Mark the current script run as started by app.py's router (which drew the sidebar)."""
-    _router.active = True
-    try:
-        yield
-    finally:
-        _router.active = False
-
-
 @contextmanager
 def guarded() -> Iterator[None]:
     """Catch the unexpected at a page's top level: a short message and a reference.
+
+    Work refused by the budget, or stopped for running far beyond its estimate, is
+    no error: its message says what happened and what to change.
 
     The details (type, message, traceback, server paths) go to the server's log under
     that reference, never to the user; ``client.showErrorDetails = "none"`` hides any
@@ -59,6 +50,14 @@ def guarded() -> Iterator[None]:
     """
     try:
         yield
+    except OverBudgetError as exc:
+        st.error(f"**This is too much work for this server.** {escape_markdown(str(exc))}",
+                 icon=":material/hourglass_disabled:")
+    except JobOverrunError as exc:
+        st.error(escape_markdown(str(exc)), icon=":material/hourglass_disabled:")
+    except JobCancelledError:
+        st.info("The computation was stopped because this page stopped waiting for it; "
+                "it starts again when you come back.", icon=":material/replay:")
     except Exception:
         reference = secrets.token_hex(4)
         _log.exception("Unexpected error on a page (reference %s)", reference)
@@ -69,15 +68,16 @@ def guarded() -> Iterator[None]:
 
 
 PAGES = (
-    ("pages/explore.py", "Explore", ":material/visibility:"),
-    ("pages/compare.py", "Compare", ":material/grid_view:"),
-    ("pages/live.py", "Live", ":material/videocam:"),
-    ("pages/audit.py", "Audit", ":material/photo_library:"),
-    ("pages/trust.py", "Trust", ":material/verified:"),
-    ("pages/how_it_works.py", "How it works", ":material/school:"),
-    ("pages/models.py", "Models", ":material/model_training:"),
+    ("explore.py", "Explore", ":material/visibility:"),
+    ("compare.py", "Compare", ":material/grid_view:"),
+    ("live.py", "Live", ":material/videocam:"),
+    ("audit.py", "Audit", ":material/photo_library:"),
+    ("trust.py", "Trust", ":material/verified:"),
+    ("how_it_works.py", "How it works", ":material/school:"),
+    ("models.py", "Models", ":material/model_training:"),
 )
-"""Every page: its file, title and icon, in menu order (the first is the default)."""
+"""Every page: its file (beside the router in ``pages/``), title and icon, in menu order
+(the first is the default)."""
 
 
 def make_navigation():
@@ -87,21 +87,11 @@ def make_navigation():
 
 
 def page_setup() -> None:
-    """Call first on every page: state exists and the sidebar is drawn exactly once.
+    """Call first on every page: the session's settings exist.
 
-    Normally app.py runs the page through ``st.navigation`` and has drawn the
-    sidebar already. Because the project has a ``pages/`` folder, Streamlit runs
-    the very first request after the server starts in its folder-based mode when
-    that request asks for a page other than the main one (a shared deep link): the
-    page runs without app.py, and the menu would list the raw file names for every
-    later session too. So the page declares the router's navigation, which ends
-    folder mode for the server, and reruns: the same URL then goes through app.py.
-    """
+    The router (``pages/router.py``) has configured the page and drawn the sidebar;
+    it is the main script of every request, deep links included."""
     settings.init_state()
-    if not getattr(_router, "active", False):
-        configure_page()
-        make_navigation()
-        st.rerun()
 
 
 ICON = Path(__file__).parent / "assets" / "icon.png"
@@ -115,9 +105,18 @@ def configure_page() -> None:
 
 def show_link_notices() -> None:
     """Say plainly what a shared link asked for that this browser cannot show."""
-    for notice in st.session_state.get("link_notices", []):
+    notices = st.session_state.get("link_notices", [])
+    refused = [notice.detail for notice in notices if notice.kind == "param"]
+    if refused:
+        st.warning("**The link asks for method settings outside what this app allows**, so "
+                   "they were not applied:\n\n" + "\n".join(
+                       f"- {escape_markdown(line)}" for line in refused),
+                   icon=":material/link_off:")
+    for notice in notices:
         named = ("" if notice.class_index is None else
                  f" The link named class {notice.class_index}, which is not applied here.")
+        if notice.kind == "param":
+            continue
         if notice.kind == "photo":
             st.warning(
                 "**This link was made from someone's own photo, and photos are never part of "

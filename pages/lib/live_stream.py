@@ -11,11 +11,17 @@ worker (which drops a frame still waiting) and returns the newest finished
 overlay at once, so frames never queue and the delay stays at about one map's
 compute time. streamlit-webrtc's own ``async_processing`` is off because the
 worker already takes the work off the media thread.
+
+Each frame's map is a job in the server's admission queue, like every other
+model pass: the page checks one frame's cost against ``Limits.max_live_frame_seconds``
+before the stream starts, and the worker waits for the frame's job (a live frame
+is light, so it does not wait behind long jobs of other visitors).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +32,7 @@ import streamlit as st
 import streamlit.components.v2  # noqa: F401  (registers st.components.v2)
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from pages.lib import image_choice, settings
+from pages.lib import image_choice, jobs, settings
 from saliency_core.live import (
     LatestFrameWorker,
     LiveResult,
@@ -75,21 +81,35 @@ class LiveSession:
     """Everything one browser session's stream needs, shared with the media thread.
 
     Attributes:
-        box: the current :class:`LiveSettings`, replaced by each script run.
+        box: the current ``(LiveSettings, Estimate)`` of one frame, replaced by each
+            script run (``None`` while the settings are above the budget).
         worker: explains the newest frame on its own thread.
+        session_id: the browser session, for its slot in the admission queue.
     """
 
     box: SettingsBox = field(default_factory=SettingsBox)
     worker: LatestFrameWorker = field(init=False)
+    session_id: str = ""
 
     def __post_init__(self):
         self.worker = LatestFrameWorker(self._process)
+        self._frames = itertools.count()
 
     def _process(self, frame: av.VideoFrame) -> StreamOutput | None:
-        current = self.box.get()
-        if current is None:
+        boxed = self.box.get()
+        if boxed is None:
             return None
-        result = process_frame(frame.to_ndarray(format="rgb24"), current)
+        current, estimate = boxed
+        pixels = frame.to_ndarray(format="rgb24")
+        queue = jobs.queue()
+        job = queue.submit(("live", id(self), next(self._frames)), self.session_id,
+                           "a live frame", estimate,
+                           lambda progress: process_frame(pixels, current))
+        try:
+            job.wait()
+        finally:
+            queue.leave(job)
+        result = job.outcome()
         figures = self.worker.stats.snapshot()
         shown = result.frame
         if figures.maps:  # the live figures ride on the video: a page rerun is costly
@@ -113,7 +133,7 @@ class LiveSession:
 def live_session() -> LiveSession:
     """This browser session's :class:`LiveSession` (created on first use)."""
     if "live_session" not in st.session_state:
-        st.session_state["live_session"] = LiveSession()
+        st.session_state["live_session"] = LiveSession(session_id=jobs.session_id())
     return st.session_state["live_session"]
 
 
@@ -172,4 +192,4 @@ def freeze_to_explore(result: LiveResult, current: LiveSettings) -> None:
     settings.put("class", result.class_index)
     settings.put("contrast", None)
     st.session_state["class_context"] = None  # keep this class for the new image
-    st.switch_page("pages/explore.py")
+    st.switch_page("explore.py")

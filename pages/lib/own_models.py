@@ -1,9 +1,14 @@
 """Models the user brings: own ``.keras`` classifiers and uploaded weights.
 
-Both belong to one browser session. Names, files and weights uploads are kept in
-that session's state (weights in a folder named by its random token), so no
-visitor changes what another one sees, unless the operator allows shared weights
-uploads in ``saliency_studio.toml``. Loaded models are cached by content hash.
+Both belong to one browser session. Names, files, the loaded own models and
+weights uploads are kept in that session's state (weights in a folder named by
+its random token), so no visitor changes what another one sees, unless the
+operator allows shared weights uploads in ``saliency_studio.toml``. A session's
+own models stay loaded until the session ends or it adds more than its own cap:
+another visitor can never push them out. All sessions' own models together are
+bounded by ``Limits.max_own_models_bytes``; above it a new one is refused, with
+the reason. Checking a model is a job in the admission queue (cancelled, and its
+checking process killed, when the visitor leaves).
 """
 
 from __future__ import annotations
@@ -11,13 +16,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+import weakref
 
 import streamlit as st
-from streamlit.runtime import Runtime
 
-from pages.lib import caching
+from pages.lib import caching, jobs
 from pages.lib.settings import CUSTOM_PREFIX, put
-from saliency_core.models.custom import load_custom_model, make_classifier
+from saliency_core.models.custom import (
+    CustomModel,
+    CustomModelError,
+    load_custom_model,
+    make_classifier,
+)
 from saliency_core.models.preprocessing import get_preprocessor
 from saliency_core.models.registry import (
     DEFAULT_MODEL_KEY,
@@ -25,8 +35,11 @@ from saliency_core.models.registry import (
     WeightsUnavailableError,
     find_local_weights,
     get_spec,
+    remove_session_uploads,
     shared_uploads_allowed,
 )
+from saliency_core.safety.jobs import Estimate
+from saliency_core.safety.limits import format_bytes, load_limits
 from saliency_core.tf_adapter import KerasClassifier
 
 MAX_OWN_MODELS = 3
@@ -35,36 +48,22 @@ MAX_OWN_MODEL_BYTES = 400 * 1024 * 1024
 """Their total file size per session (the files stay in memory for the session)."""
 
 
-PRELOAD_THREAD = "preload-default-model"
+class _SessionFiles:
+    """Kept in a session's state: when the session ends (its state is dropped), its
+    private weights folder is deleted, and not before."""
 
-
-def _preload_default_model() -> None:
-    try:
-        caching.get_classifier(DEFAULT_MODEL_KEY, weights_token(DEFAULT_MODEL_KEY)).warm_up()
-    except Exception:  # noqa: BLE001 - the page shows the error when it loads the model itself
-        pass
-
-
-@st.cache_resource(show_spinner=False)
-def preload_default_model() -> threading.Thread | None:
-    """Load and trace the default model in a background thread, once per server.
-
-    Called from the router at the first script run, the earliest moment ``streamlit
-    run`` runs app code. A page that asks for the model meanwhile waits for the same
-    cached value (Streamlit computes a cached value once) instead of loading it again.
-    Not started under ``AppTest`` (whose runtime is a mock) or outside a server.
-    """
-    if type(Runtime._instance) is not Runtime:  # noqa: SLF001 - AppTest mocks the runtime
-        return None
-    thread = threading.Thread(target=_preload_default_model, name=PRELOAD_THREAD, daemon=True)
-    thread.start()
-    return thread
+    def __init__(self, token: str):
+        self.token = token
+        weakref.finalize(self, remove_session_uploads, token)
 
 
 def session_token() -> str:
-    """A random token for this browser session (names its private uploads folder)."""
+    """A random token for this browser session (names its private uploads folder, which
+    is deleted when the session ends)."""
     if "session_token" not in st.session_state:
-        st.session_state["session_token"] = secrets.token_hex(12)
+        token = secrets.token_hex(12)
+        st.session_state["session_token"] = token
+        st.session_state["session_files"] = _SessionFiles(token)
     return st.session_state["session_token"]
 
 
@@ -92,12 +91,39 @@ def model_display_name(key: str) -> str:
     return MODELS[key].display_name
 
 
+_LIVE_LOCK = threading.Lock()
+_LIVE_BYTES: dict[int, int] = {}
+
+
+def _forget_live(ident: int) -> None:
+    with _LIVE_LOCK:
+        _LIVE_BYTES.pop(ident, None)
+
+
+def _register_live(custom: CustomModel, size: int) -> None:
+    """Count a loaded own model until it is garbage collected (its session ended)."""
+    with _LIVE_LOCK:
+        _LIVE_BYTES[id(custom)] = size
+    weakref.finalize(custom, _forget_live, id(custom))
+
+
+def live_own_model_bytes() -> int:
+    """File bytes of every own model loaded in this server, in all sessions."""
+    with _LIVE_LOCK:
+        return sum(_LIVE_BYTES.values())
+
+
+def _entry_bytes(entry: dict) -> int:
+    return len(entry["data"]) + len(entry["labels"] or b"")
+
+
 def add_custom_model(name: str, data: bytes, labels: bytes | None,
                      preprocessing: str) -> tuple[str, list[str]]:
     """Validate an uploaded ``.keras`` model and add it to this session's models.
 
     A session keeps at most :data:`MAX_OWN_MODELS` models and
     :data:`MAX_OWN_MODEL_BYTES` of model files; the oldest are removed to make room.
+    The check runs as a job in the admission queue.
 
     Returns:
         ``(key, names of the models removed to make room)``.
@@ -106,33 +132,36 @@ def add_custom_model(name: str, data: bytes, labels: bytes | None,
         CustomModelError: the model cannot be used (the message says why).
     """
     digests = (hashlib.sha256(data).hexdigest(), hashlib.sha256(labels or b"").hexdigest())
-    custom = get_custom_model(*digests, data, labels)
     # the labels are part of the key: two sessions with one model file but different
-    # labels never share a cached classifier or cached predictions (with their names)
-    key = f"{CUSTOM_PREFIX}{custom.digest[:12]}-{digests[1][:8]}-{preprocessing}"
+    # labels never share cached predictions (with their names)
+    key = f"{CUSTOM_PREFIX}{digests[0][:12]}-{digests[1][:8]}-{preprocessing}"
     models = custom_models()
+    limits = load_limits()
+    staying = {k: m for k, m in models.items() if k != key}
+    evicted = []
+    while staying and (len(staying) >= MAX_OWN_MODELS or sum(
+            _entry_bytes(m) for m in staying.values()) + len(data) > MAX_OWN_MODEL_BYTES):
+        evicted.append(next(iter(staying)))
+        staying.pop(evicted[-1])
+    freed = sum(_entry_bytes(models[k]) for k in evicted) + (
+        _entry_bytes(models[key]) if key in models else 0)
+    if live_own_model_bytes() - freed + len(data) > limits.max_own_models_bytes:
+        raise CustomModelError(
+            "The server is holding many visitors' own models right now (at most "
+            f"{format_bytes(limits.max_own_models_bytes)} together), so yours cannot be "
+            "loaded at the moment. Try again in a few minutes; models are freed when their "
+            "visitors leave.")
+    timeout = limits.isolation_walk_timeout_seconds + limits.isolation_timeout_seconds
+    custom = jobs.run_job(("own model", jobs.session_id(), *digests), "checking your model",
+                          Estimate(seconds=timeout, peak_bytes=2 * len(data)),
+                          lambda progress: load_custom_model(data, labels))
+    _register_live(custom, len(data) + len(labels or b""))
+    removed = [models.pop(k)["name"] for k in evicted]
     models.pop(key, None)  # the same model again moves to the end
-    removed = []
-    while models and (len(models) >= MAX_OWN_MODELS or sum(
-            len(m["data"]) + len(m["labels"] or b"") for m in models.values())
-            + len(data) > MAX_OWN_MODEL_BYTES):
-        oldest = next(iter(models))
-        removed.append(models.pop(oldest)["name"])
     models[key] = {"name": name, "data": data, "labels": labels, "digests": digests,
                    "preprocessing": preprocessing, "note": custom.head_note,
-                   "classes": len(custom.class_names)}
+                   "classes": len(custom.class_names), "custom": custom, "classifier": None}
     return key, removed
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def get_custom_model(digest: str, labels_digest: str, _data: bytes, _labels: bytes | None):
-    """Load an uploaded model once per (file, labels), shared by sessions that upload it."""
-    return load_custom_model(_data, _labels)
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _custom_classifier(key: str, _custom, preprocessing: str) -> KerasClassifier:
-    return make_classifier(_custom, get_preprocessor(preprocessing))
 
 
 def weights_token(model_key: str) -> str:
@@ -175,8 +204,10 @@ def classifier_for(model_key: str) -> tuple[KerasClassifier | None, str]:
             st.error("Your own model is not loaded in this browser session (own models last "
                      "only as long as the session). Upload it again on the Models page.")
             return None, ""
-        custom = get_custom_model(*entry["digests"], entry["data"], entry["labels"])
-        return _custom_classifier(model_key, custom, entry["preprocessing"]), model_key
+        if entry["classifier"] is None:
+            entry["classifier"] = make_classifier(entry["custom"],
+                                                  get_preprocessor(entry["preprocessing"]))
+        return entry["classifier"], model_key
     errors: dict[str, str] = st.session_state["weights_errors"]
     if model_key in errors:
         _show_weights_error(model_key, errors[model_key])

@@ -25,6 +25,7 @@ from saliency_core.labels import shorten_label
 from saliency_core.live import LIVE_METHODS
 from saliency_core.methods import METHODS
 from saliency_core.methods.base import Param
+from saliency_core.methods.params import ParamValueError, describe_allowed, parse_param
 from saliency_core.models.registry import DEFAULT_MODEL_KEY, MODELS
 from saliency_core.plotting import COLORMAPS, OPACITY_STEPS
 from saliency_core.postprocess import REDUCTIONS
@@ -35,7 +36,6 @@ SOURCES = ("Sample", "Upload", "Camera")
 CUSTOM_PREFIX = "custom:"
 _DIGITS = re.compile(r"[0-9]{1,6}")
 _DECIMAL = re.compile(r"[0-9]{1,3}(\.[0-9]{1,4})?")
-_NAME = re.compile(r"[A-Za-z0-9_./:-]{1,120}")
 _HEX = re.compile(r"[0-9a-f]{12}")
 
 
@@ -135,17 +135,27 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
 
 
 def _param_parser(param: Param) -> Callable[[str], Any]:
-    if param.options:
-        return _choice(param.options)
-    if param.name == "layer":
-        return lambda raw: raw if _NAME.fullmatch(raw) else None
-    if isinstance(param.default, int):
-        def parse_int(raw: str) -> int | None:
-            value = parse_index(raw)
-            return value if value is not None and param.minimum <= value <= param.maximum \
-                else None
-        return parse_int
-    return lambda raw: parse_decimal(raw, float(param.minimum), float(param.maximum))
+    """A link's value of a method parameter, read with the command line's rules and the
+    widget's range (:func:`saliency_core.methods.params.parse_param`), or ``None``."""
+    def parse(raw: str) -> Any:
+        try:
+            return parse_param(param, raw)
+        except ParamValueError:
+            return None
+    return parse
+
+
+def _refused_param(name: str, raw: str) -> str:
+    """One line on a link's method parameter that was not applied, with the allowed range."""
+    method, _, param_name = name.partition(".")
+    param = next(p for p in METHODS[method].params if p.name == param_name)
+    try:
+        parse_param(param, raw[:200])
+        rule = f"{param_name} takes {describe_allowed(param)}"
+    except ParamValueError as exc:
+        rule = exc.rule
+    default = "the default is" if param.default is None else f"the default, {param.default}, is"
+    return f"{name}: {rule}; {default} used"
 
 
 def param_setting_name(method: str, param: str) -> str:
@@ -178,9 +188,11 @@ class LinkNotice:
     """What a shared link asked for that cannot be shown here, told to the user once.
 
     Attributes:
-        kind: ``"photo"`` (the link was made from an uploaded photo or snapshot)
-            or ``"model"`` (it names someone's own model, not loaded here).
-        detail: the photo's short SHA-256 or the model's key.
+        kind: ``"photo"`` (the link was made from an uploaded photo or snapshot),
+            ``"model"`` (it names someone's own model, not loaded here) or ``"param"``
+            (a method parameter outside the range the app allows).
+        detail: the photo's short SHA-256, the model's key, or for a parameter one
+            line saying what was refused and what is used instead.
         class_index: the class the link named, which was *not* applied.
     """
 
@@ -206,14 +218,16 @@ def read_query(query: dict[str, str]) -> tuple[dict[str, Any], list[LinkNotice]]
         ``(values, notices)``: only valid, known settings are in ``values``.
     """
     values: dict[str, Any] = {}
+    notices: list[LinkNotice] = []
     for name, setting in {**SETTINGS, **PARAM_SETTINGS}.items():
         raw = query.get(name)
-        if raw is None or not setting.in_url or len(raw) > 200:
+        if raw is None or not setting.in_url:
             continue
-        parsed = setting.parse(raw)
+        parsed = setting.parse(raw) if len(raw) <= 200 else None
         if parsed is not None:
             values[name] = parsed
-    notices: list[LinkNotice] = []
+        elif name in PARAM_SETTINGS:
+            notices.append(LinkNotice("param", _refused_param(name, raw), None))
     model = query.get("model", "")
     if model.startswith(CUSTOM_PREFIX):
         notices.append(LinkNotice("model", model[:80], values.get("class")))

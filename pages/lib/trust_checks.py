@@ -5,8 +5,9 @@ weights) is kept per model, at most :data:`MAX_RANDOMIZERS` at once. Check resul
 are kept in a bounded LRU store shared by sessions, keyed by everything that decides
 them (the :class:`~pages.lib.caching.MapRequest` of the map: image, model, weights,
 fit, method and its parameters, class, score), so a result is computed once per
-image, model, class and method. A store instead of ``st.cache_data`` because long
-checks drive a progress bar drawn outside the cached function.
+image, model, class and method. A check that is not stored yet runs as a job in
+the server's admission queue (:mod:`pages.lib.jobs`): its cost is checked first,
+its place in the queue and progress are shown, and it stops when nobody waits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 
 import streamlit as st
 
+from pages.lib import jobs
 from pages.lib.caching import BoundedStore
+from saliency_core.safety.jobs import Estimate
+from saliency_core.safety.limits import load_limits
 from saliency_core.tf_adapter import KerasClassifier
 from saliency_core.trust import ModelRandomizer
 
@@ -41,15 +45,25 @@ def cached_result(key: tuple) -> Any | None:
     return result_store().get(key)
 
 
-def run_check(key: tuple, label: str, compute: Callable[[Callable[[float], None]], Any]) -> Any:
-    """Run ``compute(progress)`` under a progress bar and store its result under ``key``."""
-    found = result_store().get(key)
+def run_check(key: tuple, label: str, compute: Callable[[Callable[[float], None]], Any],
+              estimate: Estimate | None = None) -> Any:
+    """Run ``compute(progress)`` as a job in the admission queue (its place and progress
+    shown) and store its result under ``key``.
+
+    Args:
+        estimate: the check's cost, from :func:`pages.lib.jobs.check_work` (which
+            refuses it above the budget); without one it is queued as a long job.
+    """
+    store = result_store()
+    found = store.get(key)
     if found is not None:
         return found
-    bar = st.progress(0.0, text=f"{label}…")
-    try:
-        result = compute(lambda f: bar.progress(f, text=f"{label}… {100 * f:.0f}%"))
-    finally:
-        bar.empty()
-    result_store().put(key, result)
-    return result
+
+    def run(progress):
+        result = compute(progress)
+        store.put(key, result)
+        return result
+
+    if estimate is None:
+        estimate = Estimate(seconds=load_limits().max_job_seconds)
+    return jobs.run_job(("check", key), label.lower(), estimate, run)

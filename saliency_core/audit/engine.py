@@ -27,6 +27,7 @@ from saliency_core.audit.batch import (
     decode_source,
     explain_images,
 )
+from saliency_core.audit.destination import write_new_file
 from saliency_core.audit.outputs import (
     ModelIdentity,
     StemNamer,
@@ -197,7 +198,9 @@ def explain_files(classifier: KerasClassifier, model: ModelIdentity, settings: A
 class OutputFolder:
     """Writes outcomes to a folder: each file's outputs, ``summary.csv`` row by row, progress.
 
-    Use as a context manager; :meth:`write` takes outcomes in input order.
+    Use as a context manager; :meth:`write` takes outcomes in input order. Every file
+    is created new (``O_EXCL``): a file already there is never overwritten, the run
+    stops with :class:`EngineError` instead.
 
     Args:
         out: the output folder (must exist).
@@ -214,7 +217,10 @@ class OutputFolder:
         self._summary = None
 
     def __enter__(self) -> OutputFolder:
-        self._handle = (self.out / "summary.csv").open("w", newline="", encoding="utf-8")
+        try:
+            self._handle = (self.out / "summary.csv").open("x", newline="", encoding="utf-8")
+        except FileExistsError:
+            raise self._exists("summary.csv") from None
         self._summary = SummaryWriter(self._handle)
         return self
 
@@ -225,7 +231,10 @@ class OutputFolder:
     def write(self, outcome: FileOutcome) -> None:
         """Write one file's outputs and its summary row."""
         for file_name, data in outcome.files.items():
-            (self.out / file_name).write_bytes(data)
+            try:
+                write_new_file(self.out / file_name, data)
+            except FileExistsError:
+                raise self._exists(file_name) from None
         if outcome.ok:
             self.processed += 1
         else:
@@ -233,6 +242,10 @@ class OutputFolder:
             self._bar.message(f"skipped {outcome.row['file']}: {outcome.row['reason']}")
         self._summary.write(outcome.row)
         self._bar.advance()
+
+    def _exists(self, name: str) -> EngineError:
+        return EngineError(f"{self.out / name} appeared during the run and was not "
+                           "overwritten; the run stopped")
 
 
 def iter_local(classifier: KerasClassifier, model: ModelIdentity, settings: AuditSettings,

@@ -5,6 +5,13 @@ region the model saw), ``STEM.npy`` (the raw attribution at the model's input
 resolution, float32, as Explore's download) and ``STEM.json`` (the provenance).
 ``summary.csv`` has one row per image, failures included with their reason.
 The same bytes go to a folder (command line) or into a ``.zip`` (Audit page).
+
+``summary.csv`` holds text from outside (file names, class names from a labels
+file), so :class:`SummaryWriter`, the one CSV writer of the project, follows the
+OWASP advice on CSV injection: a cell that begins with ``=``, ``+``, ``-``, ``@``,
+a tab or a carriage return gets a leading ``'`` and every cell is quoted, so a
+spreadsheet shows the text instead of running it as a formula. Plain numbers the
+project writes (a negative score such as ``-3.25``) stay numbers.
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ SUMMARY_FIELDS = ("file", "stem", "status", "reason", "class_index", "class_name
                   "probability", "top1_index", "top1_name", "top1_probability", "border_share",
                   "score", "seconds", "image_sha256")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP's list, and
+the full-width forms some spreadsheets also accept)."""
+_PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,9 @@ def result_provenance(result: ImageResult, classifier: KerasClassifier,
         params=settings.param_dict, values=result.values, seconds=result.seconds,
         reduction=settings.reduction, clip_percentile=settings.clip_percentile,
         class_choice="top1" if settings.class_index is None else "fixed",
-        batch_rows=result.batch_rows, info=result.info)
+        batch_rows=result.batch_rows, info=result.info,
+        decoded_size=result.image.decoded_size,
+        fitted_size=(result.image.pixels.shape[1], result.image.pixels.shape[0]))
 
 
 def result_files(result: ImageResult, stem: str, classifier: KerasClassifier,
@@ -134,17 +147,32 @@ def summary_row(item: ImageResult | ImageFailure, stem: str = "") -> dict[str, s
             "seconds": f"{item.seconds:.4f}", "image_sha256": item.image.digest}
 
 
+def neutralise_cell(text: str) -> str:
+    """``text`` made inert for a spreadsheet: ``'`` before a formula's first character.
+
+    A plain number (``-3.25``, ``1e-05``) is left as it is: it is read as a number, not
+    run, and the score column must stay numeric.
+    """
+    if text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 class SummaryWriter:
-    """Writes ``summary.csv`` row by row to a text stream (nothing is kept in memory)."""
+    """Writes ``summary.csv`` row by row to a text stream (nothing is kept in memory).
+
+    Every cell is neutralised (:func:`neutralise_cell`) and quoted.
+    """
 
     def __init__(self, stream: io.TextIOBase):
-        self._writer = csv.DictWriter(stream, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+        self._writer = csv.DictWriter(stream, fieldnames=SUMMARY_FIELDS, lineterminator="\n",
+                                      quoting=csv.QUOTE_ALL)
         self._stream = stream
         self._writer.writeheader()
 
     def write(self, row: dict[str, str]) -> None:
-        """Append one row and flush it."""
-        self._writer.writerow(row)
+        """Append one row, neutralised, and flush it."""
+        self._writer.writerow({key: neutralise_cell(str(value)) for key, value in row.items()})
         self._stream.flush()
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from saliency_core.audit.batch import ROW_METHODS, attribute_rows, method_parameters
 from saliency_core.audit.border import BORDER_BAND, border_share
+from saliency_core.imaging import crop_box
 from saliency_core.methods import METHODS, Target
 from saliency_core.pipeline import Prediction, explain, to_display_map, top_k
 from saliency_core.tf_adapter import KerasClassifier
@@ -110,7 +111,9 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
                     probabilities: np.ndarray, target: Target, method: str, params: dict,
                     values: np.ndarray, seconds: float, reduction: str = "max_abs",
                     clip_percentile: float | None = 99.5, class_choice: str = "fixed",
-                    batch_rows: int = 1, info: dict | None = None) -> dict:
+                    batch_rows: int = 1, info: dict | None = None,
+                    decoded_size: tuple[int, int] | None = None,
+                    fitted_size: tuple[int, int] | None = None) -> dict:
     """The provenance record of one map: enough to reproduce it.
 
     Args:
@@ -123,7 +126,9 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         classifier: the model (input size, class names, head).
         image_name: the image's file name.
         image_sha256: SHA-256 of the image file's bytes.
-        image_size: ``(width, height)`` of the image after EXIF rotation.
+        image_size: ``(width, height)`` of the image file's pixels, after EXIF rotation.
+        decoded_size: ``(width, height)`` the decoder produced, recorded when it
+            differs from ``image_size`` (a large JPEG decoded at reduced scale).
         fit: ``"crop"`` or ``"squash"``.
         probabilities: ``(K,)`` softmax probabilities of the image.
         target: the explained class, contrast and score kind.
@@ -135,9 +140,15 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         class_choice: ``"top1"`` (each image's own top class) or ``"fixed"``.
         batch_rows: images in the model call that computed the map.
         info: method-specific facts.
+        fitted_size: ``(width, height)`` of the pixels the model's input was fitted
+            from (:attr:`LoadedImage.pixels`, at most 1024 on the longer side); the
+            crop box is in these pixels. Default ``image_size``.
 
     Returns:
-        A JSON-serialisable dict.
+        A JSON-serialisable dict. ``crop`` records the region the model saw:
+        ``box`` ``[left, top, right, bottom]`` in the pixels of ``of_size``
+        (the image as fitted), and ``fraction``, the same box as fractions of the
+        image's width and height, which hold at any resolution (the file's too).
     """
     names = classifier.class_names
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
@@ -145,16 +156,20 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
     full = method_parameters(method, params)
     if "layer" in full and full["layer"] is None:
         full["layer"] = classifier.default_cam_layer()
+    image = {"name": image_name, "sha256": image_sha256,
+             "width": int(image_size[0]), "height": int(image_size[1])}
+    if decoded_size and tuple(decoded_size) != tuple(image_size) and min(decoded_size) > 0:
+        image["decoded_width"], image["decoded_height"] = (int(v) for v in decoded_size)
     return {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "image": {"name": image_name, "sha256": image_sha256,
-                  "width": int(image_size[0]), "height": int(image_size[1])},
+        "image": image,
         "model": {"key": model_key, "file": model_file, "weights_sha256": weights_sha256,
                   "preprocessing": preprocessing,
                   "input_size": [int(v) for v in classifier.input_size],
                   "num_classes": classifier.num_classes, "head": classifier.head_note},
         "fit": fit,
+        "crop": crop_record(fitted_size or image_size, fit, classifier.input_size),
         "target": {
             "class_index": int(target.class_index), "class_name": names[target.class_index],
             "probability": float(probabilities[target.class_index]),
@@ -175,6 +190,19 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         "info": {k: (float(v) if isinstance(v, (int, float, np.floating)) else str(v))
                  for k, v in (info or {}).items()},
     }
+
+
+def crop_record(size: tuple[int, int], fit: str, input_size: tuple[int, int]) -> dict:
+    """Where the model's view lies in an image of ``size`` ``(width, height)``.
+
+    The same rule as :func:`saliency_core.imaging.fit_to_model` (the centre crop has
+    the aspect ratio of ``input_size``, the model's ``(height, width)``).
+    """
+    width, height = (int(v) for v in size)
+    box = crop_box(width, height, fit, input_size)
+    return {"box": [int(v) for v in box], "of_size": [width, height],
+            "fraction": [round(box[0] / width, 6), round(box[1] / height, 6),
+                         round(box[2] / width, 6), round(box[3] / height, 6)]}
 
 
 def reproduce_values(provenance: dict, classifier: KerasClassifier,

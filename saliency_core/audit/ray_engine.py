@@ -10,17 +10,28 @@ them through the same :class:`~saliency_core.audit.engine.OutputFolder`, so
 the output folder only has to exist where the command runs.
 
 Ray is optional (``requirements-scale.txt``) and imported only here, when a run
-asks for it. Without ``address`` a local Ray starts on the loopback address and
-stops with the run; with one, the run connects to that cluster and leaves it
-running.
+asks for it. Without ``address`` a local Ray starts for the run and stops with
+it; with one, the run connects to that cluster and leaves it running.
+
+A local Ray is private to the run (:func:`local_ray_environment`): every Ray
+process listens on the loopback address only (``ray.init`` would otherwise
+advertise and bind the host's network address, and anyone who reaches a Ray
+port can run code on it), the dashboard is off, Ray's token authentication is
+on with a fresh random token that is never written to disk, and Ray's session
+files go to one temporary folder that the run removes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
+import secrets
+import shutil
 import socket
+import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -225,16 +236,63 @@ def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
                               f"({exc.strerror or exc})") from None
 
 
-def _connect(ray, options: RayOptions) -> None:
+def local_ray_environment() -> dict[str, str]:
+    """Environment variables that keep a local Ray private to this run.
+
+    * ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: Ray's single-machine mode. Without it
+      ``ray.init`` replaces a loopback ``_node_ip_address`` with the host's network
+      address, and its GCS server, raylet, workers and runtime-env agent listen there
+      or on every interface; with it, all of them bind to 127.0.0.1. It is read when
+      Ray is imported, so it must be set before that (:meth:`RaySession.__enter__`
+      checks the address Ray really took).
+    * ``RAY_AUTH_MODE=token`` and a fresh ``RAY_AUTH_TOKEN``: every request to the
+      run's Ray needs the token, which lives only in this process's environment (and
+      its children's); Ray writes no token file to ``~/.ray``.
+    """
+    return {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+def make_temp_root() -> str:
+    """A new folder for the local Ray's session files, removed after the run.
+
+    It goes under ``RAY_TMPDIR`` when set (Ray's own variable), else the system's
+    temporary folder, unless that path is too long for Ray's Unix socket paths (at
+    most 107 bytes with the session's sub-folders), then under ``/tmp``.
+    """
+    base = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    if len(base) > 28 and os.path.isdir("/tmp"):  # + /sray-XXXXXXXX/session_…/sockets/…
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="sray-", dir=base)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (an IP address) is 127.0.0.0/8 or ::1 (also IPv4-mapped)."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _connect(ray, options: RayOptions, temp_root: str | None) -> None:
     runtime_env = {"env_vars": _actor_env(local=not options.address)}
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False,
              "runtime_env": runtime_env}
     if options.address:
         check_reachable(options.address)
         ray.init(address=options.address, **quiet)
-    else:
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", **quiet)
+        return
+    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+             _node_ip_address="127.0.0.1", _temp_dir=temp_root, **quiet)
+    node_ip = ray.util.get_node_ip_address()
+    if not is_loopback(node_ip):
+        ray.shutdown()
+        raise RuntimeError(f"the local Ray took the network address {node_ip} instead of "
+                           "the loopback address, so it was stopped (start the command in "
+                           "a fresh process)")
 
 
 class RaySession:
@@ -249,25 +307,58 @@ class RaySession:
     def __init__(self, options: RayOptions):
         self.options = options
         self._ray = None
+        self._temp_root: str | None = None
+        self._saved_env: dict[str, str | None] = {}
 
     def __enter__(self) -> RaySession:
-        """Import Ray and connect.
+        """Import Ray and connect (a local Ray: on loopback, with a token, in a temp root).
 
         Raises:
             RayUnavailableError: Ray is not installed.
             RayRunError: Ray cannot be started or the cluster cannot be reached.
         """
-        ray = import_ray()
+        if not self.options.address:
+            for name, value in local_ray_environment().items():
+                self._saved_env.setdefault(name, os.environ.get(name))
+                os.environ[name] = value
+            self._temp_root = make_temp_root()
         try:
-            _connect(ray, self.options)
+            ray = import_ray()
+        except BaseException:
+            self._clean_up()
+            raise
+        try:
+            _connect(ray, self.options, self._temp_root)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            self._clean_up()
             raise RayRunError(f"cannot start or reach Ray at {self.options.address or 'local'}"
                               f": {_first_line(exc)}") from None
+        except BaseException:
+            self._clean_up()
+            raise
         self._ray = ray
         return self
 
     def __exit__(self, *exc_info) -> None:
         self._ray.shutdown()
+        self._clean_up()
+
+    def _clean_up(self) -> None:
+        """Remove the local Ray's temp root (its processes may take a moment to exit and
+        stop writing logs) and restore the environment."""
+        if self._temp_root is not None:
+            deadline = time.monotonic() + 10.0
+            while os.path.exists(self._temp_root) and time.monotonic() < deadline:
+                shutil.rmtree(self._temp_root, ignore_errors=True)
+                if os.path.exists(self._temp_root):
+                    time.sleep(0.2)
+            self._temp_root = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
 
     def size_pool(self, batches: int) -> int:
         """The pool's size for ``batches`` batches (see :func:`pool_size`).

@@ -1,8 +1,9 @@
 """One camera frame in, the same frame with its saliency overlay and class out.
 
 A frame of any size and orientation ``(H, W, 3)`` is fitted to the model as on
-Explore (the largest centred square, or the whole frame squashed), explained with
-the vanilla gradient, a light SmoothGrad or LayerCAM through the same methods and adapter as
+Explore (the largest centred region with the model's aspect ratio, or the whole
+frame squashed), explained with the vanilla gradient, a light SmoothGrad or LayerCAM
+through the same methods and adapter as
 every page, and the map is laid over the region the model saw. With the centre
 crop, the parts the model did not see are dimmed. The class and its probability
 are written in the top-left corner. The output always has the input's shape.
@@ -199,7 +200,7 @@ def process_frame(pixels: np.ndarray, settings: LiveSettings) -> LiveResult:
                              settings.clip_percentile)
 
     height, width = pixels.shape[:2]
-    left, top, right, bottom = crop_box(width, height, settings.fit)
+    left, top, right, bottom = crop_box(width, height, settings.fit, classifier.input_size)
     out = pixels.copy()
     if (right - left, bottom - top) != (width, height):
         out = (out.astype(np.float32) * OUTSIDE_DIM).astype(np.uint8)

@@ -110,6 +110,11 @@ class Param:
     labels: dict = field(default_factory=dict)
 
 
+SEED = Param("seed", "Seed", 0, "Seed of the method's random numbers; the same seed gives "
+             "the same map.", 0, 2**32 - 1, 1)
+"""The seed of a method that draws random numbers (settable from the command line)."""
+
+
 @dataclass(frozen=True)
 class Work:
     """The model passes one attribution needs, by kind: what the work budget counts.
@@ -168,7 +173,10 @@ class SaliencyMethod(ABC):
         label: display name.
         description: one line for users.
         citation: the paper.
-        params: the constructor's user-facing parameters.
+        params: the constructor's user-facing parameters (the app draws a control for
+            each); their bounds are the only values a link or ``--param`` may set.
+        extra_params: parameters with bounds that the app does not show but the
+            command line may set (a seed); see :mod:`saliency_core.methods.params`.
         sampling: whether the method evaluates many samples (shows progress).
         reading: what a bright (high) value means, in plain words, for users.
         display: how the map is best shown: ``"channels"`` (several channels,
@@ -182,6 +190,7 @@ class SaliencyMethod(ABC):
     description: ClassVar[str]
     citation: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
+    extra_params: ClassVar[tuple[Param, ...]] = ()
     sampling: ClassVar[bool] = False
     reading: ClassVar[str] = "Bright pixels matter most to the class score."
     display: ClassVar[str] = "channels"

@@ -25,6 +25,7 @@ from typing import ClassVar
 import numpy as np
 
 from saliency_core.methods.base import (
+    SEED,
     Attribution,
     GradientModel,
     Param,
@@ -116,6 +117,7 @@ class GuidedIG(SaliencyMethod):
         Param("baseline", "Baseline", "black", "The image the path starts from.",
               options=tuple(BASELINES), labels=BASELINES),
     )
+    extra_params: ClassVar[tuple[Param, ...]] = (SEED,)  # the noise baseline's
 
     def __init__(self, steps: int = 200, fraction: float = 0.25, max_dist: float = 0.02,
                  baseline: str = "black", seed: int = 0):

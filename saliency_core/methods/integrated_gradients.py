@@ -31,6 +31,7 @@ from PIL import Image, ImageFilter
 
 from saliency_core.batching import split_evenly
 from saliency_core.methods.base import (
+    SEED,
     Attribution,
     GradientModel,
     Param,
@@ -127,6 +128,7 @@ class IntegratedGradients(SaliencyMethod):
               f"(at most {MAX_STEPS} steps) until the completeness gap is at most this; "
               "the steps used are reported.", options=tuple(TARGET_GAPS), labels=TARGET_GAPS),
     )
+    extra_params: ClassVar[tuple[Param, ...]] = (SEED,)  # the noise baseline's
 
     def __init__(self, steps: int = 50, baseline: str = "black", grid: str = "adaptive",
                  target_gap: str = "off", seed: int = 0, batch_size: int | None = None):

@@ -58,6 +58,10 @@ class Occlusion(SaliencyMethod):
         Param("stride", "Stride (pixels)", 16, "Step between squares; smaller is finer and "
               "slower.", 2, 224, 2),
     )
+    extra_params: ClassVar[tuple[Param, ...]] = (
+        Param("fill", "Fill value", FILL_VALUE, "Grey level of the square, 0-255.", 0.0,
+              255.0, 0.5),
+    )
 
     def __init__(self, patch: int = 32, stride: int = 16, fill: float = FILL_VALUE,
                  batch_size: int | None = None):

@@ -17,6 +17,7 @@ import numpy as np
 
 from saliency_core.batching import split_evenly
 from saliency_core.methods.base import (
+    SEED,
     Attribution,
     GradientModel,
     Param,
@@ -61,6 +62,7 @@ class SmoothGrad(SaliencyMethod):
         Param("samples", "Samples", 25, "Noisy copies to average; more is smoother and "
               "slower.", 1, 100, 1),
     )
+    extra_params: ClassVar[tuple[Param, ...]] = (SEED,)
     default_aggregate: ClassVar[str] = "mean"
 
     def __init__(self, base: SaliencyMethod | None = None, noise: float = 0.15,

@@ -9,8 +9,11 @@ Safety rules:
 * before Keras sees the file, :mod:`saliency_core.safety` inspects it: zip
   members and their declared sizes, ``config.json`` (size, nesting, an
   allowlist of built-in layers and functions, fixed input of bounded size, an
-  estimated parameter count), then walks and loads it in a child process with
-  a memory limit and timeouts; only a model that passed there is loaded here;
+  estimated parameter count), then walks, loads and measures it in a child
+  process with a memory limit and timeouts (a forward and a backward pass at
+  batch 1 and 2: its time and peak memory per image, so a layer that builds a
+  huge internal matrix is refused there); only a model that passed there is
+  loaded here, with a batch size chosen from that measurement;
 * the upload's file name is never used as a path: the bytes are written to a
   private temporary file;
 * the model must be an image classifier: one ``(B, H, W, 3)`` input with fixed
@@ -24,27 +27,30 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 
 import keras
 
-from saliency_core.safety.errors import UnsafeUploadError, describe_exception
+from saliency_core.safety.budget import ModelCost
+from saliency_core.safety.errors import UnsafeUploadError
 from saliency_core.safety.isolation import (
     IsolatedLoadError,
+    classify_load_failure,
     make_workdir,
     remove_workdir,
     run_isolated,
 )
-from saliency_core.safety.keras_archive import CODE_MESSAGE, inspect_keras_archive
+from saliency_core.safety.keras_archive import inspect_keras_archive
 from saliency_core.safety.limits import DEFAULT_LIMITS, Limits, format_bytes, load_limits
-from saliency_core.tf_adapter import (  # noqa: F401 - activation_bytes is part of this API
+from saliency_core.tf_adapter import (
     KerasClassifier,
     UnsupportedModelError,
-    activation_bytes,
     build_logit_model,
 )
 
+_LOG = logging.getLogger(__name__)
 MAX_MODEL_BYTES = DEFAULT_LIMITS.max_model_bytes
 MAX_UNPACKED_BYTES = DEFAULT_LIMITS.max_unpacked_bytes
 MAX_LABEL_BYTES = DEFAULT_LIMITS.max_labels_bytes
@@ -65,8 +71,9 @@ class CustomModel:
         class_names: one per output.
         digest: SHA-256 of the file, a cache key.
         head_note: how the pre-softmax score is obtained.
-        batch_size: images per model call, so a batch of gradients fits the
-            activation budget.
+        batch_size: images per model call, chosen from the measured memory per
+            image so a call fits ``Limits.activation_budget_bytes``.
+        cost: time and memory per pass, measured in the checking child process.
     """
 
     model: keras.Model
@@ -74,6 +81,7 @@ class CustomModel:
     digest: str
     head_note: str
     batch_size: int = 16
+    cost: ModelCost | None = None
 
 
 def parse_labels(data: bytes | None, num_classes: int) -> tuple[str, ...]:
@@ -108,15 +116,17 @@ def _limits() -> Limits:
     return dataclasses.replace(limits, **overrides)
 
 
-def _load_failure(message: str) -> CustomModelError:
-    """The user-facing error for a model that Keras could not load."""
-    if any(word in message for word in ("Lambda", "lambda", "safe_mode", "Python code")):
-        return CustomModelError(CODE_MESSAGE)
-    if "Unknown" in message or "custom" in message.lower():
-        return CustomModelError(
-            "The model uses custom layers or functions that this app does not know; only "
-            "built-in Keras layers are supported.")
-    return CustomModelError(f"The model could not be loaded: {message}")
+def _load_failure(exc: BaseException) -> CustomModelError:
+    """The user's sentence for a model that Keras could not load here; Keras's own words
+    (class paths, advice for the model's author) go to the log only."""
+    if isinstance(exc, MemoryError):
+        return CustomModelError("The model could not be loaded: it needs more memory than "
+                                "the server can give it.")
+    failure = classify_load_failure(exc, "The model could not be loaded: Keras refused its "
+                                         "layers or weights. Save it again with "
+                                         "model.save('name.keras').")
+    _LOG.warning("own model not loaded: %s", failure.detail)
+    return CustomModelError(str(failure))
 
 
 def load_custom_model(data: bytes, labels: bytes | None = None) -> CustomModel:
@@ -153,17 +163,19 @@ def load_custom_model(data: bytes, labels: bytes | None = None) -> CustomModel:
         with open(path, "wb") as out:
             out.write(data)
         try:
-            run_isolated("keras_archive", {"path": path, "workdir": workdir}, limits)
+            checked = run_isolated("keras_archive", {"path": path, "workdir": workdir}, limits)
         except UnsafeUploadError as exc:
             raise CustomModelError(str(exc)) from exc
-        except IsolatedLoadError as exc:
-            raise _load_failure(str(exc)) from exc
+        except IsolatedLoadError as exc:  # already the project's own sentence
+            raise CustomModelError(str(exc)) from exc
         try:
             model = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:
-            raise _load_failure(describe_exception(exc, limit=300)) from exc
+            raise _load_failure(exc) from exc
     finally:
         remove_workdir(workdir)
+    if "unsupported" in checked:
+        raise CustomModelError(f"This is not an image classifier. {checked['unsupported']}")
     if not isinstance(model, keras.Model):
         raise CustomModelError("The file does not hold a Keras model.")
     try:
@@ -176,19 +188,20 @@ def load_custom_model(data: bytes, labels: bytes | None = None) -> CustomModel:
                                "keras.Input((224, 224, 3)).")
     num_classes = int(model.outputs[0].shape[-1])
     names = parse_labels(labels, num_classes)
-    per_image = activation_bytes(model)
-    if per_image > limits.max_activation_bytes:
-        raise CustomModelError(
-            f"The model's layer outputs need {format_bytes(per_image)} per image (a gradient "
-            f"keeps them all); the limit is {format_bytes(limits.max_activation_bytes)}, to "
-            "protect the server. Layers that blow the image up (large upsampling) cause this.")
-    batch = int(max(1, min(16, limits.activation_budget_bytes // max(1, 3 * per_image))))
+    try:
+        cost = ModelCost.from_dict(checked["cost"])
+        batch = max(1, int(checked["batch_size"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CustomModelError("Checking the model did not report what a pass costs, so it "
+                               "is refused.") from exc
     return CustomModel(model=model, class_names=names, digest=hashlib.sha256(data).hexdigest(),
-                       head_note=head_note, batch_size=batch)
+                       head_note=head_note, batch_size=batch, cost=cost)
 
 
 def make_classifier(custom: CustomModel, preprocessing) -> KerasClassifier:
     """Wrap a validated custom model with the preprocessing the user chose; its batch
-    size keeps a batch of gradients within the activation budget."""
-    return KerasClassifier(custom.model, preprocessing, custom.class_names,
-                           batch_size=custom.batch_size)
+    size and cost are the ones measured in the checking child process."""
+    classifier = KerasClassifier(custom.model, preprocessing, custom.class_names,
+                                 batch_size=custom.batch_size)
+    classifier.cost = custom.cost
+    return classifier

@@ -1,14 +1,23 @@
-"""Count an image's pages, frames and chunks with a cap, before Pillow opens it.
+"""Count an image's pages, frames, chunks, scans and markers with a cap, before Pillow opens it.
 
 Pillow counts TIFF pages and GIF frames by walking every one of them, which
-takes minutes for a small file with 200,000 pages. These counters read only
-the file's structure (IFD offsets, GIF block headers, RIFF and PNG chunk
-headers), do a bounded amount of work per step, and stop as soon as the cap
-is passed, so their time does not depend on how many pages the file claims.
+takes minutes for a small file with 200,000 pages; it reads a JPEG's markers one
+by one in Python before the first frame (12 million empty ``APP`` markers: a
+minute and 1.5 GB), and libjpeg decodes every scan of a progressive JPEG, each a
+pass over the whole image, with no limit on their number (a 2.9 MB file with
+100,000 scans holds a core for minutes). These walkers read only the file's
+structure (IFD offsets, GIF block headers, RIFF and PNG chunk headers, JPEG
+marker segments), do a bounded amount of work per step, and stop as soon as a cap
+is passed, so their time does not depend on what the file claims.
+
+They are the cheap first filter; the decoding itself then runs in a worker
+process with a memory limit and a time limit (:mod:`saliency_core.safety.decoding`),
+which also covers what the walkers cannot see.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 
 from saliency_core.safety.errors import UnsafeUploadError
@@ -130,21 +139,32 @@ def count_webp_frames(data: bytes, frame_cap: int, chunk_cap: int) -> int:
     return max(frames, 1)
 
 
-def count_png_chunks(data: bytes, chunk_cap: int, frame_cap: int) -> tuple[int, int]:
+_PNG_METADATA = {b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf"}
+
+
+def count_png_chunks(data: bytes, chunk_cap: int, frame_cap: int,
+                     metadata_cap: int | None = None) -> tuple[int, int]:
     """Count a PNG's chunks and APNG frames (``fcTL``), stopping after the caps.
 
     Returns:
         ``(chunks, frames)``.
 
     Raises:
-        UnsafeUploadError: more than ``chunk_cap`` chunks or ``frame_cap`` frames.
+        UnsafeUploadError: more than ``chunk_cap`` chunks or ``frame_cap`` frames,
+            or more than ``metadata_cap`` bytes of text, ICC and EXIF chunks.
     """
-    position, chunks, frames = len(_PNG_SIGNATURE), 0, 0
+    position, chunks, frames, metadata = len(_PNG_SIGNATURE), 0, 0, 0
     while position + 8 <= len(data):
         size, kind = struct.unpack_from(">I4s", data, position)
         chunks += 1
         if chunks > chunk_cap:
             raise _refuse_frames("chunks", chunk_cap)
+        if metadata_cap is not None and kind in _PNG_METADATA:
+            metadata += size
+            if metadata > metadata_cap:
+                raise UnsafeUploadError(
+                    f"The PNG carries more than {metadata_cap // (1 << 20)} MB of text and "
+                    "metadata; files built like this are refused to protect the server.")
         if kind == b"fcTL":
             frames += 1
             if frames > frame_cap:
@@ -155,8 +175,105 @@ def count_png_chunks(data: bytes, chunk_cap: int, frame_cap: int) -> tuple[int, 
     return chunks, max(frames, 1)
 
 
-def check_image_structure(data: bytes, limits: Limits) -> None:
-    """Refuse an image with too many pages, frames or chunks, before it is decoded.
+_JPEG_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+"""A real marker inside entropy-coded data: ``FF`` not followed by a stuffed ``00``, a
+restart marker ``D0``-``D7``, or another fill byte ``FF``."""
+
+
+def walk_jpeg(data: bytes, limits: Limits) -> tuple[int, int, int]:
+    """Walk a JPEG's marker segments up to its first ``EOI``, with caps.
+
+    Returns:
+        ``(markers, scans, metadata_bytes)``.
+
+    Raises:
+        UnsafeUploadError: more scans, markers or metadata than the limits allow.
+    """
+    position, markers, scans, metadata = 2, 0, 0, 0
+    end = len(data)
+    while position + 1 < end:
+        if data[position] != 0xFF:
+            found = _JPEG_MARKER.search(data, position)
+            if found is None:
+                break  # truncated: Pillow reports it
+            position = found.start()
+        while position + 1 < end and data[position + 1] == 0xFF:
+            position += 1  # fill bytes
+        if position + 1 >= end:
+            break
+        marker = data[position + 1]
+        if marker == 0x00 or 0xD0 <= marker <= 0xD7:
+            position += 2  # stuffing and restarts belong to the entropy-coded data
+            continue
+        markers += 1
+        if markers > limits.max_jpeg_markers:
+            raise UnsafeUploadError(
+                f"The JPEG has more than {limits.max_jpeg_markers:,} markers; files built "
+                "like this are refused to protect the server.")
+        if marker == 0xD9:  # EOI: the first image ends (an MPO's others follow)
+            break
+        if marker in (0xD8, 0x01):  # SOI, TEM: no length
+            position += 2
+            continue
+        if position + 4 > end:
+            break
+        length = struct.unpack_from(">H", data, position + 2)[0]
+        if length < 2:
+            raise _damaged()
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:  # APPn, COM
+            metadata += length
+            if metadata > limits.max_image_metadata_bytes:
+                raise UnsafeUploadError(
+                    f"The JPEG carries more than "
+                    f"{limits.max_image_metadata_bytes // (1 << 20)} MB of metadata; files "
+                    "built like this are refused to protect the server.")
+        position += 2 + length
+        if marker == 0xDA:  # SOS: entropy-coded data follows, up to the next marker
+            scans += 1
+            if scans > limits.max_jpeg_scans:
+                raise UnsafeUploadError(
+                    f"The JPEG has more than {limits.max_jpeg_scans:,} scans (a normal "
+                    "progressive JPEG has about 10, and each one is a pass over the whole "
+                    "image), so it is refused to protect the server.")
+    return markers, scans, metadata
+
+
+def check_png_header(data: bytes, limits: Limits, max_pixels: int) -> tuple[int, int]:
+    """A PNG's size from its ``IHDR``, refused above the side or pixel limits.
+
+    Returns:
+        ``(width, height)``.
+    """
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise _damaged()
+    width, height = struct.unpack_from(">II", data, 16)
+    check_image_size(width, height, limits, max_pixels)
+    return width, height
+
+
+def check_image_size(width: int, height: int, limits: Limits, max_pixels: int) -> None:
+    """Refuse an image whose side or pixel count is above the limits, before decoding.
+
+    Raises:
+        UnsafeUploadError: with the size and the limit.
+    """
+    if width < 1 or height < 1:
+        raise UnsafeUploadError("The image has no pixels.")
+    if max(width, height) > limits.max_image_side:
+        raise UnsafeUploadError(
+            f"The image is {width:,} x {height:,} pixels; sides longer than "
+            f"{limits.max_image_side:,} pixels are refused to protect the server.")
+    if width * height > max_pixels:
+        raise UnsafeUploadError(
+            f"The image is {width} x {height} pixels ({width * height / 1e6:.0f} "
+            f"megapixels), above the limit of {max_pixels / 1e6:.0f} megapixels. Very "
+            "large images are refused to protect the server (possible decompression "
+            "bomb); please downscale it first.")
+
+
+def check_image_structure(data: bytes, limits: Limits, max_pixels: int | None = None) -> None:
+    """Refuse an image with too many pages, frames, chunks, scans or markers, or (a
+    PNG, given ``max_pixels``) too many pixels, before it is decoded.
 
     Formats are recognised by their signature; other formats pass unchanged.
 
@@ -171,4 +288,8 @@ def check_image_structure(data: bytes, limits: Limits) -> None:
     elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         count_webp_frames(data, frames, limits.max_png_chunks)
     elif data[:8] == _PNG_SIGNATURE:
-        count_png_chunks(data, limits.max_png_chunks, frames)
+        if max_pixels is not None:
+            check_png_header(data, limits, max_pixels)
+        count_png_chunks(data, limits.max_png_chunks, frames, limits.max_image_metadata_bytes)
+    elif data[:2] == b"\xff\xd8":
+        walk_jpeg(data, limits)

@@ -14,10 +14,13 @@ and the only defence against a hang inside the HDF5 library. The child:
 * first walks the HDF5 file (:mod:`saliency_core.safety.hdf5`) within
   :attr:`Limits.isolation_walk_timeout_seconds`, then imports Keras, builds
   the model, compares its weight shapes with the file, loads the weights and
-  (for uploaded models) runs one prediction, all within
-  :attr:`Limits.isolation_timeout_seconds`.
+  (for uploaded models) measures a forward and a backward pass at batch 1 and
+  2 (:mod:`saliency_core.models.cost`), all within
+  :attr:`Limits.isolation_timeout_seconds`. The tasks are named in
+  :data:`TASKS` and live with the model code (:mod:`saliency_core.models.checks`).
 
-The parent kills the child's process group on timeout. A child that runs out
+The parent kills the child's process group on timeout, and when the job that
+asked for the check is cancelled (the visitor left). A child that runs out
 of memory, crashes or hangs gives a clean refusal; the server and every other
 session keep running. Only a file that passed here is then opened in the
 server. At most :data:`MAX_CONCURRENT_CHECKS` children run at once.
@@ -25,12 +28,13 @@ server. At most :data:`MAX_CONCURRENT_CHECKS` children run at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import math
 import os
-import resource
 import selectors
 import shutil
 import signal
@@ -39,13 +43,14 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from saliency_core.safety.errors import UnsafeUploadError, describe_exception
-from saliency_core.safety.hdf5 import WeightsMismatchError, check_expected_shapes, walk_hdf5
-from saliency_core.safety.limits import MIB, Limits, format_bytes
+from saliency_core.safety.errors import UnsafeUploadError
+from saliency_core.safety.hdf5 import WeightsMismatchError
+from saliency_core.safety.jobs import checkpoint
+from saliency_core.safety.limits import Limits, format_bytes
+from saliency_core.safety.rlimits import limit_address_space, peak_resident_mb
 
 MAX_CONCURRENT_CHECKS = 2
 """At most this many checks run at once, so parallel uploads cannot multiply the memory limit."""
@@ -59,51 +64,63 @@ _LOG = logging.getLogger(__name__)
 class IsolatedLoadError(Exception):
     """The file is not hostile as far as the checks can tell, but it did not load.
 
-    ``str(exc)`` is a one-line, user-safe description of what failed.
+    ``str(exc)`` is the project's own one-line sentence for the user; ``detail`` is
+    the library's wording, for the log only (it can name classes, paths and advice
+    meant for the model's author, not for a visitor).
     """
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+
+
+BUILD_MESSAGE = ("The model's layers could not be built from its description (config.json): "
+                 "a layer has a setting Keras does not accept, for example a size that is "
+                 "not a whole number. Save the model again with model.save('name.keras').")
+UNKNOWN_MESSAGE = ("The model uses custom layers or functions that this app does not know; "
+                   "only built-in Keras layers are supported.")
+WEIGHTS_MESSAGE = ("The model's weights could not be loaded into its layers: the weights file "
+                   "in the archive is damaged or belongs to another model.")
+RUN_MESSAGE = ("The model failed on a test image: its layers do not fit together for an "
+               "image input.")
+OPEN_MESSAGE = "The file could not be opened as a model."
+"""The project's own sentences for a model that did not load; the cause is logged."""
+
+
+def classify_load_failure(exc: BaseException, fallback: str) -> IsolatedLoadError:
+    """The user's sentence for a library exception while loading a model (``fallback``
+    unless it is about Python code or unknown objects), with the library text as detail.
+    """
+    from saliency_core.safety.keras_archive import CODE_MESSAGE
+
+    text = str(exc)
+    detail = f"{type(exc).__name__}: {' '.join(text.split())[:2000]}"
+    if isinstance(exc, RecursionError):
+        return IsolatedLoadError("The model's description is nested too deeply to build.",
+                                 detail)
+    if any(word in text for word in ("Lambda", "lambda", "safe_mode", "Python code")):
+        return IsolatedLoadError(CODE_MESSAGE, detail)
+    if "Unknown" in text or "custom" in text.lower():
+        return IsolatedLoadError(UNKNOWN_MESSAGE, detail)
+    return IsolatedLoadError(fallback, detail)
+
+
+@contextlib.contextmanager
+def failing_as(message: str) -> Iterator[None]:
+    """Turn a library exception in the block into an :class:`IsolatedLoadError` with the
+    project's sentence (memory errors and the checks' own refusals pass through)."""
+    try:
+        yield
+    except (MemoryError, UnsafeUploadError, IsolatedLoadError):
+        raise
+    except Exception as exc:
+        raise classify_load_failure(exc, message) from exc
 
 
 # ----------------------------------------------------------------- in the child
 
 
-def _mapped_bytes() -> int:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 2048 * MIB  # no /proc: assume a TensorFlow-sized process
-
-
-def peak_resident_mb(pid: int | str = "self") -> float:
-    """Peak resident memory (``VmHWM``) of a process in MB, or 0 when unknown."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0.0
-
-
-def limit_address_space(extra_bytes: int) -> int:
-    """Set this process's soft ``RLIMIT_AS`` to what it maps now plus ``extra_bytes``.
-
-    Only the soft limit changes, so trusted code may raise it again after a
-    large import; a file being loaded runs no code and cannot.
-
-    Returns:
-        The limit set, in bytes.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = _mapped_bytes() + int(extra_bytes)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    return limit
-
-
-def _import_keras(limits: Limits):
+def import_keras(limits: Limits):
     """Import Keras under the memory limit, then give the load its own budget.
 
     The server has Keras, so a failure to import it here (``failed to map
@@ -117,71 +134,20 @@ def _import_keras(limits: Limits):
     return keras
 
 
-def _extract_weights(archive_path: str, workdir: str, limits: Limits) -> str | None:
-    with zipfile.ZipFile(archive_path) as archive:
-        if "model.weights.h5" not in archive.namelist():
-            return None
-        target = os.path.join(workdir, "model.weights.h5")
-        with archive.open("model.weights.h5") as source, open(target, "wb") as out:
-            copied = 0
-            while chunk := source.read(1 << 20):
-                copied += len(chunk)
-                if copied > limits.max_member_bytes:
-                    raise UnsafeUploadError("The weights in the archive are larger than the "
-                                            "archive declares, which is refused.")
-                out.write(chunk)
-        return target
+TASKS = {
+    "keras_archive": "saliency_core.models.checks:check_keras_archive_in_child",
+    "weights": "saliency_core.models.checks:check_weights_in_child",
+}
+"""The tasks a child may run, by name: ``module:function(args, limits, phase) -> dict``.
+
+They are named, not imported, so this runner does not depend on the model code
+it runs (the models package imports the runner, never the other way round).
+"""
 
 
-def _zeros_for(model) -> list:
-    import numpy as np
-
-    arrays = [np.zeros((1, *tensor.shape[1:]), dtype="float32") for tensor in model.inputs]
-    return arrays[0] if len(arrays) == 1 else arrays
-
-
-def _task_keras_archive(args: dict, limits: Limits, phase: Callable[[str], None]) -> dict:
-    workdir = args["workdir"]
-    weights = _extract_weights(args["path"], workdir, limits)
-    report = walk_hdf5(weights, limits) if weights else None
-    phase("load")
-    keras = _import_keras(limits)
-    with zipfile.ZipFile(args["path"]) as archive:
-        config = json.loads(archive.read("config.json").decode("utf-8"))
-    config.pop("compile_config", None)
-    model = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    if not isinstance(model, keras.Model):
-        raise IsolatedLoadError("The file does not hold a Keras model.")
-    parameters = int(model.count_params())
-    if parameters > limits.max_parameters:
-        raise UnsafeUploadError(
-            f"The model has {parameters / 1e6:,.0f} million parameters; the limit is "
-            f"{limits.max_parameters / 1e6:,.0f} million.")
-    if weights is not None:
-        check_expected_shapes(report, [tuple(v.shape) for v in model.weights], "the model")
-        model.load_weights(weights)
-    outputs = model(_zeros_for(model), training=False)
-    del outputs
-    return {"parameters": parameters}
-
-
-def _task_weights(args: dict, limits: Limits, phase: Callable[[str], None]) -> dict:
-    report = walk_hdf5(args["path"], limits)
-    phase("load")
-    _import_keras(limits)
-    from saliency_core.models.registry import get_spec
-
-    spec = get_spec(args["key"])
-    model = spec.build()
-    check_expected_shapes(report, [tuple(v.shape) for v in model.weights], spec.display_name)
-    suffix = ".h5" if report.legacy else ".weights.h5"
-    target = os.path.join(args["workdir"], "check" + suffix)
-    os.link(args["path"], target)
-    model.load_weights(target)
-    return {"legacy": report.legacy}
-
-
-_TASKS = {"keras_archive": _task_keras_archive, "weights": _task_weights}
+def _task(name: str) -> Callable[[dict, Limits, Callable[[str], None]], dict]:
+    module, function = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def child_main() -> None:
@@ -189,8 +155,8 @@ def child_main() -> None:
     channel = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the channel
 
-    def send(kind: str, value: object = "") -> None:
-        channel.write(json.dumps({"kind": kind, "value": value,
+    def send(kind: str, value: object = "", detail: str = "") -> None:
+        channel.write(json.dumps({"kind": kind, "value": value, "detail": detail,
                                   "peak_mb": peak_resident_mb()}) + "\n")
 
     try:
@@ -200,7 +166,7 @@ def child_main() -> None:
         tempfile.tempdir = args["workdir"]
         limit_address_space(limits.isolation_memory_bytes)
         send("phase", "walk")
-        send("ok", _TASKS[request["task"]](args, limits, lambda name: send("phase", name)))
+        send("ok", _task(request["task"])(args, limits, lambda name: send("phase", name)))
     except WeightsMismatchError as exc:
         send("failed", str(exc))
     except UnsafeUploadError as exc:
@@ -208,18 +174,12 @@ def child_main() -> None:
     except MemoryError:
         send("memory")
     except IsolatedLoadError as exc:
-        send("failed", str(exc))
+        send("failed", str(exc), exc.detail)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
-        send("failed", _failure_text(exc))
+        failure = classify_load_failure(exc, OPEN_MESSAGE)
+        send("failed", str(failure), failure.detail)
     finally:
         channel.close()
-
-
-def _failure_text(exc: BaseException) -> str:
-    text = describe_exception(exc, limit=300)
-    if "Lambda" in str(exc) or "lambda" in str(exc) or "safe_mode" in str(exc):
-        return "Python code: " + text
-    return text
 
 
 # ---------------------------------------------------------------- in the parent
@@ -235,7 +195,7 @@ def run_isolated(task: str, args: dict, limits: Limits) -> dict:
     """Run one check task in a child process under the memory limit and timeouts.
 
     Args:
-        task: ``"keras_archive"`` or ``"weights"``.
+        task: a name in :data:`TASKS`.
         args: the task's arguments; ``args["workdir"]`` is a private folder
             the child uses as its temporary directory.
         limits: the limits in force.
@@ -247,9 +207,12 @@ def run_isolated(task: str, args: dict, limits: Limits) -> dict:
         UnsafeUploadError: refused by a check, out of memory, timed out or crashed.
         IsolatedLoadError: the file did not load for an ordinary reason.
     """
-    if not _SLOTS.acquire(timeout=limits.isolation_timeout_seconds):
-        raise UnsafeUploadError("The server is busy checking other uploads; try again in "
-                                "a minute.")
+    deadline = time.monotonic() + limits.isolation_timeout_seconds
+    while not _SLOTS.acquire(timeout=0.25):
+        checkpoint()  # the visitor left while waiting
+        if time.monotonic() > deadline:
+            raise UnsafeUploadError("The server is busy checking other uploads; try again in "
+                                    "a minute.")
     try:
         return _run(task, args, limits)
     finally:
@@ -280,6 +243,7 @@ def _run(task: str, args: dict, limits: Limits) -> dict:
         selector.register(process.stdout, selectors.EVENT_READ)
         phase, buffer, outcome = "start", b"", "crashed"
         while True:
+            checkpoint()  # nobody waits for this check any more: the child is killed below
             walking = phase in ("start", "walk")
             timeout = (limits.isolation_walk_timeout_seconds if walking
                        else limits.isolation_timeout_seconds)
@@ -313,7 +277,10 @@ def _run(task: str, args: dict, limits: Limits) -> dict:
                 elif kind == "memory":
                     raise UnsafeUploadError(_memory_message(limits))
                 else:
-                    raise IsolatedLoadError(value)
+                    detail = str(message.get("detail", ""))
+                    if detail:  # the library's words go to the log, never to the user
+                        _LOG.warning("isolated %s check: %s (%s)", task, value, detail)
+                    raise IsolatedLoadError(value, detail)
     except BrokenPipeError:
         raise _crash(process) from None
     finally:
@@ -354,4 +321,8 @@ def remove_workdir(path: str) -> None:
 
 
 if __name__ == "__main__":
-    child_main()
+    # Run the importable module's child_main, not this __main__ copy's: the tasks raise
+    # saliency_core.safety.isolation.IsolatedLoadError, which must be the class caught.
+    from saliency_core.safety.isolation import child_main as _child_main
+
+    _child_main()

@@ -286,6 +286,24 @@ class _ConfigWalker:
                 f"{side} pixels (one explanation would need too much memory).")
         self.report.input_shapes.append(tuple(dims))
 
+    def check_width(self, key: str, value: object) -> None:
+        """A layer size (``units``, ``filters``…) must be a whole number of at least 1;
+        Keras itself would fail later with its class path and advice for the author."""
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if item is None and key in ("value_dim", "num_key_value_heads"):
+                continue  # optional sizes: Keras uses another one
+            if isinstance(item, int) and not isinstance(item, bool) and item >= 1:
+                continue
+            if isinstance(item, (int, float)) and not isinstance(item, bool) \
+                    and math.isfinite(item) and abs(item) < 1e12:
+                declared = f"{key} = {item:g}"
+            else:
+                declared = f"a {key} that is not a number"
+            raise UnsafeUploadError(
+                f"A layer of the model declares {declared}; layer sizes must be whole "
+                "numbers of at least 1, so the model cannot be built.")
+
     def check_object(self, node: dict, key: str | None) -> None:
         class_name, module = node.get("class_name"), node.get("module")
         registered = node.get("registered_name")
@@ -324,7 +342,8 @@ class _ConfigWalker:
         if class_name == "InputLayer":
             self.check_input(inner.get("batch_shape", inner.get("batch_input_shape")))
         if class_name in allowlist.LAYERS:
-            for width_key in _WIDTH_KEYS & inner.keys():
+            for width_key in sorted(_WIDTH_KEYS & inner.keys()):
+                self.check_width(width_key, inner[width_key])
                 for value in _ints(inner[width_key]):
                     if value > self.limits.max_layer_width:
                         raise UnsafeUploadError(

@@ -64,7 +64,38 @@ class Limits:
         isolation_walk_timeout_seconds: time for the child to start and walk an
             HDF5 file (the only defence against a hang inside the HDF5 library).
         isolation_timeout_seconds: time for the whole check in the child:
-            HDF5 walk, Keras import, building, loading and one prediction.
+            HDF5 walk, Keras import, building, loading and measuring its passes.
+        max_job_seconds: the most one map or check may take, estimated before it
+            runs from the passes it makes and the model's measured time per pass;
+            a job that runs far beyond its estimate is stopped as well.
+        job_memory_bytes: the memory all running jobs may add together, by their
+            measured memory per image; a single job above it is refused, and jobs
+            wait in the queue until theirs fits. Default: a quarter of the machine's
+            memory, at least 1 GB.
+        max_live_frame_seconds: the most one frame of the Live stream may take (its
+            map and its forward pass), estimated the same way.
+        max_running_jobs: jobs that run at once (about one per core), plus one
+            slot kept for jobs estimated under a second.
+        max_jobs_per_session: jobs one browser session runs at once.
+        decode_timeout_seconds: the time a photo's decoding may take in its worker
+            process before the process is killed.
+        decode_memory_bytes: the address space (``RLIMIT_AS``) the decoding worker
+            may add to what it maps after importing Pillow and NumPy.
+        max_image_side: the longest side of an accepted image, in pixels (a
+            1 x 40,000,000 PNG is small on disk and costs a gigabyte to decode).
+        max_jpeg_scans: most scans (``SOS`` segments) in a JPEG; each scan of a
+            progressive JPEG is a pass over the whole image (a normal one has ~10).
+        max_jpeg_markers: most markers of any kind in a JPEG.
+        max_image_metadata_bytes: most bytes of metadata segments (JPEG ``APPn``
+            and ``COM``; PNG text, ICC and EXIF chunks) in one image.
+        max_session_upload_bytes: what one browser session may hold in the
+            server's upload store at once (its largest single upload must fit).
+        max_upload_store_bytes: what all sessions may hold there together.
+        orphan_upload_seconds: an upload no widget has claimed after this long is
+            freed (Streamlit keeps any file sent to its upload endpoint until the
+            session ends).
+        max_own_models_bytes: the file size of all visitors' own models loaded
+            at once; a session keeps its models until it ends.
     """
 
     max_model_bytes: int = 200 * MIB
@@ -89,6 +120,30 @@ class Limits:
     activation_budget_bytes: int = 1536 * MIB
     isolation_walk_timeout_seconds: float = 20.0
     isolation_timeout_seconds: float = 180.0
+    max_job_seconds: float = 60.0
+    job_memory_bytes: int = dataclasses.field(default_factory=lambda: _default_job_memory())
+    max_live_frame_seconds: float = 2.0
+    max_running_jobs: int = 2
+    max_jobs_per_session: int = 1
+    decode_timeout_seconds: float = 10.0
+    decode_memory_bytes: int = 1 * GIB
+    max_image_side: int = 32_768
+    max_jpeg_scans: int = 100
+    max_jpeg_markers: int = 10_000
+    max_image_metadata_bytes: int = 16 * MIB
+    max_session_upload_bytes: int = 1100 * MIB
+    max_upload_store_bytes: int = 4 * GIB
+    orphan_upload_seconds: float = 60.0
+    max_own_models_bytes: int = 2 * GIB
+
+
+def _default_job_memory() -> int:
+    """A quarter of the machine's memory, at least 1 GB."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 4 * GIB
+    return max(1 * GIB, total // 4)
 
 
 DEFAULT_LIMITS = Limits()

@@ -4,6 +4,10 @@ A file whose MD5 matches the official Keras Applications file for that model
 is trusted as is. Every other file is untrusted: it is walked and loaded in
 the isolated child process (:mod:`saliency_core.safety.isolation`) first.
 
+The check itself, which loads the file into the registered model in the isolated
+child process, is :func:`saliency_core.models.registry.check_weights_upload` (the
+safety layer never imports the model registry).
+
 Keras Applications publishes MD5 hashes only (the ``file_hash`` arguments in
 ``keras/src/applications/*.py``), so MD5 is what is compared; a forged file
 would need an MD5 second preimage of the official file, which is not
@@ -14,16 +18,6 @@ through the child process.
 from __future__ import annotations
 
 import hashlib
-import os
-
-from saliency_core.safety.errors import UnsafeUploadError
-from saliency_core.safety.isolation import (
-    IsolatedLoadError,
-    make_workdir,
-    remove_workdir,
-    run_isolated,
-)
-from saliency_core.safety.limits import Limits, format_bytes, load_limits
 
 OFFICIAL_WEIGHTS_MD5: dict[str, str] = {
     # keras/src/applications/vgg16.py, file_hash of WEIGHTS_PATH (with top)
@@ -47,42 +41,3 @@ def is_official_weights(key: str, data: bytes) -> bool:
     """Whether ``data`` is byte for byte the official Keras Applications file for ``key``."""
     expected = official_weights_md5(key)
     return expected is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() == expected
-
-
-def check_weights_upload(key: str, data: bytes, limits: Limits | None = None) -> None:
-    """Refuse a weights upload for registered model ``key`` unless it is safe to load.
-
-    Official files (by hash) pass at once; any other file is walked and loaded
-    into a fresh model in the isolated child process, under the limits.
-
-    Args:
-        key: the registered model's key.
-        data: the uploaded file's bytes.
-        limits: the limits in force (default :func:`load_limits`).
-
-    Raises:
-        WeightsUnavailableError: with a message for the user.
-    """
-    from saliency_core.models.registry import WeightsUnavailableError, get_spec
-
-    limits = limits or load_limits()
-    spec = get_spec(key)
-    if len(data) > limits.max_weights_bytes:
-        raise WeightsUnavailableError(
-            f"The weights file is {format_bytes(len(data))}; the limit is "
-            f"{format_bytes(limits.max_weights_bytes)}.")
-    if is_official_weights(key, data):
-        return
-    workdir = make_workdir("weights")
-    try:
-        path = os.path.join(workdir, "upload.h5")
-        with open(path, "wb") as out:
-            out.write(data)
-        run_isolated("weights", {"path": path, "key": key, "workdir": workdir}, limits)
-    except UnsafeUploadError as exc:
-        raise WeightsUnavailableError(str(exc)) from exc
-    except IsolatedLoadError as exc:
-        raise WeightsUnavailableError(
-            f"The uploaded file does not fit {spec.display_name}: {exc}") from exc
-    finally:
-        remove_workdir(workdir)

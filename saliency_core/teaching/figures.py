@@ -86,7 +86,7 @@ def make_pipeline_figure(steps: GradientSteps, colormap: str = "viridis",
             hovertemplate=f"{where}<br>∂S/∂I {name}: %{{z:.3g}}<extra></extra>"),
             **place(2 + channel))
     magnitude = steps.magnitude / _robust_max(steps.magnitude) * 255.0
-    fig.add_trace(make_image_trace(_to_uint8(magnitude), "|dS/dI|"), **place(5))
+    fig.add_trace(make_image_trace(_to_uint8(magnitude), "|dS/dI|", lossless=True), **place(5))
     fig.add_trace(go.Heatmap(
         z=steps.reduced, customdata=steps.gradient, coloraxis=_REDUCED_AXIS,
         name="max over channels",
