@@ -26,6 +26,7 @@ FAMILY_HELP = {
 CONFIG = {"displaylogo": False, "scrollZoom": False,
           "toImageButtonOptions": {"filename": "saliency-compare"}}
 
+
 def pick_methods_by_family(chosen: list[str]) -> None:
     """One row of toggles per family: a click adds a method as a row or removes it, and
     the toggles show which are in."""
