@@ -2,15 +2,9 @@
 
 import json
 
-import pytest
-from apptest_support import new_app, use_navigation_mode
+from apptest_support import new_app
 
 from saliency_core.methods import METHODS, methods_by_family
-
-
-@pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    use_navigation_mode(monkeypatch)
 
 
 def rows(at) -> list[str]:
@@ -22,7 +16,7 @@ def rows(at) -> list[str]:
 
 def test_family_toggles_add_and_remove_rows_and_show_what_is_in():
     at = new_app()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("compare.py").run()
     assert not at.exception
     methods = at.multiselect(key="w_compare.methods")
     assert methods.value == ["vanilla", "smoothgrad", "integrated_gradients", "gradcam"]

@@ -4,7 +4,7 @@ is in ``test_compare_picker.py``, Live's LayerCAM in ``test_live_core.py``)."""
 from __future__ import annotations
 
 import pytest
-from apptest_support import new_app, use_navigation_mode
+from apptest_support import new_app
 
 from saliency_core.methods import METHODS
 from saliency_core.samples import read_sample
@@ -25,11 +25,6 @@ SHOWN = {"xrai": "regions ranked", "blur_ig": "score at blurred image",
          "layercam": "layer resolution 7×7", "rise": "mean score of the masked images"}
 
 
-@pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch):
-    use_navigation_mode(monkeypatch)
-
-
 def texts(at) -> str:
     return " ".join(e.value for e in (*at.markdown, *at.caption)).replace("\\", "")
 
@@ -47,7 +42,7 @@ def test_explore_shows_each_new_method_from_a_link(key):
 
 def test_trust_runs_its_checks_on_a_new_method():
     at = new_app(sample="chelsea", method="layercam")
-    at.switch_page("pages/trust.py").run()
+    at.switch_page("trust.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "**LayerCAM** for" in texts(at)
     assert {"Edge-detector control", "Random-class check"} <= {h.value for h in at.subheader}
@@ -58,7 +53,7 @@ def test_trust_runs_its_checks_on_a_new_method():
 
 def test_audit_explains_uploads_with_rise():
     at = new_app(method="rise", **{"rise.masks": "100"})
-    at.switch_page("pages/audit.py").run()
+    at.switch_page("audit.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="w_method").value == "rise"
     at.file_uploader(key="audit_upload").set_value([
