@@ -235,7 +235,7 @@ def test_keras_with_rescaling_layer_on_96_pixel_inputs(folder, tmp_path):
 
 PEER_METHODS = {"xrai": ["steps=3"], "blur_ig": ["steps=4", "max_sigma=5.0"],
                 "guided_ig": ["steps=10"], "scorecam": ["layer=conv"], "layercam": [],
-                "rise": ["masks=50", "grid=4", "seed=3"]}
+                "rise": ["masks=100", "grid=4", "seed=3"]}
 
 
 def test_every_new_method_from_the_command_line(folder, tmp_path, capsys):
@@ -261,7 +261,7 @@ def test_every_new_method_from_the_command_line(folder, tmp_path, capsys):
         saved = np.load(out / "cup.npy")
         assert saved.shape[:2] == (24, 24) and np.isfinite(saved).all(), key
     record = json.loads((tmp_path / "rise" / "cup.json").read_text())
-    assert record["method"]["params"]["masks"] == 50 and record["method"]["seed"] == 3
+    assert record["method"]["params"]["masks"] == 100 and record["method"]["seed"] == 3
     assert run_cli(folder / "cup.png", "--out", tmp_path / "bad", "--model",
                    tmp_path / "tiny.keras", "--method", "layercam", "--param",
                    "layer=nowhere") == 2
