@@ -279,15 +279,15 @@ def test_integrated_gradients_adds_steps_until_the_target_gap_is_met():
     """Halving the intervals keeps the earlier sum: the refined result equals a direct
     run with the steps it reports, and its gap is within the target."""
     image = np.random.default_rng(3).uniform(0, 255, (4, 5, 3))
-    fixed = IntegratedGradients(steps=4, grid="uniform").attribute(TanhModel(), image,
-                                                                   Target(0))
+    fixed = IntegratedGradients(steps=4, grid="uniform", target_gap="off").attribute(
+        TanhModel(), image, Target(0))
     assert fixed.info["steps used"] == 4 and fixed.info["completeness gap"] > 0.01
     refined = IntegratedGradients(steps=4, grid="uniform", target_gap="1").attribute(
         TanhModel(), image, Target(0))
     steps = refined.info["steps used"]
     assert steps > 4 and steps % 4 == 0 and refined.info["completeness gap"] <= 0.01
-    direct = IntegratedGradients(steps=steps, grid="uniform").attribute(TanhModel(), image,
-                                                                        Target(0))
+    direct = IntegratedGradients(steps=steps, grid="uniform", target_gap="off").attribute(
+        TanhModel(), image, Target(0))
     np.testing.assert_allclose(refined.values, direct.values, rtol=1e-6)
     adaptive = IntegratedGradients(steps=4, target_gap="1").attribute(TanhModel(), image,
                                                                      Target(0))
@@ -360,8 +360,8 @@ class CountingModel(QuadraticModel):
 
 @pytest.mark.parametrize("key, params", [
     ("vanilla", {}), ("gradient_x_input", {}), ("smoothgrad", {"samples": 9}),
-    ("vargrad", {"samples": 3}), ("integrated_gradients", {"steps": 10}),
-    ("integrated_gradients", {"steps": 10, "grid": "uniform"}),
+    ("vargrad", {"samples": 3}), ("integrated_gradients", {"steps": 10, "target_gap": "off"}),
+    ("integrated_gradients", {"steps": 10, "grid": "uniform", "target_gap": "off"}),
     ("integrated_gradients", {"steps": 10, "target_gap": "1"}),
     ("gradcam", {}), ("occlusion", {"patch": 4, "stride": 2}),
     ("occlusion", {"patch": 3, "stride": 5}), ("xrai", {"steps": 5}),
