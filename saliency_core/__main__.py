@@ -193,7 +193,7 @@ def resolve_class(text: str | None, class_names: Sequence[str]) -> int | None:
     Raises:
         UsageError: out of range, or no class has that name.
     """
-    from saliency_core.labels import rank_classes, shorten_label
+    from saliency_core.labels import find_class, rank_classes, shorten_label
 
     if text is None:
         return None
@@ -203,10 +203,9 @@ def resolve_class(text: str | None, class_names: Sequence[str]) -> int | None:
         if not 0 <= index < len(class_names):
             raise UsageError(f"--class {index} is outside 0..{len(class_names) - 1}")
         return index
-    wanted = " ".join(text.lower().split())
-    for index, name in enumerate(class_names):
-        if wanted == name.lower() or wanted in (s.strip() for s in name.lower().split(",")):
-            return index
+    index = find_class(text, class_names)
+    if index is not None:
+        return index
     near = [f"{shorten_label(class_names[i])} ({i})" for i in rank_classes(text, class_names, 3)]
     hint = f"; close: {', '.join(near)}" if near else ""
     raise UsageError(f"--class: no class is named {text!r}{hint}")
@@ -218,9 +217,8 @@ def load_model(args: argparse.Namespace):
     Raises:
         UsageError: a wrong model argument or a model that cannot be used.
     """
-    from saliency_core.audit.engine import ModelChoice, ModelChoiceError, open_model
+    from saliency_core.audit.engine import ModelChoice, ModelChoiceError, file_choice, open_model
     from saliency_core.models.registry import MODELS
-    from saliency_core.safety.limits import format_bytes, load_limits
 
     model = args.model
     if model in MODELS:
@@ -235,18 +233,16 @@ def load_model(args: argparse.Namespace):
         if not path.is_file():
             raise UsageError(f"--model {model!r} is neither a registered model "
                              f"({', '.join(MODELS)}) nor a .keras file")
-        limit = load_limits().max_model_bytes
-        if path.stat().st_size > limit:
-            raise UsageError(f"--model {path.name} is larger than the limit of "
-                             f"{format_bytes(limit)}")
         labels = None
         if args.labels is not None:
             try:
                 labels = Path(args.labels).read_bytes()
             except OSError as exc:
                 raise UsageError(f"--labels {args.labels}: {exc.strerror or exc}") from None
-        choice = ModelChoice("file", path.name, path.read_bytes(), labels,
-                             args.preprocess or "raw")
+        try:
+            choice = file_choice(path, labels, args.preprocess)
+        except ModelChoiceError as exc:
+            raise UsageError(f"--model {exc}") from None
     try:
         classifier, identity = open_model(choice)
     except ModelChoiceError as exc:
