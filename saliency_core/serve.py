@@ -52,7 +52,11 @@ def app_script() -> Path:
 
 def streamlit_command(port: int | None = None, address: str | None = None,
                       options: Sequence[str] = ()) -> list[str]:
-    """The command that serves the app: ``python -m streamlit run <app.py> [flags]``.
+    """The command that serves the app: ``python -P -m streamlit run <app.py> [flags]``.
+
+    ``-P`` keeps the working directory off ``sys.path``: a folder that happens to hold
+    a ``saliency_core`` or ``pages`` (a clone of the repository) cannot replace the
+    installed ones. Streamlit then puts the script's own folder first.
 
     Args:
         port: ``--server.port``; default Streamlit's (8501, or the next free one).
@@ -60,7 +64,7 @@ def streamlit_command(port: int | None = None, address: str | None = None,
         options: further Streamlit options, e.g. ``["--server.headless", "true"]``;
             they come last, so they win over ``port`` and ``address``.
     """
-    command = [sys.executable, "-m", "streamlit", "run", str(app_script())]
+    command = [sys.executable, "-P", "-m", "streamlit", "run", str(app_script())]
     if port is not None:
         command += ["--server.port", str(port)]
     if address:

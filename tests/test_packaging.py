@@ -95,7 +95,7 @@ def test_app_command_runs_streamlit_on_the_apps_script(monkeypatch, capsys):
     status = cli.main(["app", "--port", "8600", "--address", "127.0.0.1",
                        "--server.headless", "false", "--theme.base=dark"], prog="saliency-studio")
     assert status == 0
-    assert ran == [[sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+    assert ran == [[sys.executable, "-P", "-m", "streamlit", "run", str(ROOT / "app.py"),
                     "--server.port", "8600", "--server.address", "127.0.0.1",
                     "--server.headless", "false", "--theme.base=dark"]]
     note = capsys.readouterr().err
@@ -254,13 +254,19 @@ print(json.dumps({"file": sc.__file__, "light": light, "class": explanation.clas
 
 @pytest.fixture(scope="module")
 def installed_server(installed):
-    """``saliency-studio app`` from the fresh environment, on a free localhost port."""
+    """``saliency-studio app`` from the fresh environment, on a free localhost port, started
+    in a folder whose own ``saliency_core`` and ``pages`` must never be imported."""
     port = free_port()
     log = installed["work"] / "app.log"
+    elsewhere = installed["work"] / "a-clone"
+    for decoy in ("saliency_core", "pages"):
+        (elsewhere / decoy).mkdir(parents=True)
+        (elsewhere / decoy / "__init__.py").write_text(
+            f"raise ImportError('the {decoy} in the working directory was imported')\n")
     with log.open("w") as handle:
         process = subprocess.Popen(
             [installed["command"], "app", "--port", str(port), "--address", "127.0.0.1"],
-            cwd=installed["work"], env=clean_env(), stdout=handle, stderr=subprocess.STDOUT)
+            cwd=elsewhere, env=clean_env(), stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -287,6 +293,7 @@ def installed_server(installed):
 def test_installed_app_answers_health_with_the_packaged_settings(installed, installed_server):
     log = installed_server["log"].read_text()
     assert 'pip install "saliency-studio[live]"' in log  # the [live] extra is not installed
+    assert "working directory was imported" not in log
     # The process is the server itself (the command replaced itself with it).
     assert installed_server["process"].poll() is None
     # Streamlit reads the config beside the installed app.py, as `streamlit run` does for
