@@ -18,14 +18,19 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import tomllib
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import CHROMIUM, OVERLAY, free_port, launch_browser, screenshot
+from browser_support import (
+    CHROMIUM,
+    OVERLAY,
+    free_port,
+    launch_browser,
+    screenshot,
+    wait_until_healthy,
+)
 
 from conftest import ROOT
 from saliency_core import __main__ as cli
@@ -268,19 +273,7 @@ def installed_server(installed):
             [installed["command"], "app", "--port", str(port), "--address", "127.0.0.1"],
             cwd=elsewhere, env=clean_env(), stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    break
-        except OSError:
-            time.sleep(0.5)
-        if process.poll() is not None:
-            pytest.fail(f"saliency-studio app exited early:\n{log.read_text()}")
-    else:
-        process.kill()
-        pytest.fail(f"saliency-studio app did not start:\n{log.read_text()}")
+    wait_until_healthy(url, process, log, 180, "saliency-studio app")
     yield {"url": url, "log": log, "process": process}
     process.send_signal(signal.SIGTERM)
     try:
