@@ -401,10 +401,10 @@ def explain(model: KerasClassifier, image: ImageSource, method: str = "vanilla",
         model: from :func:`load_model`.
         image: a :class:`~saliency_core.imaging.LoadedImage`, or what
             :func:`load_image` takes (a path, bytes, an ``(H, W, 3)`` uint8 array).
-        method: ``"vanilla"`` (the gradient), ``"smoothgrad"``, ``"smoothgrad_sq"``,
-            ``"vargrad"``, ``"integrated_gradients"``, ``"gradient_x_input"``,
-            ``"gradcam"``, ``"gradcam_pp"`` or ``"occlusion"``
-            (``saliency_core.methods.METHODS`` has them all, with their papers).
+        method: a key of ``saliency_core.methods.METHODS`` (each with its paper), e.g.
+            ``"vanilla"`` (the gradient), ``"smoothgrad"``, ``"integrated_gradients"``,
+            ``"gradcam"``, ``"occlusion"``, ``"xrai"`` or ``"rise"``; the list is in
+            docs/python-api.md.
         target: the class to explain, an index or a name (``"tabby"``); default the
             model's top-1 class for this image.
         contrast: a second class ``b``: explain ``S_target - S_b``, what makes the model
