@@ -18,6 +18,7 @@ from pages.lib.overlay_bridge import mount_overlay_bridge
 from saliency_core.labels import rank_classes, shorten_label
 from saliency_core.methods import METHODS, Target
 from saliency_core.methods.integrated_gradients import MAX_STEPS as IG_MAX_STEPS
+from saliency_core.pipeline import display_reduction
 from saliency_core.plotting import (
     COLORMAP_LABELS,
     COLORMAPS,
@@ -217,10 +218,10 @@ with result:
     display_kind = METHODS[method].display
     with col_red:
         if signed_contrast:
-            reduction = "signed"
+            reduction = display_reduction(method, contrast=True)
             st.caption("**Colour channels:** signed sum, so both classes' evidence shows.")
         elif display_kind != "channels":
-            reduction = "signed" if display_kind == "signed" else "max_abs"
+            reduction = display_reduction(method)
             st.caption("**Colour channels:** none to combine; this method gives one value "
                        "per pixel" + (", shown with its sign." if display_kind == "signed"
                                       else "."))

@@ -173,6 +173,15 @@ def build_logit_model(model: keras.Model) -> tuple[keras.Model, str]:
     return model, "the model outputs logits"
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax probabilities ``(B, K)`` of pre-softmax scores ``(B, K)``, computed in
+    float64 (stable: the row maximum is subtracted first) and returned as float32."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 class KerasClassifier:
     """A Keras classifier with preprocessing, exposing scores and gradients.
 
@@ -305,10 +314,7 @@ class KerasClassifier:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Softmax probabilities ``(B, K)`` for images ``(B, H, W, 3)``."""
-        logits = self.logits(images).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        return softmax(self.logits(images))
 
     def _run_batched(self, fn: Callable, images: np.ndarray, target: Target) -> list[np.ndarray]:
         """Call a traced ``fn(images, class, contrast, use_probability)`` chunk by chunk."""
