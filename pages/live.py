@@ -1,8 +1,14 @@
-"""Live: the camera stream with the saliency map of the current (or a pinned) class."""
+"""Live: the camera stream with the saliency map of the current (or a pinned) class.
+
+The stream needs the optional ``[live]`` extra (streamlit-webrtc, with aiortc and av).
+Without it this page says how to install it, and every other page works.
+"""
+
+from __future__ import annotations
 
 import streamlit as st
 
-from pages.lib import jobs, layout, live_stream, own_models, settings
+from pages.lib import jobs, layout, own_models, settings
 from pages.lib.image_choice import FIT_LABELS
 from saliency_core.imaging import FIT_MODES
 from saliency_core.labels import shorten_label
@@ -11,6 +17,13 @@ from saliency_core.methods import Work
 from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS
 from saliency_core.safety.budget import OverBudgetError
 from saliency_core.safety.limits import load_limits
+from saliency_core.serve import LIVE_INSTALL
+
+try:
+    from pages.lib import live_stream
+except ImportError as exc:  # the [live] extra is not installed
+    live_stream = None
+    MISSING = exc.name if exc.name and exc.name.replace(".", "").isidentifier() else None
 
 FIGURES_EVERY = 5.0  # seconds between refreshes of the figures under the video
 
@@ -58,6 +71,14 @@ layout.page_setup()
 st.title("Live")
 st.caption("Point your camera at a mug, a hand or a pen: the map follows what the model "
            "looks at as the object moves.")
+if live_stream is None:
+    missing = f" (the `{MISSING}` module is missing)" if MISSING else ""
+    st.warning("**The Live page needs the optional camera-stream packages**, which are not "
+               f"installed with this app{missing}. Install them with `{LIVE_INSTALL}` (or "
+               "`pip install -r requirements.txt` in a clone of the repository), then "
+               "restart the app. Every other page works without them, and Explore can "
+               "still explain a single webcam snapshot.", icon=":material/videocam_off:")
+    st.stop()
 
 model_key = settings.get("model")
 classifier, token = own_models.classifier_for(model_key)
@@ -94,7 +115,11 @@ with controls:
     method = settings.bind("live_method", st.radio, options=list(LIVE_METHODS),
                            label="Method", format_func=LIVE_METHODS.get,
                            help="The vanilla gradient needs one gradient per frame. "
-                                "SmoothGrad averages a few noisy copies: calmer, slower.")
+                                "SmoothGrad averages a few noisy copies: calmer, slower. "
+                                "LayerCAM (one pass to the last convolutional layer) shows "
+                                "coarse regions instead of pixels. The other methods need "
+                                "tens to thousands of passes per map: open the frame in "
+                                "Explore for them.")
     samples = settings.get("live_samples")
     if method == "smoothgrad":
         samples = settings.bind("live_samples", st.slider, label="Samples", min_value=2,

@@ -1,8 +1,13 @@
-"""Command line: ``python -m saliency_core explain PATH... --out DIR``.
+"""Command line: ``python -m saliency_core explain PATH... --out DIR`` and ``... app``.
 
-Runs the same core as the app over image files and folders and writes, per
-image, the overlay PNG, the raw ``.npy`` map and a provenance JSON, plus
-``summary.csv``. See ``python -m saliency_core explain --help``.
+Installed with pip, the same commands are ``saliency-studio explain`` and
+``saliency-studio app``.
+
+``explain`` runs the same core as the app over image files and folders and
+writes, per image, the overlay PNG, the raw ``.npy`` map and a provenance JSON,
+plus ``summary.csv``. See ``python -m saliency_core explain --help``.
+
+``app`` serves the Streamlit app (:mod:`saliency_core.serve`).
 """
 
 from __future__ import annotations
@@ -32,11 +37,22 @@ exit status: 0 when at least one image was explained, 1 when none could be,
 2 for a wrong argument.
 
 examples:
-  python -m saliency_core explain photos/ --out audit/ --method smoothgrad \\
+  {prog} explain photos/ --out audit/ --method smoothgrad \\
       --param samples=10 --batch-size 16
-  python -m saliency_core explain /data/photos --out /data/audit --engine ray \\
+  {prog} explain /data/photos --out /data/audit --engine ray \\
       --address auto --gpus-per-worker 1 --batch-size 64
 """
+
+APP_EPILOG = """\
+Any other option is passed to Streamlit and wins over the app's own settings, e.g.
+--server.headless false, or --server.maxUploadSize 200 (in MB).
+
+examples:
+  {prog} app                     # http://localhost:8501
+  {prog} app --port 8600 --address 127.0.0.1
+"""
+
+DEFAULT_PROG = "python -m saliency_core"
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -50,24 +66,49 @@ class UsageError(ValueError):
     """A wrong argument, reported in one line with exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``explain`` command's argument parser."""
+def add_app_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``app`` command's own options (the rest go to Streamlit)."""
+    parser.add_argument("--port", type=int, default=None, metavar="N",
+                        help="the port to serve on (default 8501, or the next free one)")
+    parser.add_argument("--address", default=None, metavar="HOST",
+                        help="the address to listen on, e.g. 127.0.0.1 for this machine only "
+                             "(default: every interface, as `streamlit run`)")
+
+
+def build_app_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
+    """The ``app`` command's parser on its own: parsing it imports nothing heavy."""
+    parser = _OneLineParser(prog=f"{prog} app", description=APP_DESCRIPTION,
+                            epilog=APP_EPILOG.format(prog=prog), allow_abbrev=False,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_app_arguments(parser)
+    return parser
+
+
+APP_DESCRIPTION = ("Serve the Streamlit app (the same as `streamlit run app.py` in the "
+                   "repository), offline on its default model.")
+
+
+def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
+    """The command line's argument parser (``explain`` and ``app``)."""
     from saliency_core.imaging import FIT_MODES
     from saliency_core.methods import METHODS
     from saliency_core.models.preprocessing import PREPROCESSING_LABELS
     from saliency_core.models.registry import DEFAULT_MODEL_KEY, MODELS
 
-    root = _OneLineParser(prog="python -m saliency_core",
-                          description="Saliency Studio's command line.")
+    root = _OneLineParser(prog=prog, description="Saliency Studio's command line.")
     commands = root.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                    parser_class=_OneLineParser)
+    app = commands.add_parser("app", help="serve the web app", description=APP_DESCRIPTION,
+                              epilog=APP_EPILOG.format(prog=prog), allow_abbrev=False,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_app_arguments(app)
     parser = commands.add_parser(
         "explain", help="explain many images and write maps with their provenance",
         description="Explain every image in PATH... with one model and method; write an "
                     "overlay PNG, the raw .npy map and a provenance JSON per image, and "
                     "summary.csv. Broken images are reported on stderr, listed in the "
                     "summary and skipped.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG.format(prog=prog), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="an image file, or a folder searched recursively for .jpg, "
                              ".jpeg, .png, .webp, .bmp, .gif, .tif and .tiff files")
@@ -193,7 +234,7 @@ def resolve_class(text: str | None, class_names: Sequence[str]) -> int | None:
     Raises:
         UsageError: out of range, or no class has that name.
     """
-    from saliency_core.labels import rank_classes, shorten_label
+    from saliency_core.labels import find_class, rank_classes, shorten_label
 
     if text is None:
         return None
@@ -203,10 +244,9 @@ def resolve_class(text: str | None, class_names: Sequence[str]) -> int | None:
         if not 0 <= index < len(class_names):
             raise UsageError(f"--class {index} is outside 0..{len(class_names) - 1}")
         return index
-    wanted = " ".join(text.lower().split())
-    for index, name in enumerate(class_names):
-        if wanted == name.lower() or wanted in (s.strip() for s in name.lower().split(",")):
-            return index
+    index = find_class(text, class_names)
+    if index is not None:
+        return index
     near = [f"{shorten_label(class_names[i])} ({i})" for i in rank_classes(text, class_names, 3)]
     hint = f"; close: {', '.join(near)}" if near else ""
     raise UsageError(f"--class: no class is named {text!r}{hint}")
@@ -218,9 +258,8 @@ def load_model(args: argparse.Namespace):
     Raises:
         UsageError: a wrong model argument or a model that cannot be used.
     """
-    from saliency_core.audit.engine import ModelChoice, ModelChoiceError, open_model
+    from saliency_core.audit.engine import ModelChoice, ModelChoiceError, file_choice, open_model
     from saliency_core.models.registry import MODELS
-    from saliency_core.safety.limits import format_bytes, load_limits
 
     model = args.model
     if model in MODELS:
@@ -235,18 +274,16 @@ def load_model(args: argparse.Namespace):
         if not path.is_file():
             raise UsageError(f"--model {model!r} is neither a registered model "
                              f"({', '.join(MODELS)}) nor a .keras file")
-        limit = load_limits().max_model_bytes
-        if path.stat().st_size > limit:
-            raise UsageError(f"--model {path.name} is larger than the limit of "
-                             f"{format_bytes(limit)}")
         labels = None
         if args.labels is not None:
             try:
                 labels = Path(args.labels).read_bytes()
             except OSError as exc:
                 raise UsageError(f"--labels {args.labels}: {exc.strerror or exc}") from None
-        choice = ModelChoice("file", path.name, path.read_bytes(), labels,
-                             args.preprocess or "raw")
+        try:
+            choice = file_choice(path, labels, args.preprocess)
+        except ModelChoiceError as exc:
+            raise UsageError(f"--model {exc}") from None
     try:
         classifier, identity = open_model(choice)
     except ModelChoiceError as exc:
@@ -298,7 +335,8 @@ def run_explain(args: argparse.Namespace) -> int:
         try:
             folder = run_engine(args, images, params, destination, stack)
         except EngineError as exc:
-            print(f"python -m saliency_core explain: error: {exc}", file=sys.stderr)
+            print(f"{getattr(args, 'prog', DEFAULT_PROG)} explain: error: {exc}",
+                  file=sys.stderr)
             return 1
     print(f"explained {folder.processed} of {len(images)} images ({folder.skipped} skipped); "
           f"results in {folder.out}", file=sys.stderr)
@@ -359,18 +397,71 @@ def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params:
     return folder
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def check_streamlit_options(options: Sequence[str]) -> None:
+    """Refuse what is neither an option of ``app`` nor a Streamlit option.
+
+    Streamlit's options are ``--section.name VALUE`` or ``--section.name=VALUE``;
+    Streamlit itself checks the names and values.
+
+    Raises:
+        UsageError: a stray argument or an unknown option.
+    """
+    expect_value = False
+    for item in options:
+        if item.startswith("--") and "." in item.split("=", 1)[0]:
+            expect_value = "=" not in item
+        elif item.startswith("-"):
+            raise UsageError(f"unknown option {item} (Streamlit's own options look like "
+                             "--server.address 127.0.0.1)")
+        elif expect_value:
+            expect_value = False
+        else:
+            raise UsageError(f"unexpected argument {item!r}")
+
+
+def run_app_command(argv: Sequence[str], prog: str = DEFAULT_PROG) -> int:
+    """The ``app`` command: serve the Streamlit app; returns the exit status (on POSIX the
+    server replaces this process, so it returns only on an error)."""
+    from saliency_core import serve
+
+    args, options = build_app_parser(prog).parse_known_args(argv)
+    try:
+        check_streamlit_options(options)
+        if args.port is not None and not 0 < args.port < 65536:
+            raise UsageError(f"--port {args.port} is not a port number (1 to 65535)")
+        command = serve.streamlit_command(args.port, args.address, options)
+    except (UsageError, serve.AppFilesMissingError) as exc:
+        print(f"{prog} app: error: {exc}", file=sys.stderr)
+        return 2
+    missing = serve.missing_live_packages()
+    if missing:
+        print(f"{prog} app: note: the Live page's camera stream needs the optional WebRTC "
+              f"packages (missing: {', '.join(missing)}): {serve.LIVE_INSTALL}. Every other "
+              "page works without them.", file=sys.stderr)
+    return serve.run_app(command)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = DEFAULT_PROG) -> int:
     """Entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["app"]:
+        return run_app_command(argv[1:], prog)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
+    args.prog = prog
     try:
         return run_explain(args)
     except UsageError as exc:
-        print(f"python -m saliency_core explain: error: {exc}", file=sys.stderr)
+        print(f"{prog} explain: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def console_main() -> int:
+    """The ``saliency-studio`` command that ``pip install`` creates."""
+    return main(prog="saliency-studio")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ class LoadedImage:
         decoded_size: ``(width, height)`` the decoder produced (after EXIF rotation,
             before downscaling); smaller than ``original_size`` when a large JPEG
             was decoded directly at 1/2, 1/4 or 1/8 scale.
+        name: the file's name, when known (the Python API records it in
+            provenance and captions); never used as a path.
     """
 
     pixels: np.ndarray
@@ -86,6 +88,7 @@ class LoadedImage:
     notes: tuple[str, ...] = field(default_factory=tuple)
     digest: str = ""
     decoded_size: tuple[int, int] = (0, 0)
+    name: str = ""
 
 
 def _to_rgb(img: Image.Image, notes: list[str], sixteen_bit: bool = False) -> Image.Image:

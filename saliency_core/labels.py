@@ -27,6 +27,16 @@ def shorten_label(label: str) -> str:
     return label.split(",")[0].strip()
 
 
+def find_class(name: str, names: tuple[str, ...] | list[str]) -> int | None:
+    """The index of the class called ``name`` (the whole label or any one of its
+    synonyms, any case), or ``None``: ``"tabby"`` and ``"Tabby cat"`` both find 281."""
+    wanted = " ".join(name.lower().split())
+    for index, label in enumerate(names):
+        if wanted == label.lower() or wanted in (s.strip() for s in label.lower().split(",")):
+            return index
+    return None
+
+
 def rank_classes(query: str, names: tuple[str, ...] | list[str], limit: int = 50) -> list[int]:
     """Class indices matching ``query``, best first.
 

@@ -124,6 +124,21 @@ def explain_classes(classifier: KerasClassifier, model_input: np.ndarray,
             for c in indices]
 
 
+def display_reduction(method: str, contrast: bool = False, chosen: str = "max_abs") -> str:
+    """The channel reduction a map of ``method`` is shown with (Explore's rule).
+
+    A class contrast ``S_a - S_b`` is always ``"signed"``, so both classes' evidence
+    shows; so is a method whose map has a sign (occlusion). Other one-channel maps
+    (Grad-CAM) take ``"max_abs"``; methods with colour channels take ``chosen``.
+    """
+    from saliency_core.methods import METHODS
+
+    display = METHODS[method].display
+    if contrast or display == "signed":
+        return "signed"
+    return chosen if display == "channels" else "max_abs"
+
+
 def to_display_map(values: np.ndarray, reduction: str = "max_abs",
                    clip_percentile: float | None = 99.5) -> np.ndarray:
     """Reduce ``(H, W, C)`` over channels and normalise to ``[0, 1]`` (``[-1, 1]`` signed)."""

@@ -44,6 +44,24 @@ SERVER_LOGS: dict[str, Path] = {}
 """The log file of each running test server, by URL."""
 
 
+def wait_until_healthy(url: str, process: subprocess.Popen, log, seconds: float = 120,
+                       what: str = "streamlit") -> None:
+    """Wait until the server at ``url`` answers ``/_stcore/health``; fail the test with its
+    log if it exits or does not answer within ``seconds`` (then it is killed)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited early:\n{log.read_text()}")
+    process.kill()
+    pytest.fail(f"{what} did not start:\n{log.read_text()}")
+
+
 def run_server(tmp_path_factory, limits_toml: str = ""):
     """Start ``streamlit run app.py`` on a free localhost port, yield its URL, stop it.
 
@@ -64,19 +82,7 @@ def run_server(tmp_path_factory, limits_toml: str = ""):
              "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    break
-        except OSError:
-            time.sleep(0.5)
-        if process.poll() is not None:
-            pytest.fail(f"streamlit exited early:\n{log.read_text()}")
-    else:
-        process.kill()
-        pytest.fail(f"streamlit did not start:\n{log.read_text()}")
+    wait_until_healthy(url, process, log)
     SERVER_PIDS[url] = process.pid
     SERVER_LOGS[url] = log
     yield url

@@ -124,19 +124,21 @@ def test_fading_lets_the_photo_through_where_the_map_is_weak():
     assert scale[0][1].endswith(",0.000)") and scale[-1][1].endswith(",1.000)")
 
 
-def test_the_photo_is_png_encoded_once_for_all_figures(monkeypatch):
-    """A rerun showing the same photo reuses its PNG encoding; another photo is encoded."""
+def test_the_photo_is_encoded_once_for_all_figures(monkeypatch):
+    """A rerun showing the same photo reuses its (JPEG) encoding; another photo is encoded."""
     from saliency_core import plotting
 
     calls = []
-    original = plotting.encode_png
-    monkeypatch.setattr(plotting, "encode_png", lambda px: calls.append(1) or original(px))
+    original = plotting.Image.fromarray
+    monkeypatch.setattr(plotting.Image, "fromarray",
+                        lambda px, *a: calls.append(1) or original(px, *a))
     view = np.random.default_rng(5).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     saliency = np.random.default_rng(6).uniform(0, 1, (20, 20))
     first = plotting.make_overlay_figure(view, saliency)
     second = plotting.make_side_by_side_figure(view, saliency)
     assert len(calls) == 1
     assert first.data[0].source == second.data[0].source
+    assert first.data[0].source.startswith("data:image/jpeg;base64,")
     other = view.copy()
     other[0, 0] ^= 1
     assert plotting.make_overlay_figure(other, saliency).data[0].source != first.data[0].source

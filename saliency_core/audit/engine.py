@@ -36,7 +36,7 @@ from saliency_core.audit.outputs import (
     summary_row,
 )
 from saliency_core.audit.progress import ProgressBar
-from saliency_core.audit.uploads import MAX_FILE_BYTES
+from saliency_core.audit.uploads import read_image_file
 from saliency_core.imaging import ImageError
 from saliency_core.tf_adapter import KerasClassifier
 
@@ -101,6 +101,25 @@ def open_model(choice: ModelChoice) -> tuple[KerasClassifier, ModelIdentity]:
     return classifier, ModelIdentity("file", choice.file_name, custom.digest, preprocessing)
 
 
+def file_choice(path: str | Path, labels: bytes | None = None,
+                preprocessing: str | None = None) -> ModelChoice:
+    """A ``.keras`` file as a :class:`ModelChoice` (its bytes read), for :func:`open_model`.
+
+    A file larger than ``Limits.max_model_bytes`` is refused before it is read.
+
+    Raises:
+        ModelChoiceError: the file is too large.
+        OSError: it cannot be read.
+    """
+    from saliency_core.safety.limits import format_bytes, load_limits
+
+    path = Path(path)
+    limit = load_limits().max_model_bytes
+    if path.stat().st_size > limit:
+        raise ModelChoiceError(f"{path.name} is larger than the limit of {format_bytes(limit)}")
+    return ModelChoice("file", path.name, path.read_bytes(), labels, preprocessing or "raw")
+
+
 @dataclass(frozen=True)
 class AuditFile:
     """One input file and the stem of its outputs.
@@ -138,20 +157,6 @@ def plan_files(images: Sequence[tuple[str, Path]]) -> list[AuditFile]:
 def split_batches(files: Sequence[AuditFile], batch_size: int) -> list[list[AuditFile]]:
     """Consecutive batches of ``batch_size`` files (the last may be shorter)."""
     return [list(files[i:i + batch_size]) for i in range(0, len(files), batch_size)]
-
-
-def read_image_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of an image file, refusing files larger than ``max_bytes`` before reading.
-
-    Raises:
-        ImageError: the file is too large.
-        OSError: it cannot be read.
-    """
-    size = Path(path).stat().st_size
-    if size > max_bytes:
-        raise ImageError(f"The file is {size / 2**20:.0f} MB; images may be at most "
-                         f"{max_bytes / 2**20:.0f} MB.")
-    return Path(path).read_bytes()
 
 
 def explain_files(classifier: KerasClassifier, model: ModelIdentity, settings: AuditSettings,

@@ -13,6 +13,9 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from saliency_core.imaging import ImageError
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 """Largest image file, as on Explore."""
@@ -23,6 +26,20 @@ MAX_FILES = 500
 MAX_ZIP_MEMBERS = 2000
 """Most entries (files and folders) in one zip."""
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def read_image_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of an image file, refusing files larger than ``max_bytes`` before reading.
+
+    Raises:
+        ImageError: the file is too large.
+        OSError: it cannot be read.
+    """
+    size = Path(path).stat().st_size
+    if size > max_bytes:
+        raise ImageError(f"The file is {size / 2**20:.0f} MB; images may be at most "
+                         f"{max_bytes / 2**20:.0f} MB.")
+    return Path(path).read_bytes()
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ class GuidedGradCAM(SaliencyMethod):
     description = ("Grad-CAM's region times Guided Backpropagation's detail (Selvaraju et al. "
                    "2017): a sharp map inside the class's region. " + DETAIL_FROM_GUIDED)
     citation = "Selvaraju et al. 2017, arXiv:1610.02391"
+    family = "cams"
     reading = ("Bright pixels are sharp image detail inside the region Grad-CAM marks. "
                + DETAIL_FROM_GUIDED)
     params: ClassVar[tuple[Param, ...]] = (

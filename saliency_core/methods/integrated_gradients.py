@@ -46,6 +46,10 @@ BASELINES = {"black": "Black image", "blurred": "Blurred image", "noise": "Unifo
 GRIDS = {"adaptive": "Adaptive (follows the score)", "uniform": "Uniform"}
 TARGET_GAPS = {"off": "Off: exactly the steps above", "5": "5%", "2": "2%", "1": "1%"}
 MAX_STEPS = 400
+DEFAULT_TARGET_GAP = "5"
+"""The default refines until the attributions add up to the score change within 5%: with
+50 adaptive steps alone the gap was 15% on the cat sample and 25% on the astronaut (default
+model); with the target every bundled sample ends at or under 5%, from 50 or 100 steps."""
 
 
 def trapezoid_weights(nodes: np.ndarray) -> np.ndarray:
@@ -90,6 +94,19 @@ def make_baseline(image: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
     raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(BASELINES)}")
 
 
+def completeness_info(values: np.ndarray, score: float, start: str, start_score: float,
+                      steps: int) -> dict:
+    """What a path method reports: the scores at both ends of the path (``start`` names
+    where it begins), the sum of the attributions ``values`` and its gap to the score
+    change, as a share of that change, and the steps used."""
+    attributed = float(np.sum(values, dtype=np.float64))
+    change = score - start_score
+    return {"score at image": score, f"score at {start}": start_score,
+            "sum of attributions": attributed,
+            "completeness gap": abs(attributed - change) / max(abs(change), 1e-12),
+            "steps used": steps}
+
+
 class IntegratedGradients(SaliencyMethod):
     """Path-integrated gradients from a baseline to the image (trapezoid rule)."""
 
@@ -101,6 +118,7 @@ class IntegratedGradients(SaliencyMethod):
     reading = ("Bright pixels contributed most to the score's rise from the baseline image to "
                "this one; the contributions add up to that rise (see the completeness gap).")
     sampling = True
+    family = "paths"
     params: ClassVar[tuple[Param, ...]] = (
         Param("steps", "Steps", 50, "Intervals of the path integral (trapezoid rule); "
               "more steps close the completeness gap.", 4, 300, 1),
@@ -110,14 +128,16 @@ class IntegratedGradients(SaliencyMethod):
               "more steps where it changes fast (far smaller gaps on the default model; the "
               "probe costs about a quarter more time); uniform is the textbook rule.",
               options=tuple(GRIDS), labels=GRIDS),
-        Param("target_gap", "Target completeness gap", "off", "Keep halving the intervals "
-              f"(at most {MAX_STEPS} steps) until the completeness gap is at most this; "
-              "the steps used are reported.", options=tuple(TARGET_GAPS), labels=TARGET_GAPS),
+        Param("target_gap", "Target completeness gap", DEFAULT_TARGET_GAP,
+              f"Keep halving the intervals (at most {MAX_STEPS} steps) until the "
+              "completeness gap is at most this; the steps used are reported.",
+              options=tuple(TARGET_GAPS), labels=TARGET_GAPS),
     )
     extra_params: ClassVar[tuple[Param, ...]] = (SEED,)  # the noise baseline's
 
     def __init__(self, steps: int = 50, baseline: str = "black", grid: str = "adaptive",
-                 target_gap: str = "off", seed: int = 0, batch_size: int | None = None):
+                 target_gap: str = DEFAULT_TARGET_GAP, seed: int = 0,
+                 batch_size: int | None = None):
         if steps < 1:
             raise ValueError("steps must be >= 1")
         if baseline not in BASELINES:

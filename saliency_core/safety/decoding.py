@@ -64,8 +64,11 @@ class _Worker:
             [str(_PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.update(SALIENCY_DECODE_MEMORY=str(int(memory_bytes)), MALLOC_ARENA_MAX="1",
                    PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
+        # -P: the working directory stays off sys.path, so the worker imports the same
+        # saliency_core as this process (PYTHONPATH above), never a folder of that name
+        # wherever the app, the command line or a notebook was started.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "saliency_core.safety.decode_worker"],
+            [sys.executable, "-P", "-m", "saliency_core.safety.decode_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, start_new_session=True, bufsize=0)
         self.uses = 0
