@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from saliency_core.imaging import FIT_MODES, crop_box, fit_to_model
 from saliency_core.labels import shorten_label
 from saliency_core.methods import Target
-from saliency_core.pipeline import explain
+from saliency_core.pipeline import batches_classes, explain, explain_rows
 from saliency_core.plotting import COLORMAPS, colormap_lut
 from saliency_core.postprocess import normalize_map, reduce_channels
 
@@ -47,7 +47,8 @@ class LiveSettings:
 
     Attributes:
         classifier: a :class:`saliency_core.tf_adapter.KerasClassifier` (or anything
-            with ``input_size``, ``class_names``, ``probabilities`` and ``gradients``).
+            with ``input_size``, ``class_names``, ``probabilities``, ``gradients`` and
+            ``row_gradients``).
         pinned_class: the class to explain, or ``None`` for each frame's top-1.
         method: a key of :data:`LIVE_METHODS`.
         samples, noise: SmoothGrad's noisy copies and noise level.
@@ -108,13 +109,6 @@ class LiveResult:
     seconds: float
 
 
-@functools.lru_cache(maxsize=16)
-def _lut(colormap: str) -> np.ndarray:
-    lut = colormap_lut(colormap)
-    lut.flags.writeable = False
-    return lut
-
-
 @functools.lru_cache(maxsize=8)
 def _font(size: int) -> ImageFont.ImageFont:
     try:
@@ -133,7 +127,7 @@ def composite_overlay(region: np.ndarray, saliency: np.ndarray, colormap: str,
         ``(H, W, 3)`` uint8.
     """
     m = np.clip(np.nan_to_num(np.asarray(saliency, np.float32)), 0.0, 1.0)
-    colours = _lut(colormap)[np.rint(m * 255).astype(np.uint8)]
+    colours = colormap_lut(colormap)[np.rint(m * 255).astype(np.uint8)]
     alpha = np.rint(255.0 * opacity * np.sqrt(m)).astype(np.uint8)
     height, width = region.shape[:2]
     layer = Image.fromarray(np.dstack([colours, alpha]), "RGBA").resize(
@@ -185,15 +179,23 @@ def process_frame(pixels: np.ndarray, settings: LiveSettings) -> LiveResult:
     start = time.perf_counter()
     classifier = settings.classifier
     model_input, _view = fit_to_model(pixels, classifier.input_size, settings.fit)
-    probabilities = classifier.probabilities(model_input[None])[0]
     pinned = (settings.pinned_class is not None
               and 0 <= settings.pinned_class < len(classifier.class_names))
-    class_index = int(settings.pinned_class) if pinned else int(np.argmax(probabilities))
-    explanation = explain(classifier, model_input, Target(class_index), settings.method,
-                          settings.params)
+    if batches_classes(settings.method):
+        # One model call: the class (the frame's top-1 unless pinned), its probability and
+        # the map all come from the forward pass that is differentiated.
+        done = explain_rows(classifier, model_input[None],
+                            [int(settings.pinned_class) if pinned else None],
+                            settings.method, settings.params)
+        values, probabilities = done.values[0], done.probabilities[0]
+        class_index = int(done.class_indices[0])
+    else:  # SmoothGrad explains the clean frame's class: a forward pass decides it first
+        probabilities = classifier.probabilities(model_input[None])[0]
+        class_index = int(settings.pinned_class) if pinned else int(np.argmax(probabilities))
+        values = explain(classifier, model_input, Target(class_index), settings.method,
+                         settings.params).attribution.values
     seconds = time.perf_counter() - start
-    saliency = normalize_map(reduce_channels(explanation.attribution.values, "max_abs"),
-                             settings.clip_percentile)
+    saliency = normalize_map(reduce_channels(values, "max_abs"), settings.clip_percentile)
 
     height, width = pixels.shape[:2]
     left, top, right, bottom = crop_box(width, height, settings.fit, classifier.input_size)
