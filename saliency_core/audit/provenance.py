@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from saliency_core.audit.batch import ROW_METHODS, attribute_rows, method_parameters
+from saliency_core.audit.batch import ROW_METHODS, method_parameters
 from saliency_core.audit.border import BORDER_BAND, border_share
 from saliency_core.imaging import crop_box
 from saliency_core.methods import METHODS, Target
-from saliency_core.pipeline import Prediction, explain, to_display_map, top_k
+from saliency_core.pipeline import Prediction, explain, explain_rows, to_display_map, top_k
 from saliency_core.tf_adapter import KerasClassifier
 
 FORMAT = "saliency-studio-provenance/1"
@@ -31,13 +31,20 @@ _PACKAGES = ("numpy", "tensorflow", "keras", "pillow", "h5py", "streamlit")
 
 def library_versions() -> dict[str, str]:
     """Python, the platform and the versions of the libraries that compute a map."""
+    return dict(_library_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    # Looked up once per process: reading the packages' metadata took about 10 ms, on
+    # every image of an audit.
     versions = {"python": sys.version.split()[0], "platform": platform.platform()}
     for package in _PACKAGES:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
-    return versions
+    return tuple(versions.items())
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -113,7 +120,8 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
                     clip_percentile: float | None = 99.5, class_choice: str = "fixed",
                     batch_rows: int = 1, info: dict | None = None,
                     decoded_size: tuple[int, int] | None = None,
-                    fitted_size: tuple[int, int] | None = None) -> dict:
+                    fitted_size: tuple[int, int] | None = None,
+                    saliency: np.ndarray | None = None, npy: bytes | None = None) -> dict:
     """The provenance record of one map: enough to reproduce it.
 
     Args:
@@ -143,6 +151,9 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         fitted_size: ``(width, height)`` of the pixels the model's input was fitted
             from (:attr:`LoadedImage.pixels`, at most 1024 on the longer side); the
             crop box is in these pixels. Default ``image_size``.
+        saliency: the display map of ``values`` with ``reduction`` and
+            ``clip_percentile``, if the caller has it already (else it is made here).
+        npy: the ``.npy`` bytes of ``values``, if the caller has them already.
 
     Returns:
         A JSON-serialisable dict. ``crop`` records the region the model saw:
@@ -152,7 +163,8 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
     """
     names = classifier.class_names
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
-    saliency = to_display_map(values, reduction, clip_percentile)
+    if saliency is None:
+        saliency = to_display_map(values, reduction, clip_percentile)
     full = method_parameters(method, params)
     if "layer" in full and full["layer"] is None:
         full["layer"] = classifier.default_cam_layer()
@@ -186,7 +198,7 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         "seconds": float(seconds),
         "map": {**map_statistics(values, saliency), "reduction": reduction,
                 "clip_percentile": clip_percentile,
-                "npy_sha256": sha256_bytes(npy_bytes(values))},
+                "npy_sha256": sha256_bytes(npy_bytes(values) if npy is None else npy)},
         "info": {k: (float(v) if isinstance(v, (int, float, np.floating)) else str(v))
                  for k, v in (info or {}).items()},
     }
@@ -226,6 +238,6 @@ def reproduce_values(provenance: dict, classifier: KerasClassifier,
     rows = int(method_info.get("batch_rows", 1))
     if method in ROW_METHODS and rows > 1 and target.contrast_index is None:
         batch = np.repeat(np.asarray(model_input, np.float32)[None], rows, axis=0)
-        return attribute_rows(classifier, method, params, batch,
-                              [target.class_index] * rows, target.score)[0][0]
+        return explain_rows(classifier, batch, [target.class_index] * rows, method, params,
+                            target.score).values[0]
     return explain(classifier, model_input, target, method, params).attribution.values
