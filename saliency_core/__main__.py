@@ -3,6 +3,11 @@
 Runs the same core as the app over image files and folders and writes, per
 image, the overlay PNG, the raw ``.npy`` map and a provenance JSON, plus
 ``summary.csv``. See ``python -m saliency_core explain --help``.
+
+Arguments, inputs and the output folder are checked before TensorFlow is
+imported (``--help`` and a wrong argument answer at once); TensorFlow is then
+imported once, with its start-up notes held back
+(:mod:`saliency_core.quiet_tensorflow`), while the photo-decoding worker starts.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -280,7 +284,6 @@ def check_engine_options(args: argparse.Namespace) -> None:
 def run_explain(args: argparse.Namespace) -> int:
     """The ``explain`` command; returns the exit status."""
     from saliency_core.audit.destination import DestinationError, plan_destination
-    from saliency_core.audit.engine import EngineError
 
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -294,6 +297,15 @@ def run_explain(args: argparse.Namespace) -> int:
     if not images:
         print("nothing to do: no image files were found", file=sys.stderr)
         return 1
+    if args.engine == "local":
+        from saliency_core.safety.decoding import decode_pool
+
+        decode_pool().warm()  # the worker process starts while TensorFlow is imported
+    from saliency_core.quiet_tensorflow import import_tensorflow
+
+    import_tensorflow()
+    from saliency_core.audit.engine import EngineError
+
     with contextlib.ExitStack() as stack:
         try:
             folder = run_engine(args, images, params, destination, stack)
@@ -361,7 +373,6 @@ def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
     try:
         return run_explain(args)
