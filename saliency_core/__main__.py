@@ -365,7 +365,9 @@ def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params:
         outcomes = session.iter_outcomes(choice, identity, settings, files, workers)
     else:
         outcomes = iter_local(classifier, identity, settings, files)
-    with OutputFolder(out, len(files)) as folder:
+    # closing: a stopped run (a file that appeared meanwhile, Ctrl-C) ends the engine's
+    # threads or actors at once, not when the generator is collected
+    with OutputFolder(out, len(files)) as folder, contextlib.closing(outcomes):
         for outcome in outcomes:
             folder.write(outcome)
     return folder
