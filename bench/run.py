@@ -14,9 +14,14 @@ may be shared):
   pre-softmax head, traced once): forward; forward + backward; one batch of n;
 * this project's methods: vanilla, Gradient x Input, SmoothGrad (n = 20, 50),
   Integrated Gradients (20 and 50 steps, uniform and adaptive grids), Grad-CAM,
-  occlusion (32-pixel patch, stride 16);
+  occlusion (32-pixel patch, stride 16), and the methods the peers have: XRAI,
+  Blur IG and Guided IG (n steps), Score-CAM and LayerCAM (the last convolutional
+  layer), RISE (1000 masks);
 * the same methods in Xplique, tf-keras-vis and PAIR ``saliency`` where they have
-  them; a peer that is not installed is skipped with a note.
+  them; a peer that is not installed is skipped with a note;
+* on the default model, how closely the new methods' maps agree with the peers'
+  (Pearson r and the largest difference; for RISE, random on both sides, r against
+  Xplique beside r between two of our own seeds).
 
 Every figure is a ratio to its floor measured in the same run; the floors are
 measured again at the end of each model and their drift reported, because the
@@ -54,6 +59,7 @@ START, END = "<!-- bench/run.py: start -->", "<!-- bench/run.py: end -->"
 PEERS = {"xplique": "Xplique", "tf_keras_vis": "tf-keras-vis", "saliency": "PAIR saliency"}
 PEER_DISTS = {"xplique": "xplique", "tf_keras_vis": "tf-keras-vis", "saliency": "saliency"}
 OCCLUSION = {"patch": 32, "stride": 16}
+RISE_MASKS = 1000  # the paper uses 4000-8000; 1000 keeps a timing under a minute
 # n (SmoothGrad samples, IG steps) per model; VGG16 is 10 to 20 times slower per image, so it
 # runs n = 10 only (as in issue #12's first measurement); --sizes overrides.
 SIZES = {"vgg16": [10]}
@@ -123,6 +129,13 @@ class Floor:
         """Input gradients ``(B, H, W, 3)`` of one class score, in one batch."""
         return self._backward(tf.constant(images), tf.constant(class_index)).numpy()
 
+    def gradients(self, images: np.ndarray, class_index: int, bound: int) -> np.ndarray:
+        """Input gradients of ``images``, in nearly equal batches of at most ``bound``."""
+        from saliency_core.batching import split_evenly
+
+        return np.concatenate([self.backward(images[a:b], class_index)
+                               for a, b in split_evenly(len(images), bound)])
+
 
 def occlusion_count(size: tuple[int, int]) -> int:
     """How many occluded images the benchmark's occlusion settings evaluate."""
@@ -133,16 +146,26 @@ def occlusion_count(size: tuple[int, int]) -> int:
 
 
 def measure_floors(floor: Floor, x: np.ndarray, c: int, sizes: list[int], occluded: int,
-                   repeats: int, budget: float) -> dict[str, float]:
-    """Median seconds of each floor: ``fwd``, ``fwd+bwd``, ``batch n``, ``forward n``."""
+                   repeats: int, budget: float, forwards: tuple[int, ...] = (),
+                   bound: int = 16) -> dict[str, float]:
+    """Fastest seconds of each floor: ``forward``, ``forward + backward``, ``batch of n``,
+    ``forward of N`` (occlusion's and ``forwards``: Score-CAM's channels, RISE's masks,
+    32 at a time), ``gradients of 2n - 1`` (XRAI's, in batches of ``bound``) and
+    ``n single gradients`` (Guided IG's steps: n times forward + backward, derived)."""
     one = x[None]
     out = {"forward": time_best(lambda: floor.forward(one), repeats, budget),
            "forward + backward": time_best(lambda: floor.backward(one, c), repeats, budget)}
     for n in sizes:
         batch = np.repeat(one, n, axis=0)
         out[f"batch of {n}"] = time_best(lambda b=batch: floor.backward(b, c), repeats, budget)
-    occ = np.repeat(one, occluded, axis=0)
-    out[f"forward of {occluded}"] = time_best(lambda: floor.forward(occ), repeats, budget)
+        many = np.repeat(one, 2 * n - 1, axis=0)
+        out[f"gradients of {2 * n - 1}"] = time_best(
+            lambda b=many: floor.gradients(b, c, bound), repeats, budget)
+        out[f"{n} single gradients"] = n * out["forward + backward"]
+    for count in sorted({occluded, *forwards}):
+        images = np.repeat(one, count, axis=0)
+        out[f"forward of {count}"] = time_best(lambda b=images: floor.forward(b), repeats,
+                                               budget)
     return out
 
 
@@ -164,7 +187,67 @@ def project_cases(sizes: list[int], occluded: int) -> list[tuple[str, str, str, 
     return cases
 
 
-def peer_runners(peer: str, clf, x: np.ndarray, c: int, sizes: list[int]) -> dict:
+def peer_method_cases(sizes: list[int], channels: int) -> list[tuple[str, str, str, dict]]:
+    """The rows of the methods the peers have (XRAI, Blur IG, Guided IG, Score-CAM,
+    LayerCAM, RISE), as :func:`project_cases`."""
+    cases = []
+    for n in sizes:
+        cases += [(f"XRAI, {n} steps per baseline", f"gradients of {2 * n - 1}", "xrai",
+                   {"steps": n}),
+                  (f"Blur IG, {n} steps", f"batch of {n}", "blur_ig", {"steps": n}),
+                  (f"Guided IG, {n} steps", f"{n} single gradients", "guided_ig", {"steps": n})]
+    cases += [(f"Score-CAM ({channels} channels)", f"forward of {channels}", "scorecam", {}),
+              ("LayerCAM", "forward + backward", "layercam", {}),
+              (f"RISE, {RISE_MASKS} masks", f"forward of {RISE_MASKS}", "rise",
+               {"masks": RISE_MASKS})]
+    return cases
+
+
+def flat_pixels_model(clf):
+    """A Keras model from 0-255 pixels to the pre-softmax scores, with copies of the
+    classifier's layers (same weights) in one flat graph and the preprocessing as a Lambda
+    layer first, so tf-keras-vis finds the convolutional layer by name (it reads
+    ``layer.output``, so the copies must be called here first) and masks the raw pixels
+    as this project does. Keras's ``_run_through_graph`` replays the logit model's
+    layers on a new input; bench-only."""
+    import keras
+
+    pairs = []
+
+    def fresh(layer):
+        copy = layer.__class__.from_config(layer.get_config())
+        pairs.append((layer, copy))
+        return copy
+
+    inputs = keras.Input((*clf.input_size, 3))
+    preprocessed = keras.layers.Lambda(clf.preprocess)(inputs)
+    outputs = clf.logit_model._run_through_graph(preprocessed, operation_fn=fresh)
+    model = keras.Model(inputs, outputs)
+    for old, new in pairs:
+        new.set_weights(old.get_weights())
+    return model
+
+
+def numpy_quantile_shim(module) -> None:
+    """PAIR's Guided IG calls ``np.quantile(..., interpolation=...)``, which NumPy 2.4
+    removed; give its module a NumPy whose quantile takes that name (same algorithm)."""
+    import types
+
+    try:
+        np.quantile(np.zeros(2), 0.5, interpolation="lower")
+        return
+    except TypeError:
+        pass
+
+    def quantile(values, q, interpolation="linear", **kwargs):
+        return np.quantile(values, q, method=interpolation, **kwargs)
+
+    names = {name: getattr(np, name) for name in dir(np) if not name.startswith("__")}
+    module.np = types.SimpleNamespace(**{**names, "quantile": quantile})
+
+
+def peer_runners(peer: str, clf, x: np.ndarray, c: int, sizes: list[int],
+                 rise_masks: int = RISE_MASKS, scorecam_channels: str = "all") -> dict:
     """Row label -> a zero-argument function running the peer's version of that method.
 
     Gradient methods get a Keras model from 0-255 pixels to the same pre-softmax
@@ -204,6 +287,11 @@ def peer_runners(peer: str, clf, x: np.ndarray, c: int, sizes: list[int]) -> dic
         runners["occlusion"] = Occlusion(
             pixels_model, batch_size=32, patch_size=OCCLUSION["patch"],
             patch_stride=OCCLUSION["stride"], occlusion_value=127.5).explain
+        from xplique.attributions import Rise
+
+        runners[f"RISE, {rise_masks} masks"] = Rise(
+            pixels_model, batch_size=32, nb_samples=rise_masks, grid_size=7,
+            preservation_probability=0.5).explain
         return {k: _bind(v, batch, onehot) for k, v in runners.items()}
     if peer == "tf_keras_vis":
         from tf_keras_vis.gradcam import Gradcam
@@ -219,6 +307,17 @@ def peer_runners(peer: str, clf, x: np.ndarray, c: int, sizes: list[int]) -> dic
                                      keepdims=True, normalize_map=False))
         gradcam = Gradcam(clf.logit_model, clone=False)
         runners["Grad-CAM"] = lambda: gradcam(score, pre, penultimate_layer=layer)
+        from tf_keras_vis.layercam import Layercam
+        from tf_keras_vis.scorecam import Scorecam
+
+        flat, inner = flat_pixels_model(clf), layer.split("/")[-1]
+        scorecam, layercam = Scorecam(flat, clone=False), Layercam(flat, clone=False)
+        most = None if scorecam_channels == "all" else int(scorecam_channels)  # Faster Score-CAM
+        runners["Score-CAM"] = lambda: scorecam(score, batch, penultimate_layer=inner,
+                                                seek_penultimate_conv_layer=False,
+                                                batch_size=32, max_N=most)
+        runners["LayerCAM"] = lambda: layercam(score, batch, penultimate_layer=inner,
+                                               seek_penultimate_conv_layer=False)
         return runners
     if peer == "saliency":
         import saliency.core as pair
@@ -252,6 +351,16 @@ def peer_runners(peer: str, clf, x: np.ndarray, c: int, sizes: list[int]) -> dic
                 lambda n=n: ig.GetMask(x, call_model, x_baseline=np.zeros_like(x), x_steps=n,
                                        batch_size=n))
         runners["Grad-CAM"] = lambda: pair.GradCam().GetMask(pre[0], call_model)
+        numpy_quantile_shim(pair.guided_ig)
+        for n in sizes:
+            runners[f"XRAI, {n} steps per baseline"] = (
+                lambda n=n: pair.XRAI().GetMask(x, call_model, batch_size=n,
+                                                extra_parameters=pair.XRAIParameters(steps=n)))
+            runners[f"Blur IG, {n} steps"] = (
+                lambda n=n: pair.BlurIG().GetMask(x, call_model, steps=n, batch_size=n))
+            runners[f"Guided IG, {n} steps"] = (
+                lambda n=n: pair.GuidedIG().GetMask(x, call_model, x_steps=n,
+                                                    x_baseline=np.zeros_like(x)))
         return runners
     raise ValueError(peer)
 
@@ -260,6 +369,94 @@ def _bind(explain, batch, onehot):
     if isinstance(explain, tuple):
         explain, batch = explain
     return lambda: explain(batch, onehot)
+
+
+def compare_maps(ours: np.ndarray, theirs: np.ndarray) -> str:
+    """Pearson r and the largest difference as a share of the peer's largest value."""
+    ours = np.asarray(ours, np.float64).ravel()
+    theirs = np.asarray(theirs, np.float64).ravel()
+    r = np.corrcoef(ours, theirs)[0, 1]
+    difference = np.abs(ours - theirs).max() / np.abs(theirs).max()
+    return f"r = {r:.4f}, largest difference {difference:.1e} of the peer's largest value"
+
+
+def agreement_lines(peers: list[str], clf, x: np.ndarray, c: int, n: int,
+                    rise_masks: int, scorecam_channels: str = "all") -> list[str]:
+    """How closely the new methods agree with the peers on this photo, as Markdown bullets."""
+    from saliency_core.imaging import resize_map
+    from saliency_core.methods import Target, get_method
+    from saliency_core.methods.layercam import layercam_map
+
+    target, lines = Target(c), []
+
+    def ours(key, **params):
+        return get_method(key, **params).attribute(clf, x, target)
+
+    if "saliency" in peers:
+        import saliency.core as pair
+
+        numpy_quantile_shim(pair.guided_ig)
+
+        def same_callback(images, call_model_args=None, expected_keys=None):
+            # the model callback both sides share: this project's adapter's gradients
+            grads, _ = clf.gradients(np.asarray(images, np.float32), target)
+            return {pair.base.INPUT_OUTPUT_GRADIENTS: grads}
+
+        theirs = {
+            "xrai": pair.XRAI().GetMask(x, same_callback, batch_size=n,
+                                        extra_parameters=pair.XRAIParameters(steps=n)),
+            # a float64 image: PAIR blurs in the image's dtype, and float32 rounding, divided
+            # by the 0.01 step of its finite difference, is what remains (the next line)
+            "blur_ig": pair.BlurIG().GetMask(x.astype(np.float64), same_callback, steps=n,
+                                             batch_size=n),
+            "guided_ig": pair.GuidedIG().GetMask(x, same_callback, x_steps=n,
+                                                 x_baseline=np.zeros_like(x))}
+        for key, label in (("xrai", f"XRAI, {n} steps per baseline"),
+                           ("blur_ig", f"Blur IG, {n} steps"),
+                           ("guided_ig", f"Guided IG, {n} steps")):
+            result = ours(key, steps=n)
+            mine = result.values
+            if key == "xrai":  # our map starts at 0: add back the lowest gain
+                mine = mine[..., 0] + result.info["lowest region gain (subtracted)"]
+            lines.append(f"- {label} against PAIR saliency: {compare_maps(mine, theirs[key])}")
+            if key == "blur_ig":
+                rounded = pair.BlurIG().GetMask(x, same_callback, steps=n, batch_size=n)
+                lines.append(f"- the same with PAIR blurring the float32 image (its float32 "
+                             f"rounding over a 0.01 sigma step): {compare_maps(mine, rounded)}")
+        lines.append("- With PAIR's own callback (an eager GradientTape) instead of the shared "
+                     "one, gradients differ in the last float32 bits and Guided IG's adaptive "
+                     "path can amplify that (it picks features by a quantile of |gradient|).")
+    if "tf_keras_vis" in peers:
+        from tf_keras_vis.layercam import Layercam
+        from tf_keras_vis.scorecam import Scorecam
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        flat, layer = flat_pixels_model(clf), clf.default_cam_layer()
+        inner, batch = layer.split("/")[-1], x[None].astype(np.float32)
+        common = {"penultimate_layer": inner, "seek_penultimate_conv_layer": False,
+                  "expand_cam": False, "normalize_cam": False}
+        theirs = Layercam(flat)(CategoricalScore([c]), batch, **common)[0]
+        acts, grads, _ = clf.layer_gradients(batch, target, layer)
+        lines.append("- LayerCAM against tf-keras-vis (at the layer's resolution): "
+                     + compare_maps(layercam_map(acts[0], grads[0]), theirs))
+        most = None if scorecam_channels == "all" else int(scorecam_channels)
+        theirs = Scorecam(flat)(CategoricalScore([c]), batch, batch_size=32, max_N=most,
+                                **common)[0]
+        lines.append(f"- Score-CAM ({scorecam_channels} channels) against tf-keras-vis (theirs "
+                     "upsampled as ours): "
+                     + compare_maps(ours("scorecam", channels=scorecam_channels).values[..., 0],
+                                    resize_map(np.asarray(theirs, np.float32), x.shape[:2])))
+    if "xplique" in peers:
+        theirs = peer_runners("xplique", clf, x, c, [n], rise_masks)[f"RISE, {rise_masks} masks"]()
+        mine = ours("rise", masks=rise_masks).values[..., 0]
+        other_seed = ours("rise", masks=rise_masks, seed=1).values[..., 0]
+        r_peer = np.corrcoef(mine.ravel(), np.asarray(theirs).ravel())[0, 1]
+        r_seed = np.corrcoef(mine.ravel(), other_seed.ravel())[0, 1]
+        lines.append(f"- RISE, {rise_masks} masks, against Xplique: r = {r_peer:.3f}; between "
+                     f"two of our seeds r = {r_seed:.3f} (both random; Xplique's masks share "
+                     "one crop offset per batch and it divides each pixel by its own mask "
+                     "sum, ours is eq. 6 with the scores centred on their mean)")
+    return lines
 
 
 def available_peers() -> tuple[list[str], list[str]]:
@@ -360,6 +557,16 @@ def main() -> None:  # noqa: C901 - one linear script
                         help="comma-separated n for every model (default: 20,50; VGG16 10)")
     parser.add_argument("--peers", default=",".join(PEERS),
                         help="comma-separated peer modules to include")
+    parser.add_argument("--rise-masks", type=int, default=RISE_MASKS,
+                        help=f"RISE's masks (default {RISE_MASKS})")
+    parser.add_argument("--scorecam-channels", default="all",
+                        choices=["all", "512", "256", "128", "64"],
+                        help="Score-CAM's channels (default all: one forward pass each)")
+    parser.add_argument("--rows", choices=["all", "new"], default="all",
+                        help="'new': only the methods the peers have (XRAI, Blur IG, Guided "
+                             "IG, Score-CAM, LayerCAM, RISE) and vanilla")
+    parser.add_argument("--no-agreement", action="store_true",
+                        help="skip the agreement of the new methods with the peers' maps")
     args = parser.parse_args()
     from saliency_core.imaging import fit_to_model, load_image
     from saliency_core.methods import Target, get_method
@@ -384,6 +591,7 @@ def main() -> None:  # noqa: C901 - one linear script
     drift_lines: list[str] = []
     peaks: list[str] = []
     profile: list[str] = []
+    agreement: list[str] = []
     for key in models:
         sizes = default_sizes if args.sizes else SIZES.get(key, default_sizes)
         clf, weights = load_model(key)
@@ -391,15 +599,29 @@ def main() -> None:  # noqa: C901 - one linear script
         x = x.astype(np.float32)
         c = int(np.argmax(clf.logits(x[None])[0]))
         occluded = occlusion_count(clf.input_size)
+        channels = int(clf.layer_activations(x[None]).shape[-1])
+        if args.scorecam_channels != "all":
+            channels = min(channels, int(args.scorecam_channels))
+        forwards = (channels, args.rise_masks)
         floor = Floor(clf)
         print(f"\n## {key} ({weights} weights), class {c}, adapter batch {clf.batch_size}",
               flush=True)
-        floors = measure_floors(floor, x, c, sizes, occluded, repeats, budget)
+        floors = measure_floors(floor, x, c, sizes, occluded, repeats, budget, forwards,
+                                clf.batch_size)
         for name, seconds in floors.items():
             print(f"  floor {name}: {seconds * 1000:.1f} ms", flush=True)
         results: dict[str, dict[str, float]] = {}
         floor_of: dict[str, str] = {}
-        for label, floor_name, method, params in project_cases(sizes, occluded):
+        old_cases = project_cases(sizes, occluded)
+        if args.rows == "new":
+            old_cases = old_cases[:1]  # vanilla, as a reference row
+        cases = old_cases + [
+            (label.replace(f"{RISE_MASKS} masks", f"{args.rise_masks} masks"),
+             floor_name.replace(f"forward of {RISE_MASKS}", f"forward of {args.rise_masks}"),
+             method, {**params, "masks": args.rise_masks} if method == "rise" else
+             {**params, "channels": args.scorecam_channels} if method == "scorecam" else params)
+            for label, floor_name, method, params in peer_method_cases(sizes, channels)]
+        for label, floor_name, method, params in cases:
             if "target_gap" in params and weights != "real":
                 continue  # random weights: the gap says nothing, and may need 400 steps
             short = label.split(" (")[0]
@@ -416,11 +638,14 @@ def main() -> None:  # noqa: C901 - one linear script
                   f"({seconds / floors[floor_name]:.2f}x)", flush=True)
         for peer in peers:
             try:
-                runners = peer_runners(peer, clf, x, c, sizes)
+                runners = peer_runners(peer, clf, x, c, sizes, args.rise_masks,
+                                       args.scorecam_channels)
             except Exception as exc:  # noqa: BLE001 - a peer that cannot run is reported
                 notes.append(f"{PEERS[peer]} on {key} failed to set up: {exc}")
                 continue
             for short, fn in runners.items():
+                if short not in floor_of:
+                    continue  # a row this run does not have (--rows new)
                 try:
                     seconds = time_best(fn, repeats, budget)
                 except Exception as exc:  # noqa: BLE001
@@ -430,7 +655,8 @@ def main() -> None:  # noqa: C901 - one linear script
                 results.setdefault(short, {})[peer] = seconds
                 print(f"  {PEERS[peer]} {short}: {seconds * 1000:.1f} ms "
                       f"({seconds / floors[floor_of[short]]:.2f}x)", flush=True)
-        again = measure_floors(floor, x, c, sizes, occluded, max(3, repeats // 2), budget)
+        again = measure_floors(floor, x, c, sizes, occluded, max(3, repeats // 2), budget,
+                               forwards, clf.batch_size)
         drift = ", ".join(f"{name} {floors[name] * 1000:.0f} → {again[name] * 1000:.0f} ms "
                           f"({(again[name] / floors[name] - 1) * 100:+.0f}%)" for name in floors)
         drift_lines.append(f"- {key}: {drift}")
@@ -456,7 +682,14 @@ def main() -> None:  # noqa: C901 - one linear script
                        + " | ".join(cells) + " |")
         if key == DEFAULT_MODEL_KEY:
             profile = profile_vanilla(clf, x, c, repeats)
-        body = compose(repeats, budget, machine, peaks, out, drift_lines, notes, profile)
+            if not args.no_agreement:
+                try:
+                    agreement = agreement_lines(peers, clf, x, c, sizes[0], args.rise_masks,
+                                                args.scorecam_channels)
+                except Exception as exc:  # noqa: BLE001 - reported, the timings stand
+                    agreement = [f"- the agreement check failed: {type(exc).__name__}: {exc}"]
+        body = compose(repeats, budget, machine, peaks, out, drift_lines, notes, profile,
+                       agreement)
         if not args.no_write:
             write_doc(body)  # after every model, so a stopped run keeps what it measured
     print("\n" + body)
@@ -465,7 +698,8 @@ def main() -> None:  # noqa: C901 - one linear script
 
 
 def compose(repeats: int, budget: float, machine: list[str], peaks: list[str], out: list[str],
-            drift_lines: list[str], notes: list[str], profile: list[str]) -> str:
+            drift_lines: list[str], notes: list[str], profile: list[str],
+            agreement: list[str] = ()) -> str:
     """The Markdown report of everything measured so far."""
     from saliency_core.models.registry import DEFAULT_MODEL_KEY
 
@@ -477,12 +711,19 @@ def compose(repeats: int, budget: float, machine: list[str], peaks: list[str], o
             "and pre-softmax head), numpy in and numpy out. IG's floor is one batch of n path "
             "points (this project's trapezoid rule evaluates n + 1). Occlusion's floor is "
             "the forward passes of all occluded images, 32 at a time. Each floor is the faster of "
-            "its two measurements (start and end of the model's timings).", "",
+            "its two measurements (start and end of the model's timings). XRAI's floor is "
+            "its 2n - 1 path points' gradients in the adapter's batches; Guided IG's path is "
+            "adaptive (each step needs the last one's gradient), so its floor is n single "
+            "gradients (n times forward + backward); Score-CAM's and RISE's are the forward "
+            "passes of all masked images, 32 at a time.", "",
             "**Machine**", "", *machine,
             f"- Load average at the end: {loadavg()}",
             f"- Peak resident memory after each model: {', '.join(peaks)}", "",
             *out, "", "**Floor drift** (start → end of each model's measurements)", "",
             *drift_lines, "", "**Notes**", "", *[f"- {n}" for n in notes]]
+    if agreement:
+        text += ["", f"**Agreement with the peers** ({DEFAULT_MODEL_KEY}, the same photo and "
+                 "class, the same parameters)", "", *agreement]
     if profile:
         text += ["", f"### Profile: one vanilla map on {DEFAULT_MODEL_KEY}", "", *profile]
     return "\n".join(text)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from pages.lib import caching, image_choice, layout, method_controls, own_models, settings
 from saliency_core.labels import shorten_label
-from saliency_core.methods import METHODS
+from saliency_core.methods import FAMILIES, METHODS, methods_by_family
 from saliency_core.plotting import (
     COLORMAP_LABELS,
     COLORMAPS,
@@ -15,8 +15,38 @@ from saliency_core.postprocess import REDUCTIONS, normalize_jointly, reduce_chan
 from saliency_core.safety.budget import OverBudgetError
 
 DEFAULT_METHODS = ["vanilla", "smoothgrad", "integrated_gradients", "gradcam"]
+FAMILY_HELP = {
+    "gradients": "The gradient at the image, alone or averaged over noisy copies.",
+    "paths": "Gradients integrated along a path from a reference image (black, white, "
+             "blurred) to this one.",
+    "cams": "Maps of a convolutional layer's features: coarse regions.",
+    "perturbation": "Forward passes on covered or masked copies of the image: no gradients, "
+                    "many passes.",
+}
 CONFIG = {"displaylogo": False, "scrollZoom": False,
           "toImageButtonOptions": {"filename": "saliency-compare"}}
+
+
+def pick_methods_by_family(chosen: list[str]) -> None:
+    """One row of toggles per family: a click adds a method as a row or removes it, and
+    the toggles show which are in."""
+    groups = methods_by_family()
+
+    def toggled(keys: list[str], widget: str) -> None:
+        picked = st.session_state.get(widget) or []
+        current = settings.get("compare.methods") or []
+        kept = [m for m in current if m not in keys or m in picked]
+        settings.put("compare.methods", kept + [m for m in keys if m in picked and m not in kept])
+
+    for family, keys in groups.items():
+        widget = f"w_compare.family.{family}"
+        st.session_state[widget] = [k for k in keys if k in chosen]
+        name, toggles = st.columns([1.4, 6], vertical_alignment="center", gap="small")
+        name.markdown(f"**{FAMILIES[family]}**", help=FAMILY_HELP.get(family))
+        toggles.pills(FAMILIES[family], options=keys, selection_mode="multi", key=widget,
+                      format_func=lambda k: METHODS[k].label, on_change=toggled,
+                      args=(keys, widget), label_visibility="collapsed")
+
 
 def describe_gap(info: dict | None) -> str:
     """Integrated Gradients' completeness gap and steps for a cell's note, else ''."""
@@ -61,7 +91,9 @@ with grid:
     with left:
         methods = settings.bind("compare.methods", st.multiselect, options=list(METHODS),
                                 default=DEFAULT_METHODS, label="Methods (rows)",
-                                format_func=lambda k: METHODS[k].label)
+                                format_func=lambda k: METHODS[k].label,
+                                help="Rows in this order; add more with the toggles below, "
+                                     "grouped by family.")
     class_options = top + [i for i in range(len(names)) if i not in top]
     context = f"{image.digest[:12]}_{model_key}_{fit}"
     with right:
@@ -69,6 +101,7 @@ with grid:
                                 options=class_options, default=top[:3],
                                 label="Classes (columns, at most 5)", max_selections=5,
                                 format_func=lambda i: f"{shorten_label(names[i])} (#{i})")
+    pick_methods_by_family(methods)
     if not methods or not classes:
         st.info("Pick at least one method and one class.")
         st.stop()

@@ -281,10 +281,12 @@ with result:
                f"**{layout.escape_markdown(contrast_label)}**: the map explains S_a − S_b, "
                "signed." if signed_contrast else METHODS[method].reading)
     if signed_contrast and display_kind == "unsigned":
-        st.warning(f"{METHODS[method].label} keeps only evidence that raises the score (its "
-                   "ReLU), so this contrast map can show where class a wins but never where "
-                   "class b does: it has no blue. Use a gradient method to see both sides.",
-                   icon=":material/info:")
+        why = ("keeps only evidence that raises the score (its ReLU)"
+               if METHODS[method].family == "cams" else
+               "ranks regions from 0, the least useful one, upwards")
+        st.warning(f"{METHODS[method].label} {why}, so this contrast map can show where class "
+                   "a wins but never where class b does: it has no blue. Use a gradient method "
+                   "to see both sides.", icon=":material/info:")
     clip_text = ("not clipped" if clip_at is None else
                  f"values above the {clip:g}th percentile are shown at full strength")
     st.caption(f"{reading} The map is scaled to this image alone ({clip_text}), so colours "
@@ -324,8 +326,9 @@ with result:
                    icon=":material/warning:")
     elif gap is not None and abs(gap) > 0.05:
         st.caption(f"A completeness gap of {100 * abs(gap):.0f}% means the attributions do not "
-                   "yet add up to the score change: raise **Steps** (200 usually brings it "
-                   "under 3%).")
+                   "yet add up to the score change: raise **Steps**"
+                   + (" (200 usually brings it under 3%)." if method == "integrated_gradients"
+                      else "."))
     st.caption(f"{score_words}: {explanation.attribution.score:.4g} · {timing} · "
                f"model input {classifier.input_size[1]}×{classifier.input_size[0]}, shown "
                f"over the {view.shape[1]}×{view.shape[0]} region it was made from.")

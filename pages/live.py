@@ -99,7 +99,11 @@ with controls:
     method = settings.bind("live_method", st.radio, options=list(LIVE_METHODS),
                            label="Method", format_func=LIVE_METHODS.get,
                            help="The vanilla gradient needs one gradient per frame. "
-                                "SmoothGrad averages a few noisy copies: calmer, slower.")
+                                "SmoothGrad averages a few noisy copies: calmer, slower. "
+                                "LayerCAM (one pass to the last convolutional layer) shows "
+                                "coarse regions instead of pixels. The other methods need "
+                                "tens to thousands of passes per map: open the frame in "
+                                "Explore for them.")
     samples = settings.get("live_samples")
     if method == "smoothgrad":
         samples = settings.bind("live_samples", st.slider, label="Samples", min_value=2,

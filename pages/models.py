@@ -3,6 +3,7 @@
 import streamlit as st
 
 from pages.lib import layout, own_models, settings
+from pages.lib.server import warm_state
 from saliency_core.models.custom import CustomModelError
 from saliency_core.models.preprocessing import PREPROCESSING_LABELS
 from saliency_core.models.registry import (
@@ -10,7 +11,6 @@ from saliency_core.models.registry import (
     MODELS,
     WeightsUnavailableError,
     find_local_weights,
-    prune_session_uploads,
     save_uploaded_weights,
     weights_help,
 )
@@ -65,6 +65,11 @@ st.dataframe(
       "environment variable": "" if key == DEFAULT_MODEL_KEY else spec.env_var}
      for key, spec in MODELS.items()],
     hide_index=True, width="stretch")
+warm = warm_state()
+if warm.ready.is_set() and warm.seconds is not None:
+    st.caption(f"{MODELS[DEFAULT_MODEL_KEY].display_name} was loaded and traced "
+               f"{warm.seconds:.1f} s after the server started, before any visitor, so nobody "
+               "waits for it.")
 
 st.subheader("Upload weights")
 scope = own_models.weights_scope()
@@ -97,8 +102,6 @@ if uploaded is not None and st.button("Use this weights file", type="primary"):
             except WeightsUnavailableError as exc:
                 st.error(layout.escape_markdown(str(exc)), icon=":material/error:")
             else:
-                if scope:
-                    prune_session_uploads()
                 st.session_state["weights_errors"].pop(target, None)
                 # a fresh, empty uploader: the saved file is not offered for checking again
                 st.session_state["weights_round"] = st.session_state.get("weights_round", 0) + 1

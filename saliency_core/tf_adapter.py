@@ -266,6 +266,7 @@ class KerasClassifier:
         self._scores_fn = tf.function(self._scores, input_signature=self._target_signature)
         self._spatial_layers = list_spatial_layers(self.logit_model)
         self._layer_fns: dict[str, Callable] = {}
+        self._activation_fns: dict[str, Callable] = {}
 
     # Traced bodies ---------------------------------------------------------
     def _logits(self, images):
@@ -296,14 +297,32 @@ class KerasClassifier:
         return self._target_scores(self._logits(images), class_index, contrast_index,
                                    use_probability)
 
+    def _spatial_layer(self, layer_name: str):
+        layers = dict(self._spatial_layers)
+        if layer_name not in layers:
+            raise ValueError(f"{layer_name!r} is not a spatial layer of this model; "
+                             f"choose one of {', '.join(self.spatial_layer_names())}")
+        return layers[layer_name]
+
+    def _activation_fn(self, layer_name: str) -> Callable:
+        """One traced function per layer: its output, by a forward pass up to it only."""
+        if layer_name not in self._activation_fns:
+            capture = build_capture_model(self.logit_model, self._spatial_layer(layer_name))
+            # The sub-model keeps only the layers the activation depends on.
+            upto = keras.Model(capture.inputs, capture.outputs[0])
+
+            def run(images):
+                self.trace_count += 1
+                return upto(self.preprocess(images), training=False)
+
+            image_spec = tf.TensorSpec((None, *self.input_size, 3), tf.float32)
+            self._activation_fns[layer_name] = tf.function(run, input_signature=[image_spec])
+        return self._activation_fns[layer_name]
+
     def _layer_fn(self, layer_name: str) -> Callable:
         """One traced function per layer: ``(activations, d score/d activations, scores)``."""
         if layer_name not in self._layer_fns:
-            layers = dict(self._spatial_layers)
-            if layer_name not in layers:
-                raise ValueError(f"{layer_name!r} is not a spatial layer of this model; "
-                                 f"choose one of {', '.join(self.spatial_layer_names())}")
-            capture = build_capture_model(self.logit_model, layers[layer_name])
+            capture = build_capture_model(self.logit_model, self._spatial_layer(layer_name))
 
             def run(images, class_index, contrast_index, use_probability):
                 self.trace_count += 1
@@ -465,6 +484,17 @@ class KerasClassifier:
         fn = self._layer_fn(layer or self.default_cam_layer())
         activations, grads, scores = self._run_batched(fn, images, target)
         return activations, grads, scores
+
+    def layer_activations(self, images: np.ndarray, layer: str | None = None) -> np.ndarray:
+        """The output of ``layer`` (default: the last convolutional one), by a forward pass
+        that stops there: no score and no gradient (Score-CAM needs only this).
+
+        Returns:
+            ``(B, h, w, k)`` float32 activations for images ``(B, H, W, 3)``.
+        """
+        fn = self._activation_fn(layer or self.default_cam_layer())
+        return np.concatenate([fn(tf.constant(chunk)).numpy() for _, chunk in self._chunks(images)],
+                              axis=0)
 
     def _check_target(self, target: Target) -> None:
         for index in (target.class_index, target.contrast_index):

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,8 @@ def free_port() -> int:
 
 SERVER_PIDS: dict[str, int] = {}
 """The process id of each running test server, by URL (for memory and CPU readings)."""
+SERVER_LOGS: dict[str, Path] = {}
+"""The log file of each running test server, by URL."""
 
 
 def run_server(tmp_path_factory, limits_toml: str = ""):
@@ -75,8 +78,10 @@ def run_server(tmp_path_factory, limits_toml: str = ""):
         process.kill()
         pytest.fail(f"streamlit did not start:\n{log.read_text()}")
     SERVER_PIDS[url] = process.pid
+    SERVER_LOGS[url] = log
     yield url
     SERVER_PIDS.pop(url, None)
+    SERVER_LOGS.pop(url, None)
     process.terminate()
     try:
         process.wait(timeout=20)

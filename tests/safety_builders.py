@@ -287,7 +287,7 @@ sys.path.insert(0, sys.argv[1])
 from saliency_core.imaging import ImageError, load_image
 from saliency_core.models.custom import CustomModelError, load_custom_model
 from saliency_core.models.registry import WeightsUnavailableError
-from saliency_core.models.checks import check_weights_upload
+from saliency_core.models.registry import check_weights_upload
 
 checks = []
 

@@ -309,3 +309,37 @@ def test_keras_with_rescaling_layer_on_96_pixel_inputs(folder, tmp_path):
     assert np.load(out / "cat.npy").shape == (96, 96, 3)
     assert np.abs(np.load(out / "rocket.npy")).max() > 0
     assert len((out / "summary.csv").read_text().splitlines()) == 5
+
+
+PEER_METHODS = {"xrai": ["steps=3"], "blur_ig": ["steps=4", "max_sigma=5.0"],
+                "guided_ig": ["steps=10"], "scorecam": ["layer=conv"], "layercam": [],
+                "rise": ["masks=100", "grid=4", "seed=3"]}
+
+
+def test_every_new_method_from_the_command_line(folder, tmp_path, capsys):
+    """``--method KEY`` works for each of the methods the peers have, and ``--help`` names
+    them; a tiny own model keeps it quick."""
+    with pytest.raises(SystemExit):
+        run_cli("--help")
+    listed = capsys.readouterr().out
+    import keras
+
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, outputs).save(tmp_path / "tiny.keras")
+    for key, params in PEER_METHODS.items():
+        assert key in listed, key
+        out = tmp_path / key
+        extra = [arg for p in params for arg in ("--param", p)]
+        assert run_cli(folder / "cup.png", "--out", out, "--model", tmp_path / "tiny.keras",
+                       "--method", key, *extra) == 0, key
+        record = json.loads((out / "cup.json").read_text())
+        assert record["method"]["key"] == key
+        saved = np.load(out / "cup.npy")
+        assert saved.shape[:2] == (24, 24) and np.isfinite(saved).all(), key
+    record = json.loads((tmp_path / "rise" / "cup.json").read_text())
+    assert record["method"]["params"]["masks"] == 100 and record["method"]["seed"] == 3
+    assert run_cli(folder / "cup.png", "--out", tmp_path / "bad", "--model",
+                   tmp_path / "tiny.keras", "--method", "layercam", "--param",
+                   "layer=nowhere") == 2

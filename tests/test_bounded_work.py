@@ -99,7 +99,7 @@ def _running_decoders() -> set[int]:
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if b"saliency_core.safety.decoding" in handle.read():
+                if b"saliency_core.safety.decode_worker" in handle.read():
                     found.add(int(pid))
         except OSError:
             pass

@@ -54,6 +54,28 @@ def test_every_page_loads_without_exceptions(server, page):
     screenshot(page, "models")
 
 
+def test_the_first_visitor_after_a_start_does_not_wait_for_the_model(fresh_server, page):
+    """The server loads and traces the default model when it starts (its lifespan), before
+    any browser connects: the log says so first, and the first visitor then finds it loaded,
+    as the Models page's status shows."""
+    from browser_support import SERVER_LOGS
+
+    log = SERVER_LOGS[fresh_server]
+    deadline = time.monotonic() + 180
+    while "loaded and traced" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    text = log.read_text()
+    assert "the default model is loaded and traced" in text, text[-2000:]
+    page.goto(fresh_server + "/?sample=coffee")
+    wait_for_overlay(page, 120)
+    page.get_by_role("link", name="Models").click()
+    status = page.get_by_text("after the server started, before any visitor")
+    status.wait_for(timeout=60_000)
+    assert "was loaded and traced" in status.inner_text()
+    assert_no_exception(page)
+    screenshot(page, "models-warm-status")
+
+
 def test_a_shared_link_to_a_page_works_as_the_first_request(fresh_server, page):
     """The first request after start-up runs in Streamlit's folder-based mode (see
     pages/lib/layout.page_setup); a teacher's deep link must still work then."""

@@ -191,6 +191,24 @@ def test_a_scan_bomb_decode_stops_when_its_visitor_closes_the_tab(decode_server,
     assert healthy(url)
 
 
+def test_a_map_stops_when_its_visitor_closes_the_tab(decode_server, browser):
+    """A long SmoothGrad job stops at its next batch once nobody waits for it: the server's
+    CPU is idle again a few seconds after the tab closes, long before the map would end."""
+    url, pid = decode_server, SERVER_PIDS[decode_server]
+    context, page = new_page(browser)
+    try:
+        page.goto(url + "/?sample=rocket&class=812&method=smoothgrad&smoothgrad.samples=100"
+                        "&smoothgrad.noise=0.2")
+        page.get_by_text("Computing SmoothGrad").first.wait_for(timeout=180_000)
+        assert cpu_rate(pid, 1.0) > 0.5  # the job is running
+    finally:
+        context.close()
+    closed = time.monotonic()
+    assert wait_until(lambda: cpu_rate(pid, 1.0) < 0.2, 10, every=0.1)
+    print(f"\nCPU back to idle {time.monotonic() - closed:.1f} s after the tab closed")
+    assert healthy(url)
+
+
 def cpu_rate(pid: int, seconds: float) -> float:
     """Cores used by the server and its children over the next ``seconds``."""
     before = cpu_seconds(pid)

@@ -74,6 +74,14 @@ class LinearClassifier:
         return RowGradients(grads, logits[np.arange(len(images)), chosen], logits, chosen,
                             [len(images)] * len(images))
 
+    def default_cam_layer(self):
+        return "image"
+
+    def layer_gradients(self, images, target, layer=None):
+        """The image itself as the "layer": its gradient is the class's weights."""
+        grads, scores = self.gradients(images, target)  # counts the call
+        return np.asarray(images, np.float32), grads, scores
+
 
 @pytest.fixture
 def classifier():
@@ -176,6 +184,18 @@ def test_light_smoothgrad_runs_its_few_samples(classifier):
     result = process_frame(frame(64, 48), settings)
     assert result.frame.shape == (64, 48, 3)
     assert classifier.calls == 1  # three samples, one batched gradient call
+
+
+def test_layercam_is_offered_live_and_follows_the_class(classifier):
+    pixels = frame(200, 200, bright="right")
+    settings = LiveSettings(classifier, method="layercam", pinned_class=0, fit="squash",
+                            opacity=1.0)
+    assert settings.params == {}
+    result = process_frame(pixels, settings)
+    changed = np.abs(result.frame.astype(int) - pixels.astype(int)).sum(axis=2)[60:]
+    # class 0's gradient is positive on the left half only: LayerCAM colours only the left
+    assert changed[:, :80].mean() > 50 and changed[:, 120:].mean() < 1
+    assert classifier.calls == 1  # one pass to the layer and back
 
 
 def test_bad_settings_and_frames_are_refused(classifier):

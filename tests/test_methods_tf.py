@@ -16,7 +16,9 @@ SIZE = 16
 NAMES = ("a", "b", "c")
 FAST_PARAMS = {"smoothgrad": {"samples": 5}, "smoothgrad_sq": {"samples": 5},
                "vargrad": {"samples": 5}, "integrated_gradients": {"steps": 8},
-               "occlusion": {"patch": 8, "stride": 4}}
+               "occlusion": {"patch": 8, "stride": 4}, "xrai": {"steps": 4},
+               "blur_ig": {"steps": 6, "max_sigma": 4.0}, "guided_ig": {"steps": 10},
+               "rise": {"masks": 40, "grid": 4}}
 
 
 def tiny_cnn(seed=0) -> keras.Model:
@@ -57,8 +59,9 @@ def test_no_method_retraces_when_the_class_or_image_changes(classifier):
         traces.append(classifier.trace_count)
     half = len(METHODS)
     assert traces[half - 1] == traces[-1], "a method retraced on a new class or image"
-    # gradients, scores and one layer function (Grad-CAM and ++ share the layer)
-    assert classifier.trace_count == 3
+    # gradients, scores, one layer function (the CAMs share the layer) and one forward
+    # function to that layer (Score-CAM)
+    assert classifier.trace_count == 4
 
 
 @pytest.mark.parametrize("key", ["smoothgrad", "integrated_gradients", "occlusion"])
@@ -100,6 +103,9 @@ def test_layer_gradients_match_gradient_tape(classifier):
         logits = tf.matmul(head(a), dense.kernel) + dense.bias
         s = logits[:, 1]
     np.testing.assert_allclose(acts, a.numpy(), rtol=1e-5, atol=1e-6)
+    # the forward-only function (Score-CAM's) gives the same activations
+    np.testing.assert_allclose(classifier.layer_activations(x, "conv2"), a.numpy(), rtol=1e-5,
+                               atol=1e-6)
     np.testing.assert_allclose(grads, tape.gradient(s, a).numpy(), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(scores, s.numpy(), rtol=1e-5)
 
@@ -132,8 +138,9 @@ def test_gradcam_in_a_nested_model(style):
     clf = KerasClassifier(outer, get_preprocessor("tf"), NAMES)
     assert clf.default_cam_layer() == f"{base.name}/out_relu"
     x = np.random.default_rng(0).uniform(0, 255, (64, 64, 3)).astype(np.float32)
-    result = get_method("gradcam").attribute(clf, x, Target(0))
-    assert result.values.shape == (64, 64, 1) and (result.values >= 0).all()
+    for key, params in (("gradcam", {}), ("layercam", {}), ("scorecam", {"channels": "64"})):
+        result = get_method(key, **params).attribute(clf, x, Target(0))
+        assert result.values.shape == (64, 64, 1) and (result.values >= 0).all(), key
     _, _, scores = clf.layer_gradients(x[None], Target(0))
     np.testing.assert_allclose(scores, clf.logits(x[None])[:, 0], rtol=1e-4)
     for old, new in zip(weights_before, outer.get_weights(), strict=True):

@@ -15,7 +15,7 @@ import safety_builders as build
 from PIL import Image
 
 from saliency_core.imaging import ImageError, load_image
-from saliency_core.models import checks
+from saliency_core.models import registry
 from saliency_core.models.custom import CustomModelError, load_custom_model
 from saliency_core.safety import isolation, weights
 from saliency_core.safety.errors import UnsafeUploadError, describe_exception
@@ -249,14 +249,14 @@ def test_an_official_file_skips_the_isolated_check(monkeypatch):
     def never(*_args):
         raise AssertionError("the isolated check ran")
 
-    monkeypatch.setattr(checks, "run_isolated", never)
-    checks.check_weights_upload("resnet50", data)
+    monkeypatch.setattr(registry, "run_isolated", never)
+    registry.check_weights_upload("resnet50", data)
     from saliency_core.models.registry import WeightsUnavailableError
 
     with pytest.raises(AssertionError, match="isolated check ran"):
-        checks.check_weights_upload("resnet50", data + b"!")
+        registry.check_weights_upload("resnet50", data + b"!")
     with pytest.raises(WeightsUnavailableError, match="limit is"):
-        checks.check_weights_upload("resnet50", data, Limits(max_weights_bytes=10))
+        registry.check_weights_upload("resnet50", data, Limits(max_weights_bytes=10))
 
 
 # ------------------------------------------------------------------------------ images

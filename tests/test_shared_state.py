@@ -217,3 +217,36 @@ def test_a_very_thin_photo_is_explained_without_a_preview():
     assert_ok(at)
     assert not at.error
     assert any("too thin to preview" in c.value for c in at.caption)
+
+
+def test_a_sessions_weights_live_as_long_as_the_session_however_many_others_upload():
+    """Weights uploaded in a session are deleted when that session ends, never because
+    other sessions uploaded theirs (they used to be pruned to the 16 newest folders)."""
+    import gc
+
+    from saliency_core.models.registry import remove_session_uploads, uploads_dir
+
+    def session_on_models_page():
+        at = new_app()
+        at.switch_page("models.py").run()  # where weights are uploaded: the token is made
+        return at
+
+    first = session_on_models_page()
+    first_token = first.session_state["session_token"]
+    uploads_dir(first_token).mkdir(parents=True, exist_ok=True)
+    (uploads_dir(first_token) / "mobilenet_v2.weights.h5").write_bytes(b"kept")
+    others = []
+    for _ in range(17):
+        other = session_on_models_page()
+        folder = uploads_dir(other.session_state["session_token"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "mobilenet_v2.weights.h5").write_bytes(b"theirs")
+        others.append(other)
+    assert (uploads_dir(first_token) / "mobilenet_v2.weights.h5").read_bytes() == b"kept"
+    last_token = others[-1].session_state["session_token"]
+    del others[-1], other  # that session ends
+    gc.collect()
+    assert not uploads_dir(last_token).exists()
+    assert uploads_dir(first_token).exists()
+    remove_session_uploads()  # the server starting again: no session is open
+    assert not (uploads_dir() / "sessions").exists()

@@ -79,3 +79,81 @@ def test_uploads_are_never_written_under_their_own_names():
             for line in text.splitlines():
                 if name_use in line:
                     assert "open(" not in line and "Path(" not in line, (path, line)
+
+
+def _core_import_graph() -> dict[str, set[str]]:
+    """Each ``saliency_core`` module and the project modules it imports, anywhere in it
+    (an import inside a function is a dependency too: it only runs later)."""
+    def name_of(path: Path) -> str:
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    modules = {name_of(p): p for p in (ROOT / "saliency_core").rglob("*.py")}
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(filter(None, (known(alias.name) for alias in node.names)))
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                found.update(filter(None, (known(f"{base}.{alias.name}") or known(base)
+                                           for alias in node.names)))
+        found.discard(module)
+        graph[module] = found
+    return graph
+
+
+def find_import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_import_cycles(graph) == [["a", "b", "c"]]
+    assert find_import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_inside_the_core():
+    """Each core package can be read and tested on its own: no module imports, directly or
+    through others, a module that imports it back (the safety layer never imports the model
+    registry, which imports it)."""
+    assert find_import_cycles(_core_import_graph()) == []

@@ -85,3 +85,37 @@ def test_gradcam_and_smoothgrad_point_inside_as_often_as_vanilla(trained):
     smooth = fraction_inside(classifier, SmoothGrad(samples=10), images, labels, boxes)
     assert gradcam >= vanilla, (gradcam, vanilla)
     assert smooth >= vanilla, (smooth, vanilla)
+
+
+def fraction_where_top_region_covers_the_patch(classifier, method, images, labels, boxes
+                                               ) -> float:
+    """For region maps (XRAI): how often the patch's centre lies in the top-ranked region."""
+    inside = 0
+    for image, label, (y, x) in zip(images, labels, boxes, strict=True):
+        values = method.attribute(classifier, image, Target(int(label))).values[..., 0]
+        inside += values[y + PATCH // 2, x + PATCH // 2] >= values.max()
+    return inside / len(images)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key, params", [
+    ("blur_ig", {"steps": 10, "max_sigma": 8.0}), ("guided_ig", {"steps": 20}),
+    ("scorecam", {}), ("layercam", {}), ("rise", {"masks": 500, "grid": 8})])
+def test_peer_methods_point_inside_the_patch(trained, key, params):
+    from saliency_core.methods import get_method
+
+    images, labels, boxes = make_dataset(30, seed=7)
+    classifier = KerasClassifier(trained, lambda x: x, ("red", "blue"))
+    fraction = fraction_inside(classifier, get_method(key, **params), images, labels, boxes)
+    assert fraction >= 0.9, f"{key}: map maximum inside the patch on only {fraction:.0%}"
+
+
+@pytest.mark.slow
+def test_xrai_ranks_the_patch_first(trained):
+    from saliency_core.methods import get_method
+
+    images, labels, boxes = make_dataset(10, seed=7)  # the segmentation takes a second each
+    classifier = KerasClassifier(trained, lambda x: x, ("red", "blue"))
+    fraction = fraction_where_top_region_covers_the_patch(
+        classifier, get_method("xrai", steps=10), images, labels, boxes)
+    assert fraction >= 0.9, f"the top XRAI region holds the patch on only {fraction:.0%}"

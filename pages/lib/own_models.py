@@ -35,6 +35,7 @@ from saliency_core.models.registry import (
     WeightsUnavailableError,
     find_local_weights,
     get_spec,
+    remove_session_uploads,
     shared_uploads_allowed,
 )
 from saliency_core.safety.jobs import Estimate
@@ -47,10 +48,22 @@ MAX_OWN_MODEL_BYTES = 400 * 1024 * 1024
 """Their total file size per session (the files stay in memory for the session)."""
 
 
+class _SessionFiles:
+    """Kept in a session's state: when the session ends (its state is dropped), its
+    private weights folder is deleted, and not before."""
+
+    def __init__(self, token: str):
+        self.token = token
+        weakref.finalize(self, remove_session_uploads, token)
+
+
 def session_token() -> str:
-    """A random token for this browser session (names its private uploads folder)."""
+    """A random token for this browser session (names its private uploads folder, which
+    is deleted when the session ends)."""
     if "session_token" not in st.session_state:
-        st.session_state["session_token"] = secrets.token_hex(12)
+        token = secrets.token_hex(12)
+        st.session_state["session_token"] = token
+        st.session_state["session_files"] = _SessionFiles(token)
     return st.session_state["session_token"]
 
 

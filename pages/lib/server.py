@@ -3,6 +3,7 @@
 ``app.py`` builds an ``st.App`` from these parts; ``streamlit run app.py`` serves it.
 
 * :func:`lifespan` runs when the server starts, before any browser connects: it
+  removes the weights files that sessions of an earlier run uploaded, and
   loads the default model, times its passes (the work budget needs them), traces
   its score, gradient and Grad-CAM functions and starts a photo-decoding worker,
   on a background thread, so the first visitor's wait does not include any of it.
@@ -248,6 +249,9 @@ class _QuotaExceededError(Exception):
 @asynccontextmanager
 async def lifespan(app):
     """Warm the default model on a thread, track uploads, sweep orphans every few seconds."""
+    from saliency_core.models.registry import remove_session_uploads
+
+    remove_session_uploads()  # left by sessions of an earlier run; none is open yet
     thread = threading.Thread(target=warm_up, name="saliency-warm-up", daemon=True)
     thread.start()
     manager = _manager()

@@ -2,8 +2,8 @@
 
 A frame of any size and orientation ``(H, W, 3)`` is fitted to the model as on
 Explore (the largest centred region with the model's aspect ratio, or the whole
-frame squashed), explained with
-the vanilla gradient or a light SmoothGrad through the same methods and adapter as
+frame squashed), explained with the vanilla gradient, a light SmoothGrad or LayerCAM
+through the same methods and adapter as
 every page, and the map is laid over the region the model saw. With the centre
 crop, the parts the model did not see are dimmed. The class and its probability
 are written in the top-left corner. The output always has the input's shape.
@@ -34,8 +34,12 @@ from saliency_core.postprocess import normalize_map, reduce_channels
 LIVE_METHODS: dict[str, str] = {
     "vanilla": "Vanilla gradient",
     "smoothgrad": "SmoothGrad, few samples",
+    "layercam": "LayerCAM (last convolutional layer)",
 }
-"""Methods fast enough for a live stream (one or a few gradient calls per frame)."""
+"""Methods fast enough for a live stream (one or a few gradient calls per frame). The
+other methods need tens to thousands of model passes per map (Integrated Gradients,
+XRAI, Blur IG and Guided IG 50-200 gradients, Score-CAM one forward pass per channel,
+RISE and occlusion hundreds to thousands), far slower than a camera's frames."""
 
 OUTSIDE_DIM = 0.45
 """Brightness kept outside the region the model sees (centre crop)."""

@@ -71,6 +71,20 @@ class LayerGradientModel(GradientModel, Protocol):
     def default_cam_layer(self) -> str:
         """Name of the last spatial (convolutional) layer."""
 
+    def layer_activations(self, images: np.ndarray, layer: str | None) -> np.ndarray:
+        """The layer's output ``(B, h, w, k)``, by a forward pass to that layer only."""
+
+
+FAMILIES: dict[str, str] = {
+    "gradients": "Gradients",
+    "paths": "Paths",
+    "cams": "CAMs",
+    "perturbation": "Perturbation",
+}
+"""Method families (key: short label), in the order pickers show them
+(:attr:`SaliencyMethod.family`): gradients at the image, integrals along a path to it,
+class activation maps of a convolutional layer, and forward passes on changed images."""
+
 
 @dataclass(frozen=True)
 class Param:
@@ -168,6 +182,7 @@ class SaliencyMethod(ABC):
         display: how the map is best shown: ``"channels"`` (several channels,
             the user picks the reduction), ``"unsigned"`` (one non-negative
             channel) or ``"signed"`` (one channel whose sign matters).
+        family: a key of :data:`FAMILIES`, for grouping methods in pickers.
     """
 
     key: ClassVar[str]
@@ -179,6 +194,7 @@ class SaliencyMethod(ABC):
     sampling: ClassVar[bool] = False
     reading: ClassVar[str] = "Bright pixels matter most to the class score."
     display: ClassVar[str] = "channels"
+    family: ClassVar[str] = "gradients"
 
     @abstractmethod
     def attribute(self, model: GradientModel, image: np.ndarray, target: Target,

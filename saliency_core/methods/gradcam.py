@@ -58,6 +58,7 @@ class GradCAM(SaliencyMethod):
     reading = ("Bright regions are where the chosen layer's features that raise the class score "
                "sit. The map is as coarse as that layer's grid (7×7 for most models' last layer).")
     display = "unsigned"
+    family = "cams"
     plus_plus: ClassVar[bool] = False
     params: ClassVar[tuple[Param, ...]] = (
         Param("layer", "Layer", None, "The convolutional layer to explain; the default is "
@@ -71,13 +72,18 @@ class GradCAM(SaliencyMethod):
         """One pass to the layer and back."""
         return Work(layer=1)
 
+    def layer_map(self, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
+        """The map ``(h, w)`` at the layer's resolution from one image's ``activations``
+        and their ``grads`` ``(h, w, k)``."""
+        return cam_map(activations, gradcam_weights(activations, grads, self.plus_plus))
+
     def attribute(self, model: LayerGradientModel, image: np.ndarray, target: Target,
                   progress: ProgressCallback | None = None) -> Attribution:
         """The CAM of ``image`` ``(H, W, 3)``, upsampled to ``(H, W, 1)``."""
         layer = self.layer or model.default_cam_layer()
         acts, grads, scores = model.layer_gradients(np.asarray(image, np.float32)[None],
                                                     target, layer)
-        cam = cam_map(acts[0], gradcam_weights(acts[0], grads[0], self.plus_plus))
+        cam = self.layer_map(acts[0], grads[0])
         values = resize_map(cam.astype(np.float32), image.shape[:2])[..., None]
         report(progress, 1.0)
         resolution = f"{cam.shape[1]}×{cam.shape[0]}"

@@ -90,6 +90,19 @@ def make_baseline(image: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
     raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(BASELINES)}")
 
 
+def completeness_info(values: np.ndarray, score: float, start: str, start_score: float,
+                      steps: int) -> dict:
+    """What a path method reports: the scores at both ends of the path (``start`` names
+    where it begins), the sum of the attributions ``values`` and its gap to the score
+    change, as a share of that change, and the steps used."""
+    attributed = float(np.sum(values, dtype=np.float64))
+    change = score - start_score
+    return {"score at image": score, f"score at {start}": start_score,
+            "sum of attributions": attributed,
+            "completeness gap": abs(attributed - change) / max(abs(change), 1e-12),
+            "steps used": steps}
+
+
 class IntegratedGradients(SaliencyMethod):
     """Path-integrated gradients from a baseline to the image (trapezoid rule)."""
 
@@ -101,6 +114,7 @@ class IntegratedGradients(SaliencyMethod):
     reading = ("Bright pixels contributed most to the score's rise from the baseline image to "
                "this one; the contributions add up to that rise (see the completeness gap).")
     sampling = True
+    family = "paths"
     params: ClassVar[tuple[Param, ...]] = (
         Param("steps", "Steps", 50, "Intervals of the path integral (trapezoid rule); "
               "more steps close the completeness gap.", 4, 300, 1),

@@ -51,6 +51,7 @@ class Occlusion(SaliencyMethod):
                "coarse as the square and the stride.")
     display = "signed"
     sampling = True
+    family = "perturbation"
     params: ClassVar[tuple[Param, ...]] = (
         Param("patch", "Patch size (pixels)", 32, "Side of the grey square, in model-input "
               "pixels.", 4, 224, 4),

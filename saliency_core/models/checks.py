@@ -1,4 +1,4 @@
-"""The checks that run in the isolated child process, and the weights-upload check.
+"""The checks that run in the isolated child process.
 
 :mod:`saliency_core.safety.isolation` starts a fresh, memory-limited child and
 runs one of these by name (its ``TASKS`` table); they live here, next to the
@@ -11,7 +11,8 @@ models they build, so the safety layer never imports the model registry.
   A model whose single image needs more than the limit is refused here, inside
   the child, so the server never runs it; the others get a batch size chosen from
   the measurement.
-* :func:`check_weights_in_child`: a weights file for a registered model.
+* :func:`check_weights_in_child`: a weights file for a registered model (the
+  server's side of that check is :func:`saliency_core.models.registry.check_weights_upload`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,8 @@ from saliency_core.safety.isolation import (
     classify_load_failure,
     failing_as,
     import_keras,
-    make_workdir,
-    remove_workdir,
-    run_isolated,
 )
-from saliency_core.safety.limits import Limits, format_bytes, load_limits
+from saliency_core.safety.limits import Limits, format_bytes
 
 
 def _extract_weights(archive_path: str, workdir: str, limits: Limits) -> str | None:
@@ -131,44 +129,3 @@ def check_weights_in_child(args: dict, limits: Limits, phase: Callable[[str], No
                     "damaged or holds the weights of another model."):
         model.load_weights(target)
     return {"legacy": report.legacy}
-
-
-def check_weights_upload(key: str, data: bytes, limits: Limits | None = None) -> None:
-    """Refuse a weights upload for registered model ``key`` unless it is safe to load.
-
-    Official files (by hash, :mod:`saliency_core.safety.weights`) pass at once; any
-    other file is walked and loaded into a fresh model in the isolated child
-    process, under the limits.
-
-    Args:
-        key: the registered model's key.
-        data: the uploaded file's bytes.
-        limits: the limits in force (default :func:`load_limits`).
-
-    Raises:
-        WeightsUnavailableError: with a message for the user.
-    """
-    from saliency_core.models.registry import WeightsUnavailableError, get_spec
-    from saliency_core.safety.weights import is_official_weights
-
-    limits = limits or load_limits()
-    spec = get_spec(key)
-    if len(data) > limits.max_weights_bytes:
-        raise WeightsUnavailableError(
-            f"The weights file is {format_bytes(len(data))}; the limit is "
-            f"{format_bytes(limits.max_weights_bytes)}.")
-    if is_official_weights(key, data):
-        return
-    workdir = make_workdir("weights")
-    try:
-        path = os.path.join(workdir, "upload.h5")
-        with open(path, "wb") as out:
-            out.write(data)
-        run_isolated("weights", {"path": path, "key": key, "workdir": workdir}, limits)
-    except UnsafeUploadError as exc:
-        raise WeightsUnavailableError(str(exc)) from exc
-    except IsolatedLoadError as exc:  # the project's own sentence; Keras's is logged
-        raise WeightsUnavailableError(
-            f"The uploaded file does not fit {spec.display_name}. {exc}") from exc
-    finally:
-        remove_workdir(workdir)

@@ -39,6 +39,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from saliency_core.labels import load_imagenet_labels
+from saliency_core.safety.errors import UnsafeUploadError
+from saliency_core.safety.isolation import (
+    IsolatedLoadError,
+    make_workdir,
+    remove_workdir,
+    run_isolated,
+)
+from saliency_core.safety.limits import Limits, format_bytes, load_limits
+from saliency_core.safety.weights import is_official_weights
 
 if TYPE_CHECKING:  # imported where a model is built, so listing the models is instant
     import keras
@@ -186,15 +195,17 @@ def uploaded_weights_path(spec: ModelSpec, scope: str | None = None) -> Path | N
     return next((p for p in _uploaded_candidates(spec, scope) if p.is_file()), None)
 
 
-def prune_session_uploads(keep: int = 16) -> None:
-    """Delete all but the ``keep`` most recently used per-session upload folders."""
+def remove_session_uploads(scope: str | None = None) -> None:
+    """Delete one browser session's uploaded weights (when that session ends), or with
+    ``scope=None`` every session's (when the server starts, before any session exists).
+
+    Never by count or age: a session that is still open keeps its files, however many
+    other visitors upload.
+    """
     root = uploads_dir() / "sessions"
-    if not root.is_dir():
-        return
-    folders = sorted((p for p in root.iterdir() if p.is_dir()),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in folders[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+    target = root if scope is None else uploads_dir(scope)
+    if target.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def _config_weights(spec: ModelSpec) -> Path | None:
@@ -494,8 +505,6 @@ def save_uploaded_weights(key: str, data: bytes, scope: str | None = None) -> We
     spec = get_spec(key)
     if spec.key == DEFAULT_MODEL_KEY:
         raise WeightsUnavailableError("The default model's weights ship with the app.")
-    from saliency_core.models.checks import check_weights_upload
-
     check_weights_upload(spec.key, data)  # pre-flight walk and isolated load; official files pass
     new_style, legacy = _uploaded_candidates(spec, scope)
     new_style.parent.mkdir(parents=True, exist_ok=True)
@@ -525,3 +534,42 @@ def save_uploaded_weights(key: str, data: bytes, scope: str | None = None) -> We
                              else "file you uploaded in this session")
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_weights_upload(key: str, data: bytes, limits: Limits | None = None) -> None:
+    """Refuse a weights upload for registered model ``key`` unless it is safe to load.
+
+    Official files (by hash, :mod:`saliency_core.safety.weights`) pass at once; any
+    other file is walked and loaded into a fresh model in the isolated child
+    process (:func:`saliency_core.models.checks.check_weights_in_child`), under the
+    limits.
+
+    Args:
+        key: the registered model's key.
+        data: the uploaded file's bytes.
+        limits: the limits in force (default :func:`load_limits`).
+
+    Raises:
+        WeightsUnavailableError: with a message for the user.
+    """
+    limits = limits or load_limits()
+    spec = get_spec(key)
+    if len(data) > limits.max_weights_bytes:
+        raise WeightsUnavailableError(
+            f"The weights file is {format_bytes(len(data))}; the limit is "
+            f"{format_bytes(limits.max_weights_bytes)}.")
+    if is_official_weights(key, data):
+        return
+    workdir = make_workdir("weights")
+    try:
+        path = os.path.join(workdir, "upload.h5")
+        with open(path, "wb") as out:
+            out.write(data)
+        run_isolated("weights", {"path": path, "key": key, "workdir": workdir}, limits)
+    except UnsafeUploadError as exc:
+        raise WeightsUnavailableError(str(exc)) from exc
+    except IsolatedLoadError as exc:  # the project's own sentence; Keras's is logged
+        raise WeightsUnavailableError(
+            f"The uploaded file does not fit {spec.display_name}. {exc}") from exc
+    finally:
+        remove_workdir(workdir)

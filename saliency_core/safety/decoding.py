@@ -6,9 +6,9 @@ called it. So the server never decodes a visitor's photo itself. The structural
 walkers of :mod:`saliency_core.safety.images` first refuse what they can see
 cheaply (too many scans, markers, pages, pixels); then the bytes go to a worker:
 
-* a fresh interpreter (``python -m saliency_core.safety.decoding``) that imports
-  only Pillow and NumPy, then caps its own address space (``RLIMIT_AS``) at what
-  it maps plus :attr:`Limits.decode_memory_bytes`;
+* a fresh interpreter (``python -m saliency_core.safety.decode_worker``) that
+  imports only Pillow and NumPy, then caps its own address space (``RLIMIT_AS``)
+  at what it maps plus :attr:`Limits.decode_memory_bytes`;
 * it decodes with :func:`saliency_core.imaging.decode_image`, the same code that
   would otherwise run in the server, and sends back the small, already
   downscaled RGB array (at most 1024 pixels a side) and its notes;
@@ -54,54 +54,6 @@ class DecodeError(ValueError):
     """The photo could not be decoded; the message is for users."""
 
 
-# ----------------------------------------------------------------- in the worker
-
-
-def _read_exact(stream, size: int) -> bytes:
-    chunks, remaining = [], size
-    while remaining:
-        chunk = stream.read(remaining)
-        if not chunk:
-            raise EOFError()
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def worker_main() -> None:
-    """The worker: requests on stdin, answers on stdout, until stdin closes."""
-    channel = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)  # anything a library prints goes to stderr, not into the channel
-    source = sys.stdin.buffer
-    from saliency_core.imaging import ImageError, decode_image
-    from saliency_core.safety.rlimits import limit_address_space
-
-    budget = int(os.environ.get("SALIENCY_DECODE_MEMORY", str(1 << 30)))
-    limit_address_space(budget)
-
-    def send(header: dict, payload: bytes = b"") -> None:
-        channel.write(json.dumps(header).encode() + b"\n" + payload)
-
-    while True:
-        line = source.readline(_MAX_HEADER)
-        if not line:
-            return
-        request = json.loads(line)
-        data = _read_exact(source, int(request["size"]))
-        try:
-            image = decode_image(data, max_pixels=int(request["max_pixels"]),
-                                 display_max_side=int(request["display_max_side"]),
-                                 limits=Limits(**request["limits"]))
-            pixels = np.ascontiguousarray(image.pixels, dtype=np.uint8)
-            send({"shape": list(pixels.shape), "original_size": list(image.original_size),
-                  "decoded_size": list(image.decoded_size), "format": image.format,
-                  "notes": list(image.notes)}, pixels.tobytes())
-        except ImageError as exc:
-            send({"error": str(exc)})
-        except MemoryError:
-            send({"error": "memory"})
-
-
 # ---------------------------------------------------------------- in the parent
 
 
@@ -113,7 +65,7 @@ class _Worker:
         env.update(SALIENCY_DECODE_MEMORY=str(int(memory_bytes)), MALLOC_ARENA_MAX="1",
                    PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "saliency_core.safety.decoding"],
+            [sys.executable, "-m", "saliency_core.safety.decode_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, start_new_session=True, bufsize=0)
         self.uses = 0
@@ -290,7 +242,3 @@ def decode_in_worker(data: bytes, max_pixels: int, display_max_side: int,
                      limits: Limits | None = None) -> tuple[dict, np.ndarray]:
     """:meth:`DecodePool.decode` on this process's pool."""
     return decode_pool().decode(data, max_pixels, display_max_side, limits or load_limits())
-
-
-if __name__ == "__main__":
-    worker_main()

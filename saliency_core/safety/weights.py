@@ -5,7 +5,7 @@ is trusted as is. Every other file is untrusted: it is walked and loaded in
 the isolated child process (:mod:`saliency_core.safety.isolation`) first.
 
 The check itself, which loads the file into the registered model in the isolated
-child process, is :func:`saliency_core.models.checks.check_weights_upload` (the
+child process, is :func:`saliency_core.models.registry.check_weights_upload` (the
 safety layer never imports the model registry).
 
 Keras Applications publishes MD5 hashes only (the ``file_hash`` arguments in

@@ -1,0 +1,47 @@
+"""Compare's method picker: four default rows, every other method one click away by family."""
+
+import json
+
+from apptest_support import new_app
+
+from saliency_core.methods import METHODS, methods_by_family
+
+
+def rows(at) -> list[str]:
+    """The row titles (the first column's y-axis titles), top to bottom."""
+    layout = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
+    axes = sorted((int(k[5:] or 1), v) for k, v in layout.items() if k.startswith("yaxis"))
+    return [axis["title"]["text"] for _, axis in axes if axis.get("title", {}).get("text")]
+
+
+def test_family_toggles_add_and_remove_rows_and_show_what_is_in():
+    at = new_app()
+    at.switch_page("compare.py").run()
+    assert not at.exception
+    methods = at.multiselect(key="w_compare.methods")
+    assert methods.value == ["vanilla", "smoothgrad", "integrated_gradients", "gradcam"]
+    groups = methods_by_family()
+    toggles = {family: at.button_group(key=f"w_compare.family.{family}") for family in groups}
+    for family, toggle in toggles.items():
+        assert len(toggle.options) == len(groups[family]), family
+    assert sum(len(keys) for keys in groups.values()) == len(METHODS)  # every method offered
+    # what is selected shows in each family's toggles
+    assert toggles["gradients"].value == ["vanilla", "smoothgrad"]
+    assert toggles["paths"].value == ["integrated_gradients"]
+    assert toggles["cams"].value == ["gradcam"]
+    assert toggles["perturbation"].value == []
+
+    # keep it quick: one class, and rows of one-pass methods
+    classes = next(m for m in at.multiselect if m.label.startswith("Classes (columns"))
+    classes.set_value(classes.value[:1]).run()
+    methods = at.multiselect(key="w_compare.methods")
+    methods.set_value(["vanilla"]).run()
+    assert at.button_group(key="w_compare.family.paths").value == []
+    at.button_group(key="w_compare.family.cams").set_value(["layercam"]).run()
+    assert not at.exception
+    assert at.multiselect(key="w_compare.methods").value == ["vanilla", "layercam"]
+    assert at.button_group(key="w_compare.family.cams").value == ["layercam"]
+    assert rows(at) == ["Vanilla gradient", "LayerCAM"]
+    at.button_group(key="w_compare.family.gradients").set_value([]).run()
+    assert at.multiselect(key="w_compare.methods").value == ["layercam"]
+    assert rows(at) == ["LayerCAM"]
