@@ -516,7 +516,7 @@ def profile_vanilla(clf, x: np.ndarray, c: int, repeats: int) -> list[str]:
     fn, target = clf._gradient_fn, Target(c)
     args = (tf.fill([1], tf.constant(c)), tf.fill([1], tf.constant(-1)), tf.constant(False))
     tensor = tf.constant(batch)
-    grads, _ = fn(tensor, *args)
+    grads = fn(tensor, *args)[0]  # (gradients, scores, logits, classes)
     values = explain(clf, x, target).attribution.values
     raw = reduce_channels(values, "max_abs")
     saliency = normalize_map(raw, 99.5)

@@ -14,6 +14,7 @@ from saliency_core.imaging import FIT_MODES
 from saliency_core.labels import shorten_label
 from saliency_core.live import LIVE_METHODS, LiveSettings
 from saliency_core.methods import Work
+from saliency_core.pipeline import batches_classes
 from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS
 from saliency_core.safety.budget import OverBudgetError
 from saliency_core.safety.limits import load_limits
@@ -89,9 +90,13 @@ live_limit = load_limits().max_live_frame_seconds
 
 
 def check_frame(method: str, params: dict):
-    """One frame's estimate, or a refusal shown in place of the stream (and the page stops)."""
+    """One frame's estimate, or a refusal shown in place of the stream (and the page stops).
+
+    A vanilla frame takes its class from its own gradient call; SmoothGrad first needs a
+    forward pass for the class of the clean frame (``process_frame``)."""
+    extra = None if batches_classes(method) else Work(forward=1)
     try:
-        return jobs.check_method(classifier, method, params, extra=Work(forward=1),
+        return jobs.check_method(classifier, method, params, extra=extra,
                                  label="One live frame", max_seconds=live_limit)
     except OverBudgetError as exc:
         session.box.set(None)

@@ -8,6 +8,11 @@ writes, per image, the overlay PNG, the raw ``.npy`` map and a provenance JSON,
 plus ``summary.csv``. See ``python -m saliency_core explain --help``.
 
 ``app`` serves the Streamlit app (:mod:`saliency_core.serve`).
+
+For ``explain``, arguments, inputs and the output folder are checked before TensorFlow is
+imported (``--help`` and a wrong argument answer at once); TensorFlow is then
+imported once, with its start-up notes held back
+(:mod:`saliency_core.quiet_tensorflow`), while the photo-decoding worker starts.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -317,7 +321,6 @@ def check_engine_options(args: argparse.Namespace) -> None:
 def run_explain(args: argparse.Namespace) -> int:
     """The ``explain`` command; returns the exit status."""
     from saliency_core.audit.destination import DestinationError, plan_destination
-    from saliency_core.audit.engine import EngineError
 
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -331,6 +334,15 @@ def run_explain(args: argparse.Namespace) -> int:
     if not images:
         print("nothing to do: no image files were found", file=sys.stderr)
         return 1
+    if args.engine == "local":
+        from saliency_core.safety.decoding import decode_pool
+
+        decode_pool().warm()  # the worker process starts while TensorFlow is imported
+    from saliency_core.quiet_tensorflow import import_tensorflow
+
+    import_tensorflow()
+    from saliency_core.audit.engine import EngineError
+
     with contextlib.ExitStack() as stack:
         try:
             folder = run_engine(args, images, params, destination, stack)
@@ -391,7 +403,9 @@ def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params:
         outcomes = session.iter_outcomes(choice, identity, settings, files, workers)
     else:
         outcomes = iter_local(classifier, identity, settings, files)
-    with OutputFolder(out, len(files)) as folder:
+    # closing: a stopped run (a file that appeared meanwhile, Ctrl-C) ends the engine's
+    # threads or actors at once, not when the generator is collected
+    with OutputFolder(out, len(files)) as folder, contextlib.closing(outcomes):
         for outcome in outcomes:
             folder.write(outcome)
     return folder
@@ -446,7 +460,6 @@ def main(argv: Sequence[str] | None = None, prog: str = DEFAULT_PROG) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["app"]:
         return run_app_command(argv[1:], prog)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser(prog).parse_args(argv)
     args.prog = prog
     try:

@@ -15,7 +15,7 @@ from saliency_core.methods.base import BatchedMethod, ProgressCallback
 from saliency_core.models.preprocessing import get_preprocessor
 from saliency_core.models.registry import WeightsSource, get_spec, load_registered_model
 from saliency_core.postprocess import normalize_map, reduce_channels
-from saliency_core.tf_adapter import KerasClassifier
+from saliency_core.tf_adapter import KerasClassifier, RowGradients
 
 
 @dataclass(frozen=True)
@@ -74,21 +74,69 @@ def explain(classifier: KerasClassifier, model_input: np.ndarray, target: Target
     return Explanation(attribution, time.perf_counter() - start)
 
 
-class _ClassPerRow:
+class _OneCallPerRow:
     """A :class:`~saliency_core.methods.base.GradientModel` whose rows each get their own
-    class: copies of one image with ``class_indices[i]`` for row ``i``, in one call."""
+    class (``None`` for the row's top-1), in one call that also keeps the logits of its
+    forward pass (:meth:`KerasClassifier.row_gradients`)."""
 
-    def __init__(self, classifier: KerasClassifier, class_indices: list[int], score: str):
+    def __init__(self, classifier: KerasClassifier, class_indices, score: str):
         self.classifier, self.class_indices, self.score = classifier, class_indices, score
         self.input_size, self.batch_size = classifier.input_size, classifier.batch_size
+        self.calls: list[RowGradients] = []
 
     def gradients(self, images: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray]:
-        grads, scores, _ = self.classifier.gradients_per_row(images, self.class_indices,
-                                                             self.score)
-        return grads, scores
+        done = self.classifier.row_gradients(images, self.class_indices, self.score)
+        self.calls.append(done)
+        return done.gradients, done.scores
 
     def scores(self, images: np.ndarray, target: Target) -> np.ndarray:
         return self.gradients(images, target)[1]
+
+
+@dataclass(frozen=True)
+class RowExplanations:
+    """A batch explained in one model call, one class per row.
+
+    Attributes:
+        values: ``(B, H, W, C)`` float32 attributions.
+        scores: ``(B,)`` the explained score of each row.
+        probabilities: ``(B, K)`` softmax probabilities from the same forward pass.
+        class_indices: ``(B,)`` the class each row explains.
+        rows: for each image, the rows of the model call it was in.
+        seconds: the whole call's time.
+    """
+
+    values: np.ndarray
+    scores: np.ndarray
+    probabilities: np.ndarray
+    class_indices: np.ndarray
+    rows: list[int]
+    seconds: float
+
+
+def explain_rows(classifier: KerasClassifier, images: np.ndarray, class_indices,
+                 method: str = "vanilla", params: dict | None = None,
+                 score: str = "logit") -> RowExplanations:
+    """A one-gradient method (:func:`batches_classes`) for a batch ``(B, H, W, 3)``, one class
+    per row, with the probabilities of the very forward pass it differentiates.
+
+    ``None`` as a row's class explains that row's top-1: the top-5 and the map of the top
+    class cost one forward and one backward pass, not an extra forward pass first.
+
+    Raises:
+        ValueError: ``method`` is not computed in one gradient call.
+    """
+    if not batches_classes(method):
+        raise ValueError(f"{method} is not computed in one gradient call per batch")
+    start = time.perf_counter()
+    model = _OneCallPerRow(classifier, list(class_indices), score)
+    values, scores = get_method(method, **(params or {})).attribute_batch(
+        model, np.asarray(images, np.float32), Target(0, score=score))
+    if len(model.calls) != 1:
+        raise ValueError(f"{method} made {len(model.calls)} gradient calls, not one")
+    done = model.calls[0]
+    return RowExplanations(np.asarray(values, np.float32), scores, done.probabilities,
+                           done.class_indices, done.rows, time.perf_counter() - start)
 
 
 def batches_classes(method: str) -> bool:
@@ -116,7 +164,7 @@ def explain_classes(classifier: KerasClassifier, model_input: np.ndarray,
     if batches_classes(method) and len(indices) > 1:
         images = np.repeat(image[None], len(indices), axis=0)
         values, scores = get_method(method, **(params or {})).attribute_batch(
-            _ClassPerRow(classifier, indices, score), images, Target(indices[0], score=score))
+            _OneCallPerRow(classifier, indices, score), images, Target(indices[0], score=score))
         share = (time.perf_counter() - start) / len(indices)
         return [Explanation(Attribution(values=v, score=float(s)), share)
                 for v, s in zip(values, scores, strict=True)]

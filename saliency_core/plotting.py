@@ -8,10 +8,12 @@ downloaded overlay looks like the one on screen.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import io
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,11 +92,18 @@ def make_colorscale(colormap: str, signed: bool = False) -> list:
     return _explicit_colorscale(colormap, signed)
 
 
+@functools.lru_cache(maxsize=32)
 def colormap_lut(colormap: str, signed: bool = False, size: int = 256) -> np.ndarray:
-    """A ``(size, 3)`` uint8 lookup table for a colour map."""
+    """A ``(size, 3)`` uint8 lookup table for a colour map (read-only).
+
+    Kept once per colour map: Plotly samples its scale in Python, about 10 ms a
+    table, which was a fifth of an audit image's time when every overlay built it.
+    """
     colors = sample_colorscale(_colorscale(colormap, signed), np.linspace(0, 1, size),
                                colortype="tuple")
-    return np.clip(np.rint(np.array(colors) * 255), 0, 255).astype(np.uint8)
+    lut = np.clip(np.rint(np.array(colors) * 255), 0, 255).astype(np.uint8)
+    lut.flags.writeable = False
+    return lut
 
 
 def colorize(saliency: np.ndarray, colormap: str = "viridis", signed: bool = False) -> np.ndarray:
@@ -140,10 +149,17 @@ def blend_overlay(view: np.ndarray, saliency: np.ndarray, colormap: str = "virid
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
-    """PNG bytes of an ``(H, W, 3)`` uint8 image."""
+def encode_png(pixels: np.ndarray, fast: bool = False) -> bytes:
+    """PNG bytes of an ``(H, W, 3)`` uint8 image.
+
+    ``fast`` trades zlib's string matching for run-length coding (``Z_RLE``, level 1):
+    a photo with a map laid over it has few repeated strings, so its file came out
+    the same size (within 1%) in a third of the time on the test photos; flat areas
+    still shrink to runs. The command line's overlays use it.
+    """
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buffer, format="PNG")
+    options = {"compress_level": 1, "compress_type": zlib.Z_RLE} if fast else {}
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buffer, format="PNG", **options)
     return buffer.getvalue()
 
 

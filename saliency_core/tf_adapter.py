@@ -14,6 +14,10 @@ about TensorFlow:
 * one ``tf.function`` is traced per model; the class indices are tensors and
   the batch dimension is unknown, so changing the class, the image or the
   batch size never retraces (:attr:`KerasClassifier.trace_count` proves it);
+* the gradient function also returns the logits of the forward pass it
+  differentiates, and a negative class index there means "this row's top-1",
+  so a caller that needs the top-5 and the map of the top class makes one model
+  call, not a forward pass and then a gradient (:meth:`KerasClassifier.row_gradients`);
 * large batches are split into nearly equal chunks of at most ``batch_size``
   images; by default that bound follows the model's memory per image and the
   machine's free memory (:mod:`saliency_core.batching`);
@@ -31,6 +35,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -70,6 +75,43 @@ for _name, _fn in ((GUIDED_OVERRIDES["Relu"], _guided_relu_gradient),
 
 class UnsupportedModelError(ValueError):
     """The model is not a single-image-input, 2-D-output classifier."""
+
+
+def start_runtime() -> None:
+    """Start TensorFlow's runtime now (one tiny op): it looks for devices and prints its
+    start-up notes here, where :mod:`saliency_core.quiet_tensorflow` holds them back,
+    rather than at the first model call."""
+    tf.constant(0.0).numpy()
+
+
+TOP_ONE = -1
+"""A class index that asks :meth:`KerasClassifier.row_gradients` for each row's own top-1."""
+
+
+@dataclass(frozen=True)
+class RowGradients:
+    """One gradient call's results for a batch with one class per row.
+
+    Attributes:
+        gradients: ``(B, H, W, 3)`` d score / d pixels.
+        scores: ``(B,)`` the explained score of each row.
+        logits: ``(B, K)`` the pre-softmax scores of the same forward pass.
+        class_indices: ``(B,)`` the class each row explains (its top-1 where
+            :data:`TOP_ONE` was asked for).
+        rows: for each image, the number of rows of the model call it was in
+            (CPU float results can differ in the last bits between call sizes).
+    """
+
+    gradients: np.ndarray
+    scores: np.ndarray
+    logits: np.ndarray
+    class_indices: np.ndarray
+    rows: list[int]
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Softmax probabilities ``(B, K)`` of :attr:`logits`."""
+        return softmax(self.logits)
 
 
 _POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
@@ -276,9 +318,14 @@ class KerasClassifier:
         self.trace_count += 1  # Python side effect: runs only while tracing.
         with tf.GradientTape() as tape:
             tape.watch(images)
-            scores = self._target_scores(self._logits(images), class_index, contrast_index,
-                                         use_probability)
-        return tape.gradient(scores, images), scores
+            logits = self._logits(images)
+            # A negative index is the row's top-1, from this same forward pass (an integer
+            # choice: no gradient flows through it).
+            class_index = tf.where(class_index < 0,
+                                   tf.argmax(logits, axis=-1, output_type=tf.int32),
+                                   class_index)
+            scores = self._target_scores(logits, class_index, contrast_index, use_probability)
+        return tape.gradient(scores, images), scores, logits, class_index
 
     def _guided_gradients(self, images, class_index, contrast_index, use_probability):
         """The gradient with every ReLU's backward pass replaced by the guided rule.
@@ -390,7 +437,7 @@ class KerasClassifier:
         Returns:
             ``(gradients, scores)`` with shapes ``(B, H, W, 3)`` and ``(B,)``.
         """
-        grads, scores = self._run_batched(self._gradient_fn, images, target)
+        grads, scores, _logits, _classes = self._run_batched(self._gradient_fn, images, target)
         return grads, scores
 
     def guided_gradients(self, images: np.ndarray, target: Target
@@ -419,39 +466,49 @@ class KerasClassifier:
         view.batch_size = max(1, int(batch_size))
         return view
 
-    def gradients_per_row(self, images: np.ndarray, class_indices, score: str = "logit"
-                          ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Gradients for a batch with one class per image, in the same traced function.
+    def row_gradients(self, images: np.ndarray, class_indices, score: str = "logit"
+                      ) -> RowGradients:
+        """Gradients for a batch with one class per image, with the logits of the same pass.
 
         Class indices are a ``(None,)`` tensor in the traced signature, so several
         images with different classes share one model call and nothing retraces.
+        :data:`TOP_ONE` (or ``None``) asks for the row's own top-1 class, chosen from
+        the forward pass that is differentiated: the top-5 and the map of the top
+        class cost one model call.
 
         Args:
             images: ``(B, H, W, 3)`` float 0-255 RGB.
-            class_indices: ``(B,)`` the class of each image.
+            class_indices: ``(B,)`` the class of each image, ``TOP_ONE`` or ``None``
+                for its top-1.
             score: ``"logit"`` or ``"probability"``.
-
-        Returns:
-            ``(gradients, scores, rows)``: ``(B, H, W, 3)``, ``(B,)``, and for each
-            image the number of rows of the model call it was in (CPU float results
-            can differ in the last bits between call sizes).
         """
         images = np.asarray(images, dtype=np.float32)
-        indices = np.asarray(class_indices, dtype=np.int32).reshape(-1)
+        indices = np.array([TOP_ONE if c is None else int(c)
+                            for c in np.asarray(class_indices, dtype=object).reshape(-1)],
+                           dtype=np.int32)
         if len(indices) != len(images):
             raise ValueError("one class index per image is needed")
         for index in indices:
-            self._check_target(Target(int(index), score=score))
-        grads, scores, rows = [], [], []
+            if index != TOP_ONE:
+                self._check_target(Target(int(index), score=score))
+        parts: list[tuple[np.ndarray, ...]] = []
+        rows: list[int] = []
         for start, chunk in self._chunks(images):
             n = len(chunk)
-            g, s = self._gradient_fn(tf.constant(chunk), tf.constant(indices[start:start + n]),
-                                     tf.fill([n], tf.constant(-1)),
-                                     tf.constant(score == "probability"))
-            grads.append(g.numpy())
-            scores.append(s.numpy())
+            outputs = self._gradient_fn(tf.constant(chunk),
+                                        tf.constant(indices[start:start + n]),
+                                        tf.fill([n], tf.constant(-1)),
+                                        tf.constant(score == "probability"))
+            parts.append(tuple(o.numpy() for o in outputs))
             rows.extend([n] * n)
-        return np.concatenate(grads), np.concatenate(scores), rows
+        grads, scores, logits, chosen = (np.concatenate(c) for c in zip(*parts, strict=True))
+        return RowGradients(grads, scores, logits, chosen, rows)
+
+    def gradients_per_row(self, images: np.ndarray, class_indices, score: str = "logit"
+                          ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """:meth:`row_gradients` as ``(gradients, scores, rows)``."""
+        done = self.row_gradients(images, class_indices, score)
+        return done.gradients, done.scores, done.rows
 
     def scores(self, images: np.ndarray, target: Target) -> np.ndarray:
         """The target score of each image ``(B, H, W, 3)``, shape ``(B,)`` (no gradients)."""

@@ -79,6 +79,15 @@ def test_cli_on_three_images_and_a_broken_file(folder, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "skipped broken.jpg: The image file is damaged" in done.stderr
     assert "Traceback" not in done.stderr
+    # stderr is a pipe here, not a terminal: progress comes as whole lines (tqdm's figures,
+    # the last one always), and TensorFlow's start-up notes are held back
+    from saliency_core.quiet_tensorflow import STARTUP_NOTES
+
+    assert "\r" not in done.stderr
+    progress = [line for line in done.stderr.splitlines() if "/4 [" in line]
+    assert progress and "4/4" in progress[-1], done.stderr
+    assert not [line for line in done.stderr.splitlines()
+                if any(note in line for note in STARTUP_NOTES)], done.stderr
     for stem in ("cat", "cup", "rocket"):
         assert {(out / f"{stem}{ext}").stat().st_size > 0 for ext in (".png", ".npy", ".json")
                 } == {True}
@@ -89,6 +98,75 @@ def test_cli_on_three_images_and_a_broken_file(folder, tmp_path):
         rows = {row["file"]: row for row in reader}
     assert set(rows) == {"broken.jpg", "cat.png", "cup.png", "sub/rocket.jpg"}
     assert rows["broken.jpg"]["status"] == "skipped" and rows["cat.png"]["status"] == "ok"
+
+
+def test_help_and_wrong_arguments_answer_without_starting_tensorflow(tmp_path):
+    code = ("import sys\n"
+            "from saliency_core.__main__ import main\n"
+            "try:\n"
+            "    main(sys.argv[1:])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    for args in (["explain", "--help"],
+                 ["explain", str(tmp_path), "--out", str(tmp_path / "o"), "--param", "x=1"]):
+        done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert done.stdout.strip().splitlines()[-1] == "False False", (args, done.stderr)
+
+
+def test_the_top5_comes_from_the_gradient_call_and_nothing_retraces(folder, tmp_path,
+                                                                    default_classifier,
+                                                                    monkeypatch):
+    """Vanilla maps and their top-5 cost one model call per batch: no forward pass first."""
+    default_classifier.warm_up()
+    traced = default_classifier.trace_count
+    forwards, calls = [], []
+    original_logits, original_rows = default_classifier.logits, default_classifier.row_gradients
+    monkeypatch.setattr(default_classifier, "logits",
+                        lambda images: forwards.append(len(images)) or original_logits(images))
+    monkeypatch.setattr(default_classifier, "row_gradients",
+                        lambda images, classes, score="logit": calls.append(len(images))
+                        or original_rows(images, classes, score))
+    out = tmp_path / "out"
+    assert run_cli(folder, "--out", out, "--batch-size", "2") == 0
+    # batches of 2 files in sorted order: (broken.jpg, cat.png), (cup.png, sub/rocket.jpg)
+    assert forwards == [] and calls == [1, 2]
+    assert default_classifier.trace_count == traced
+    for stem in ("cat", "cup", "rocket"):
+        record = json.loads((out / f"{stem}.json").read_text())
+        assert record["top5"][0]["index"] == record["target"]["class_index"]
+        assert record["top5"][0]["probability"] == record["target"]["probability"]
+    # a fixed class: the top-5 still comes from the same call
+    assert run_cli(folder / "cat.png", "--out", tmp_path / "fixed", "--class", "7") == 0
+    record = json.loads((tmp_path / "fixed" / "cat.json").read_text())
+    assert record["target"]["class_index"] == 7 and record["top5"][0]["index"] != 7
+    assert forwards == [] and default_classifier.trace_count == traced
+
+
+def test_overlapped_batches_give_the_same_outputs_in_order_as_one_after_another(
+        folder, tmp_path, default_classifier):
+    from saliency_core.__main__ import collect_images
+    from saliency_core.audit.batch import AuditSettings
+    from saliency_core.audit.engine import explain_files, iter_local, plan_files, split_batches
+    from saliency_core.audit.outputs import ModelIdentity
+
+    files = plan_files(collect_images([str(folder)]))
+    identity = ModelIdentity("efficientnet_lite0", None, None, "lite")
+    for method in ("vanilla", "gradcam"):
+        settings = AuditSettings(method=method, batch_size=1)
+        overlapped = list(iter_local(default_classifier, identity, settings, files))
+        one_by_one = [outcome for batch in split_batches(files, 1) for outcome in
+                      explain_files(default_classifier, identity, settings, batch,
+                                    {"name": "local"})]
+        assert [o.row["file"] for o in overlapped] == [f.name for f in files]
+        for a, b in zip(overlapped, one_by_one, strict=True):
+            assert {k: v for k, v in a.row.items() if k != "seconds"} == \
+                {k: v for k, v in b.row.items() if k != "seconds"}
+            assert sorted(a.files) == sorted(b.files)
+            for name in a.files:
+                if not name.endswith(".json"):  # the JSON holds times and dates
+                    assert a.files[name] == b.files[name], name
 
 
 def test_only_broken_files_exit_non_zero_and_wrong_arguments_get_one_line(tmp_path, capsys):

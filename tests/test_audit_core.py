@@ -10,7 +10,7 @@ import pytest
 
 from saliency_core.audit.border import border_mask, border_share, uniform_border_share
 from saliency_core.audit.outputs import StemNamer
-from saliency_core.audit.progress import ProgressBar
+from saliency_core.audit.progress import Progress
 from saliency_core.audit.uploads import UploadLimits, collect_uploads
 
 
@@ -122,19 +122,40 @@ def test_stems_are_safe_and_unique():
     assert stem(".png") == "png"
 
 
-def test_progress_bar_draws_in_place_and_keeps_messages_above_it():
+def test_progress_on_a_terminal_is_redrawn_in_place_with_messages_above_it():
     stream = io.StringIO()
-    bar = ProgressBar(4, stream=stream, force=True, width=8)
+    bar = Progress(4, stream=stream, terminal=True)
     bar.advance()
     bar.message("skipped x.png: broken")
     bar.advance(3)
     bar.close()
     text = stream.getvalue()
-    assert "[##......] 1/4" in text and "[########] 4/4" in text
+    assert "\r" in text and "1/4" in text and text.rstrip().endswith(
+        text.rstrip().rsplit("\r", 1)[-1])  # the last redraw is the final state
+    assert "4/4" in text.rsplit("\r", 1)[-1]
     assert "skipped x.png: broken\n" in text and text.endswith("\n")
-    quiet = io.StringIO()
-    ProgressBar(3, stream=quiet).advance()  # not a terminal: no bar
-    assert quiet.getvalue() == ""
+
+
+def test_progress_elsewhere_is_one_line_per_update_and_always_the_last():
+    stream = io.StringIO()  # not a terminal: a log or a pipe
+    assert not Progress(1, stream=io.StringIO()).terminal
+    bar = Progress(3, stream=stream, log_every=0)
+    bar.advance()
+    bar.message("skipped x.png: broken")
+    bar.advance(2)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert [line.split("|")[2].split()[0] for line in lines if "|" in line] == [
+        "0/3", "1/3", "3/3"]
+    assert lines[2] == "skipped x.png: broken"
+    quiet = io.StringIO()  # lines at most every few seconds, but the last one always
+    bar = Progress(50, stream=quiet)
+    for _ in range(50):
+        bar.advance()
+    bar.close()
+    lines = quiet.getvalue().splitlines()
+    assert "0/50" in lines[0] and "50/50" in lines[-1] and len(lines) <= 3
 
 
 def test_cli_arguments_are_parsed_and_checked():

@@ -279,6 +279,26 @@ def set_plotly_opacity(page, value: str) -> None:
     page.mouse.click(step["x"] + step["width"] / 2, rail["y"] + rail["height"] / 2)
 
 
+def set_opacity_and_wait(page, value: str, attempts: int = 3) -> None:
+    """Move the overlay's opacity slider until the server has the value (in the link).
+
+    A figure Streamlit redraws just after the click (the previous setting's rerun
+    landing) starts again from the server's opacity, as a user would see; the user
+    then drags again, and so does this helper, at most ``attempts`` times.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    for attempt in range(attempts):
+        wait_for_overlay(page)
+        set_plotly_opacity(page, value)
+        try:
+            wait_for_url_param(page, "opacity", value, 15)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == attempts - 1:
+                raise
+
+
 def overlay_heatmap(page) -> dict:
     """The overlay's heat map as the browser has it: opacity and colour scale."""
     page.wait_for_function(
@@ -325,8 +345,7 @@ def set_up_smoothgrad_cividis_07(page) -> None:
     choose(page, "Colour map", "Cividis")
     wait_for_url_param(page, "cmap", "cividis", 120)
     wait_for_overlay(page)
-    set_plotly_opacity(page, "0.7")
-    wait_for_url_param(page, "opacity", "0.7")
+    set_opacity_and_wait(page, "0.7")
 
 
 def assert_settings_kept(page) -> None:

@@ -264,7 +264,7 @@ def test_a_fifth_session_sees_its_place_in_the_queue_then_its_map(queue_server, 
 @pytest.fixture(scope="module")
 def upload_server(tmp_path_factory):
     yield from run_server(tmp_path_factory, "max_session_upload_bytes = 20971520\n"
-                                            "orphan_upload_seconds = 15")
+                                            "orphan_upload_seconds = 30")
 
 
 def test_uploads_beyond_the_quota_are_refused_and_orphans_freed(upload_server, browser):
@@ -289,7 +289,7 @@ def test_uploads_beyond_the_quota_are_refused_and_orphans_freed(upload_server, b
         photo = upload_store_bytes(url)
         assert photo > 0
         blob = os.urandom(12 * 2**20)
-        statuses, messages = [], []
+        statuses, messages, held = [], [], []
         for i in range(2):
             response = page.request.put(
                 f"{base}/orphan-{i}", headers=headers,
@@ -297,10 +297,11 @@ def test_uploads_beyond_the_quota_are_refused_and_orphans_freed(upload_server, b
                                     "buffer": blob}})
             statuses.append(response.status)
             messages.append(response.text())
+            held.append(upload_store_bytes(url))  # read at once: the orphan is still held
         assert statuses == [204, 413], (statuses, messages)
         assert "This session's uploads would pass 20 MB" in messages[1]
-        assert upload_store_bytes(url) >= photo + 12 * 2**20
-        assert wait_until(lambda: upload_store_bytes(url) == photo, 40)
+        assert held[0] >= photo + 12 * 2**20, held
+        assert wait_until(lambda: upload_store_bytes(url) == photo, 70)
         page.get_by_role("link", name="Compare").click()  # the kept photo still works
         page.wait_for_selector(OVERLAY, timeout=180_000)
         assert_no_exception(page)

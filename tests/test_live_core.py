@@ -41,11 +41,13 @@ class LinearClassifier:
         w[2, height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 1.0
         self.weights = w
         self.calls = 0
+        self.forwards = 0
 
     def logits(self, images):
         return np.einsum("bhwc,khwc->bk", np.asarray(images, np.float32), self.weights) / 1e4
 
     def probabilities(self, images):
+        self.forwards += 1
         z = self.logits(images)
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -58,6 +60,19 @@ class LinearClassifier:
         images = np.asarray(images, np.float32)
         grads = np.broadcast_to(self.weights[target.class_index], images.shape).copy()
         return grads, self.scores(images, target)
+
+    def row_gradients(self, images, class_indices, score="logit"):
+        """One call: each row's class (its top-1 for ``None``), gradient and logits."""
+        from saliency_core.tf_adapter import RowGradients
+
+        self.calls += 1
+        images = np.asarray(images, np.float32)
+        logits = self.logits(images)
+        chosen = np.array([int(np.argmax(z)) if c is None else int(c)
+                           for c, z in zip(class_indices, logits, strict=True)])
+        grads = self.weights[chosen].copy()
+        return RowGradients(grads, logits[np.arange(len(images)), chosen], logits, chosen,
+                            [len(images)] * len(images))
 
     def default_cam_layer(self):
         return "image"
@@ -106,6 +121,19 @@ def test_the_overlay_follows_the_class_map_and_the_label_names_the_top_class(cla
     model_input, _ = fit_to_model(pixels, classifier.input_size, "squash")
     expected = classifier.probabilities(model_input[None])[0, 1]
     assert result.probability == pytest.approx(expected) and expected > 0.5
+
+
+def test_a_vanilla_frame_takes_class_probability_and_map_from_one_model_call(classifier):
+    pixels = frame(120, 160, bright="right")
+    result = process_frame(pixels, LiveSettings(classifier, fit="squash"))
+    assert (classifier.calls, classifier.forwards) == (1, 0)  # no forward pass before it
+    model_input, _ = fit_to_model(pixels, classifier.input_size, "squash")
+    expected = classifier.probabilities(model_input[None])[0]
+    assert result.class_index == int(np.argmax(expected)) == 1
+    assert result.probability == pytest.approx(expected[1])
+    pinned = process_frame(pixels, LiveSettings(classifier, pinned_class=2, fit="squash"))
+    assert (classifier.calls, pinned.class_index) == (2, 2)
+    assert pinned.probability == pytest.approx(expected[2])
 
 
 def test_a_pinned_class_is_explained_whatever_the_top_one(classifier):

@@ -186,8 +186,8 @@ def test_several_classes_of_one_image_match_one_by_one(classifier, key):
 
     x = images()[0]
     calls = []
-    original = classifier.gradients_per_row
-    classifier.gradients_per_row = lambda *a, **k: calls.append(1) or original(*a, **k)
+    original = classifier.row_gradients
+    classifier.row_gradients = lambda *a, **k: calls.append(1) or original(*a, **k)
     together = explain_classes(classifier, x, [2, 0, 1], key)
     assert len(calls) == (1 if batches_classes(key) else 0)
     for class_index, explanation in zip([2, 0, 1], together, strict=True):

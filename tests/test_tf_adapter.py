@@ -186,3 +186,33 @@ def test_warm_up_traces_so_the_first_real_calls_do_not():
     assert (clf._logits_fn.experimental_get_tracing_count(),
             clf._gradient_fn.experimental_get_tracing_count()) == traced
     assert layer_fn.experimental_get_tracing_count() == 1
+
+
+def test_row_gradients_take_the_top_one_and_the_logits_from_the_same_call():
+    model = tiny_cnn()
+    clf = KerasClassifier(model, get_preprocessor("tf"), NAMES, batch_size=4)
+    images = random_images(6, seed=4)
+    logits = clf.logits(images)
+    done = clf.row_gradients(images, [None, 0, None, 2, None, 1])
+    top1 = logits.argmax(axis=1)
+    expected_classes = [top1[0], 0, top1[2], 2, top1[4], 1]
+    assert done.class_indices.tolist() == [int(c) for c in expected_classes]
+    np.testing.assert_allclose(done.logits, logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(done.probabilities, clf.probabilities(images), rtol=1e-5)
+    assert done.rows == [3, 3, 3, 3, 3, 3]  # 6 images in nearly equal chunks of at most 4
+    # each row's gradient is that of its own class's logit, as GradientTape gives it
+    x = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        chosen = tf.gather(clf.logit_model(x / 127.5 - 1.0), expected_classes, axis=1,
+                           batch_dims=0)
+        total = tf.reduce_sum(tf.linalg.diag_part(chosen))
+    np.testing.assert_allclose(done.gradients, tape.gradient(total, x).numpy(), rtol=1e-4,
+                               atol=1e-7)
+    np.testing.assert_allclose(done.scores, logits[np.arange(6), expected_classes], rtol=1e-5)
+    # the top-1 of a probability score, and other batch sizes, use the same traced function
+    clf.row_gradients(images[:1], [None], score="probability")
+    clf.gradients(images[:2], Target(1))
+    assert clf._gradient_fn.experimental_get_tracing_count() == 1
+    with pytest.raises(ValueError, match="outside"):
+        clf.row_gradients(images[:1], [3])

@@ -20,7 +20,7 @@ import numpy as np
 from saliency_core.audit.border import border_share
 from saliency_core.imaging import ImageError, LoadedImage, fit_to_model, load_image
 from saliency_core.methods import METHODS, Target
-from saliency_core.pipeline import Prediction, explain, to_display_map, top_k
+from saliency_core.pipeline import Prediction, explain, explain_rows, to_display_map, top_k
 from saliency_core.tf_adapter import KerasClassifier
 
 ROW_METHODS = ("vanilla", "gradient_x_input")
@@ -143,52 +143,109 @@ ImageSource = tuple[str, Callable[[], bytes]]
 """A name and a function returning the file's bytes (raising ``ImageError`` if it cannot)."""
 
 
-def row_gradients(classifier: KerasClassifier, images: np.ndarray, class_indices: np.ndarray,
-                  score: str = "logit") -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Gradients for a batch with one target class per row, chunk by chunk.
+@dataclass(frozen=True)
+class FittedImage:
+    """A decoded image fitted to the model.
 
-    Uses the adapter's one traced gradient function (class indices are a
-    ``(None,)`` tensor there), so no retracing happens.
-
-    Args:
-        classifier: the model.
-        images: ``(B, H, W, 3)`` float32 0-255.
-        class_indices: ``(B,)`` class per row.
-        score: ``"logit"`` or ``"probability"``.
-
-    Returns:
-        ``(gradients, scores, rows)``: ``(B, H, W, 3)``, ``(B,)``, and for each
-        image the number of rows of the model call it was in.
+    Attributes:
+        name: the file's name.
+        image: the decoded image.
+        model_input: ``(h, w, 3)`` float32 0-255, what the model gets.
+        view: ``(H', W', 3)`` uint8, the region the model saw.
     """
-    return classifier.gradients_per_row(images, class_indices, score)
+
+    name: str
+    image: LoadedImage
+    model_input: np.ndarray
+    view: np.ndarray
 
 
-def attribute_rows(classifier: KerasClassifier, method: str, params: dict,
-                   images: np.ndarray, class_indices: list[int], score: str = "logit"
-                   ) -> list[tuple[np.ndarray, float, float, int, dict]]:
-    """Attributions for a batch, one class per image.
+@dataclass(frozen=True)
+class RawAttribution:
+    """One image's model results, before the display map and the top-5 are derived.
 
-    Args:
-        images: ``(B, H, W, 3)`` float32 0-255.
-        class_indices: the class of each image.
-
-    Returns:
-        Per image ``(values (h, w, C) float32, score, seconds, batch_rows, info)``.
+    Attributes:
+        values: ``(h, w, C)`` float32 raw attribution.
+        probabilities: ``(K,)`` softmax probabilities.
+        class_index: the explained class.
+        score: the explained score's value.
+        seconds: this image's share of the model time.
+        batch_rows: images in the model call that computed the map.
+        info: method-specific facts.
     """
-    if method in ROW_METHODS:
-        start = time.perf_counter()
-        grads, scores, rows = row_gradients(classifier, images, np.array(class_indices), score)
-        images = np.asarray(images, np.float32)
-        values = (grads.astype(np.float32) if method == "vanilla"
-                  else (grads * images).astype(np.float32))
-        each = (time.perf_counter() - start) / max(1, len(images))
-        return [(values[i], float(scores[i]), each, rows[i], {}) for i in range(len(images))]
+
+    values: np.ndarray
+    probabilities: np.ndarray
+    class_index: int
+    score: float
+    seconds: float
+    batch_rows: int
+    info: dict
+
+
+def fit_images(images: list[tuple[str, LoadedImage]], input_size: tuple[int, int],
+               fit: str) -> list[FittedImage]:
+    """Fit decoded ``(name, image)`` pairs to a model's ``input_size`` (Pillow; no model)."""
+    fitted = []
+    for name, image in images:
+        model_input, view = fit_to_model(image.pixels, input_size, fit)
+        fitted.append(FittedImage(name, image, model_input, view))
+    return fitted
+
+
+def attribute_fitted(classifier: KerasClassifier, fitted: list[FittedImage],
+                     settings: AuditSettings) -> list[RawAttribution]:
+    """The model's part of a batch: probabilities, classes and attributions, in order.
+
+    Vanilla gradient and Gradient × Input (:data:`ROW_METHODS`) take the probabilities,
+    and each image's top-1 class when no class is fixed, from the very forward pass
+    whose gradient is their map: one model call per batch
+    (:func:`saliency_core.pipeline.explain_rows`). Other methods need the class before
+    they start, so a forward pass gives the probabilities first, then each image is
+    explained on its own.
+    """
+    if not fitted:
+        return []
+    batch = np.stack([f.model_input for f in fitted])
+    if settings.method in ROW_METHODS:
+        done = explain_rows(classifier, batch, [settings.class_index] * len(fitted),
+                            settings.method, settings.param_dict, settings.score)
+        each = done.seconds / len(fitted)
+        return [RawAttribution(done.values[i], done.probabilities[i],
+                               int(done.class_indices[i]), float(done.scores[i]), each,
+                               done.rows[i], {}) for i in range(len(fitted))]
+    start = time.perf_counter()
+    probabilities = classifier.probabilities(batch)
+    predict_each = (time.perf_counter() - start) / len(fitted)
     out = []
-    for image, index in zip(images, class_indices, strict=True):
-        result = explain(classifier, image, Target(int(index), score=score), method, params)
-        out.append((result.attribution.values, float(result.attribution.score), result.seconds,
-                    1, dict(result.attribution.info)))
+    for image, probs in zip(batch, probabilities, strict=True):
+        index = (settings.class_index if settings.class_index is not None
+                 else int(np.argmax(probs)))
+        result = explain(classifier, image, Target(int(index), score=settings.score),
+                         settings.method, settings.param_dict)
+        out.append(RawAttribution(result.attribution.values, probs, int(index),
+                                  float(result.attribution.score),
+                                  result.seconds + predict_each, 1,
+                                  dict(result.attribution.info)))
     return out
+
+
+def finish_result(fitted: FittedImage, raw: RawAttribution, class_names: tuple[str, ...],
+                  settings: AuditSettings) -> ImageResult:
+    """An :class:`ImageResult` from the model's results: display map, border share, top-5.
+
+    Pure numpy, no model: the command line runs it on a worker thread while the model
+    computes the next batch.
+    """
+    saliency = to_display_map(raw.values, settings.reduction, settings.clip_percentile)
+    k = min(TOP_K, len(class_names))
+    return ImageResult(
+        name=fitted.name, image=fitted.image, view=fitted.view, values=raw.values,
+        saliency=saliency, predictions=top_k(raw.probabilities, class_names, k),
+        probabilities=raw.probabilities, class_index=raw.class_index,
+        class_name=class_names[raw.class_index], probability=float(
+            raw.probabilities[raw.class_index]), score=raw.score, seconds=raw.seconds,
+        batch_rows=raw.batch_rows, border_share=border_share(saliency), info=raw.info)
 
 
 def explain_images(classifier: KerasClassifier, images: list[tuple[str, LoadedImage]],
@@ -201,30 +258,10 @@ def explain_images(classifier: KerasClassifier, images: list[tuple[str, LoadedIm
     Returns:
         One result per image, in order.
     """
-    if not images:
-        return []
-    fitted = [fit_to_model(image.pixels, classifier.input_size, settings.fit)
-              for _, image in images]
-    batch = np.stack([model_input for model_input, _ in fitted])
-    start = time.perf_counter()
-    probabilities = classifier.probabilities(batch)
-    predict_each = (time.perf_counter() - start) / len(images)
-    k = min(TOP_K, classifier.num_classes)
-    classes = [settings.class_index if settings.class_index is not None
-               else int(np.argmax(p)) for p in probabilities]
-    attributions = attribute_rows(classifier, settings.method, settings.param_dict, batch,
-                                  classes, settings.score)
-    results = []
-    for (name, image), (_, view), probs, index, (values, score, seconds, rows, info) in zip(
-            images, fitted, probabilities, classes, attributions, strict=True):
-        saliency = to_display_map(values, settings.reduction, settings.clip_percentile)
-        results.append(ImageResult(
-            name=name, image=image, view=view, values=values, saliency=saliency,
-            predictions=top_k(probs, classifier.class_names, k), probabilities=probs,
-            class_index=index, class_name=classifier.class_names[index],
-            probability=float(probs[index]), score=score, seconds=seconds + predict_each,
-            batch_rows=rows, border_share=border_share(saliency), info=info))
-    return results
+    fitted = fit_images(images, classifier.input_size, settings.fit)
+    raws = attribute_fitted(classifier, fitted, settings)
+    return [finish_result(f, raw, classifier.class_names, settings)
+            for f, raw in zip(fitted, raws, strict=True)]
 
 
 def decode_source(source: ImageSource) -> LoadedImage:

@@ -11,11 +11,20 @@ outcomes, in input order, to :class:`OutputFolder`, so they write the same files
 Batches are ``batch_size`` consecutive files of the sorted input (a broken file
 leaves its batch one image smaller), so a batch, and with it the floats of a
 batched model call, does not depend on the engine or on which worker runs it.
+
+A batch goes through three stages: :func:`prepare_files` (read, decode in the
+decoding worker, fit: no model), :func:`~saliency_core.audit.batch.attribute_fitted`
+(the model) and :func:`finish_files` (display map, overlay PNG, ``.npy``, JSON: no
+model). The local engine runs the first and the last on a small pool of threads,
+so the next batch is decoded and the last one encoded while the model computes
+this one (Pillow, zlib, NumPy and the decoding worker's pipe all release the GIL).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import sys
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +32,12 @@ from typing import TextIO
 
 from saliency_core.audit.batch import (
     AuditSettings,
+    FittedImage,
     ImageFailure,
+    attribute_fitted,
     decode_source,
-    explain_images,
+    finish_result,
+    fit_images,
 )
 from saliency_core.audit.destination import write_new_file
 from saliency_core.audit.outputs import (
@@ -35,7 +47,7 @@ from saliency_core.audit.outputs import (
     result_files,
     summary_row,
 )
-from saliency_core.audit.progress import ProgressBar
+from saliency_core.audit.progress import Progress
 from saliency_core.audit.uploads import read_image_file
 from saliency_core.imaging import ImageError
 from saliency_core.tf_adapter import KerasClassifier
@@ -159,13 +171,68 @@ def split_batches(files: Sequence[AuditFile], batch_size: int) -> list[list[Audi
     return [list(files[i:i + batch_size]) for i in range(0, len(files), batch_size)]
 
 
+@dataclass
+class PreparedBatch:
+    """A batch read, decoded and fitted, in input order.
+
+    Attributes:
+        outcomes: one per file: the skipped file's outcome, or ``None`` where the file
+            was decoded (its place in :attr:`fitted`).
+        fitted: the decoded files, fitted to the model.
+        stems: their output stems.
+    """
+
+    outcomes: list[FileOutcome | None]
+    fitted: list[FittedImage]
+    stems: list[str]
+
+
+def prepare_files(files: Sequence[AuditFile], input_size: tuple[int, int],
+                  fit: str) -> PreparedBatch:
+    """Read, check, decode and fit one batch of files (no model: safe on any thread).
+
+    Every file goes through the same size limit (:func:`read_image_file`) and the
+    same decoding checks as an upload (:func:`saliency_core.imaging.load_image`,
+    which decodes in a worker process); a file that fails is skipped with its reason.
+    """
+    outcomes: list[FileOutcome | None] = []
+    decoded, stems = [], []
+    for file in files:
+        try:
+            image = decode_source((file.name, lambda path=file.path: read_image_file(path)))
+        except ImageError as exc:
+            outcomes.append(FileOutcome(summary_row(ImageFailure(file.name, str(exc))), {}))
+            continue
+        decoded.append((file.name, image))
+        stems.append(file.stem)
+        outcomes.append(None)
+    return PreparedBatch(outcomes, fit_images(decoded, input_size, fit), stems)
+
+
+def finish_files(prepared: PreparedBatch, raws: Sequence, classifier: KerasClassifier,
+                 model: ModelIdentity, settings: AuditSettings,
+                 engine: dict | None = None) -> list[FileOutcome]:
+    """Each file's outputs (display map, overlay PNG, ``.npy``, JSON) and summary row, in
+    order, from the model's results ``raws`` (no model call: safe on any thread)."""
+    results = iter(zip(prepared.fitted, raws, prepared.stems, strict=True))
+    done = []
+    for outcome in prepared.outcomes:
+        if outcome is None:
+            fitted, raw, stem = next(results)
+            result = finish_result(fitted, raw, classifier.class_names, settings)
+            _record, data = result_files(result, stem, classifier, settings, model, engine)
+            outcome = FileOutcome(summary_row(result, stem), data)
+        done.append(outcome)
+    return done
+
+
 def explain_files(classifier: KerasClassifier, model: ModelIdentity, settings: AuditSettings,
                   files: Sequence[AuditFile], engine: dict | None = None) -> list[FileOutcome]:
     """Read, check, decode, fit and explain one batch of files; their outputs, in order.
 
-    Every file goes through the same size limit (:func:`read_image_file`) and the
-    same decoding checks as an upload (:func:`saliency_core.imaging.load_image`);
-    the images that pass are explained in one :func:`explain_images` call.
+    The three stages of a batch one after another (:func:`prepare_files`,
+    :func:`~saliency_core.audit.batch.attribute_fitted`, :func:`finish_files`); the
+    images that pass are explained together.
 
     Args:
         classifier: the model.
@@ -177,27 +244,9 @@ def explain_files(classifier: KerasClassifier, model: ModelIdentity, settings: A
     Returns:
         One outcome per file: a skipped file's row has its reason and no files.
     """
-    outcomes: list[FileOutcome | None] = []
-    decoded = []
-    for file in files:
-        try:
-            image = decode_source((file.name, lambda path=file.path: read_image_file(path)))
-        except ImageError as exc:
-            outcomes.append(FileOutcome(summary_row(ImageFailure(file.name, str(exc))), {}))
-            continue
-        decoded.append((file, image))
-        outcomes.append(None)
-    results = iter(explain_images(classifier, [(f.name, image) for f, image in decoded],
-                                  settings))
-    stems = iter(f.stem for f, _ in decoded)
-    done = []
-    for outcome in outcomes:
-        if outcome is None:
-            result, stem = next(results), next(stems)
-            _record, data = result_files(result, stem, classifier, settings, model, engine)
-            outcome = FileOutcome(summary_row(result, stem), data)
-        done.append(outcome)
-    return done
+    prepared = prepare_files(files, classifier.input_size, settings.fit)
+    raws = attribute_fitted(classifier, prepared.fitted, settings)
+    return finish_files(prepared, raws, classifier, model, settings, engine)
 
 
 class OutputFolder:
@@ -217,7 +266,7 @@ class OutputFolder:
         self.out = Path(out)
         self.processed = 0
         self.skipped = 0
-        self._bar = ProgressBar(total, stream=stream or sys.stderr)
+        self._bar = Progress(total, stream=stream or sys.stderr)
         self._handle = None
         self._summary = None
 
@@ -253,9 +302,44 @@ class OutputFolder:
                            "overwritten; the run stopped")
 
 
+PIPELINE_THREADS = 2
+"""Threads that decode the next batch and encode the last one while the model runs."""
+
+
 def iter_local(classifier: KerasClassifier, model: ModelIdentity, settings: AuditSettings,
-               files: Sequence[AuditFile]) -> Iterator[FileOutcome]:
-    """The local engine: :func:`explain_files` batch after batch in this process."""
+               files: Sequence[AuditFile], threads: int = PIPELINE_THREADS
+               ) -> Iterator[FileOutcome]:
+    """The local engine: :func:`explain_files`' three stages, batch after batch, overlapped.
+
+    While the model computes batch ``k`` (in this thread), a pool of ``threads`` threads
+    decodes and fits batch ``k + 1`` and encodes the outputs of batch ``k - 1``. At most
+    one batch is prepared ahead and two are being finished, so memory stays bounded
+    whatever the number of files; outcomes come in input order, as from
+    :func:`explain_files` one batch at a time (the same batches, so the same floats).
+    """
     engine = {"name": "local"}
-    for batch in split_batches(files, settings.batch_size):
-        yield from explain_files(classifier, model, settings, batch, engine)
+    batches = split_batches(files, settings.batch_size)
+    if not batches:
+        return
+    pool = concurrent.futures.ThreadPoolExecutor(max(1, threads),
+                                                 thread_name_prefix="saliency-audit")
+    finishing: deque[concurrent.futures.Future] = deque()
+    try:
+        ahead = pool.submit(prepare_files, batches[0], classifier.input_size, settings.fit)
+        for index in range(len(batches)):
+            prepared = ahead.result()
+            if index + 1 < len(batches):
+                ahead = pool.submit(prepare_files, batches[index + 1], classifier.input_size,
+                                    settings.fit)
+            raws = attribute_fitted(classifier, prepared.fitted, settings)
+            finishing.append(pool.submit(finish_files, prepared, raws, classifier, model,
+                                         settings, engine))
+            del prepared, raws
+            while len(finishing) > 1:
+                yield from finishing.popleft().result()
+        while finishing:
+            yield from finishing.popleft().result()
+    finally:
+        for future in finishing:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)

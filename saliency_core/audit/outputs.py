@@ -78,15 +78,17 @@ class StemNamer:
 
 
 def overlay_png(result: ImageResult, settings: AuditSettings) -> bytes:
-    """The overlay PNG at the resolution of the region the model saw ``(H', W')``."""
+    """The overlay PNG at the resolution of the region the model saw ``(H', W')``
+    (encoded for speed: see :func:`saliency_core.plotting.encode_png`)."""
     signed = settings.reduction == "signed"
     return encode_png(blend_overlay(result.view, result.saliency, settings.colormap,
-                                    settings.opacity, signed))
+                                    settings.opacity, signed), fast=True)
 
 
 def result_provenance(result: ImageResult, classifier: KerasClassifier,
-                      settings: AuditSettings, model: ModelIdentity) -> dict:
-    """The provenance record of one audit result."""
+                      settings: AuditSettings, model: ModelIdentity,
+                      npy: bytes | None = None) -> dict:
+    """The provenance record of one audit result (``npy``: its ``.npy`` bytes, if made)."""
     return make_provenance(
         model_key=model.key, model_file=model.file, weights_sha256=model.weights_sha256,
         preprocessing=model.preprocessing, classifier=classifier, image_name=result.name,
@@ -98,7 +100,8 @@ def result_provenance(result: ImageResult, classifier: KerasClassifier,
         class_choice="top1" if settings.class_index is None else "fixed",
         batch_rows=result.batch_rows, info=result.info,
         decoded_size=result.image.decoded_size,
-        fitted_size=(result.image.pixels.shape[1], result.image.pixels.shape[0]))
+        fitted_size=(result.image.pixels.shape[1], result.image.pixels.shape[0]),
+        saliency=result.saliency, npy=npy)
 
 
 def result_files(result: ImageResult, stem: str, classifier: KerasClassifier,
@@ -109,13 +112,14 @@ def result_files(result: ImageResult, stem: str, classifier: KerasClassifier,
     ``engine``, if given, is recorded as the provenance's ``engine`` (what ran
     the command line's batches, e.g. ``{"name": "ray", "version": "2.60.0"}``).
     """
-    record = result_provenance(result, classifier, settings, model)
+    npy = npy_bytes(result.values)
+    record = result_provenance(result, classifier, settings, model, npy)
     record["outputs"] = {"png": f"{stem}.png", "npy": f"{stem}.npy", "json": f"{stem}.json"}
     if engine is not None:
         record["engine"] = dict(engine)
     return record, {
         f"{stem}.png": overlay_png(result, settings),
-        f"{stem}.npy": npy_bytes(result.values),
+        f"{stem}.npy": npy,
         f"{stem}.json": (json.dumps(record, indent=2, allow_nan=False,
                                     default=_json_default) + "\n").encode(),
     }

@@ -1,71 +1,85 @@
-"""A small text progress bar for the terminal (stderr), no dependency."""
+"""The command line's progress on stderr, drawn by tqdm.
+
+On a terminal, tqdm's bar is redrawn in place (``35/100 [00:08<00:15, 4.2img/s]``)
+and messages (a skipped file) print above it. Anywhere else (a log file, a pipe,
+CI), a redrawn line would pile up as one endless line of carriage returns, so each
+update is written as a line of its own, at most one every :data:`LOG_EVERY_SECONDS`
+and always the last one, with the same figures.
+"""
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
 
+from tqdm import tqdm
 
-class ProgressBar:
-    """``[#######.............]  35/100  4.2 img/s  ETA 15 s`` redrawn in place.
+LOG_EVERY_SECONDS = 5.0
+"""Seconds between progress lines when the stream is not a terminal."""
 
-    Drawn only when ``stream`` is a terminal (or ``force`` is set), so logs and
-    pipes get the one-line messages only. :meth:`message` prints a line above the bar.
+
+class _OneLinePerUpdate:
+    """A stream for tqdm that turns each redraw (``"\\r" + text + padding``) into a line."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        for part in text.split("\r"):
+            line = part.strip()
+            if line:
+                self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is an interactive terminal."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class Progress:
+    """Images done out of ``total``, with rate and time left.
 
     Args:
-        total: the number of steps.
-        stream: where to draw (default ``sys.stderr``).
-        force: draw even when ``stream`` is not a terminal.
-        width: characters of the bar itself.
+        total: the number of images.
+        stream: where to report (default ``sys.stderr``).
+        terminal: draw in place; default: whether ``stream`` is a terminal.
+        log_every: seconds between lines when not drawing in place (0: every update).
     """
 
-    def __init__(self, total: int, stream: TextIO | None = None, force: bool = False,
-                 width: int = 30):
-        self.total = max(0, int(total))
+    def __init__(self, total: int, stream: TextIO | None = None, terminal: bool | None = None,
+                 log_every: float = LOG_EVERY_SECONDS):
         self.stream = stream or sys.stderr
-        self.enabled = force or bool(getattr(self.stream, "isatty", lambda: False)())
-        self.width = width
-        self.done = 0
-        self._start = time.monotonic()
-        self._shown = ""
+        self.terminal = is_terminal(self.stream) if terminal is None else terminal
+        self._bar = tqdm(total=max(0, int(total)), unit="img", file=(
+            self.stream if self.terminal else _OneLinePerUpdate(self.stream)),
+            mininterval=0.1 if self.terminal else log_every, dynamic_ncols=self.terminal,
+            ascii=not self.terminal, leave=self.terminal)
 
-    def render(self) -> str:
-        """The bar's current text (without the carriage return)."""
-        fraction = self.done / self.total if self.total else 1.0
-        filled = int(round(fraction * self.width))
-        elapsed = max(time.monotonic() - self._start, 1e-9)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        eta_text = f"ETA {eta:.0f} s" if eta == eta else "ETA -"
-        digits = len(str(self.total))
-        return (f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done:>{digits}}/"
-                f"{self.total}  {rate:.1f} img/s  {eta_text}")
-
-    def _draw(self) -> None:
-        if self.enabled:
-            text = self.render()
-            self.stream.write("\r" + text + " " * max(0, len(self._shown) - len(text)))
-            self.stream.flush()
-            self._shown = text
+    @property
+    def done(self) -> int:
+        """Images counted so far."""
+        return int(self._bar.n)
 
     def advance(self, steps: int = 1) -> None:
-        """Mark ``steps`` more steps done and redraw."""
-        self.done = min(self.total, self.done + steps)
-        self._draw()
+        """Count ``steps`` more images."""
+        self._bar.update(steps)
 
     def message(self, text: str) -> None:
-        """Print ``text`` on its own line, keeping the bar below it."""
-        if self.enabled and self._shown:
-            self.stream.write("\r" + " " * len(self._shown) + "\r")
-        self.stream.write(text + "\n")
-        self.stream.flush()
-        if self._shown:
-            self._draw()
+        """Print ``text`` on a line of its own (above the bar on a terminal)."""
+        if self.terminal:
+            self._bar.write(text, file=self.stream)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def close(self) -> None:
-        """Finish the bar's line."""
-        if self.enabled and self._shown:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._shown = ""
+        """Show the final count (once) and end the bar's line."""
+        if not self.terminal and self._bar.last_print_n != self._bar.n:
+            self._bar.refresh()
+        self._bar.close()

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from saliency_core.audit.batch import ROW_METHODS, attribute_rows, method_parameters
+from saliency_core.audit.batch import ROW_METHODS, method_parameters
 from saliency_core.audit.border import BORDER_BAND, border_share, uniform_border_share
 from saliency_core.imaging import crop_box
 from saliency_core.methods import METHODS, Target
-from saliency_core.pipeline import Prediction, explain, to_display_map, top_k
+from saliency_core.pipeline import Prediction, explain, explain_rows, to_display_map, top_k
 from saliency_core.tf_adapter import KerasClassifier
 
 FORMAT = "saliency-studio-provenance/1"
@@ -41,13 +41,20 @@ _PACKAGES = ("numpy", "tensorflow", "keras", "pillow", "h5py", "streamlit")
 
 def library_versions() -> dict[str, str]:
     """Python, the platform and the versions of the libraries that compute a map."""
+    return dict(_library_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    # Looked up once per process: reading the packages' metadata took about 10 ms, on
+    # every image of an audit.
     versions = {"python": sys.version.split()[0], "platform": platform.platform()}
     for package in _PACKAGES:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
-    return versions
+    return tuple(versions.items())
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -124,7 +131,8 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
                     clip_percentile: float | None = 99.5, class_choice: str = "fixed",
                     batch_rows: int = 1, info: dict | None = None,
                     decoded_size: tuple[int, int] | None = None,
-                    fitted_size: tuple[int, int] | None = None) -> dict:
+                    fitted_size: tuple[int, int] | None = None,
+                    saliency: np.ndarray | None = None, npy: bytes | None = None) -> dict:
     """The provenance record of one map: enough to reproduce it.
 
     Args:
@@ -154,6 +162,9 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         fitted_size: ``(width, height)`` of the pixels the model's input was fitted
             from (:attr:`LoadedImage.pixels`, at most 1024 on the longer side); the
             crop box is in these pixels. Default ``image_size``.
+        saliency: the display map of ``values`` with ``reduction`` and
+            ``clip_percentile``, if the caller has it already (else it is made here).
+        npy: the ``.npy`` bytes of ``values``, if the caller has them already.
 
     ``method.batch_size`` is ``classifier.batch_size``, the bound every model call of
     the map was split by; a ``batch_size`` parameter left at ``None`` is recorded as
@@ -167,7 +178,8 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
     """
     names = classifier.class_names
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
-    saliency = to_display_map(values, reduction, clip_percentile)
+    if saliency is None:
+        saliency = to_display_map(values, reduction, clip_percentile)
     full = method_parameters(method, params)
     if "layer" in full and full["layer"] is None:
         full["layer"] = classifier.default_cam_layer()
@@ -204,7 +216,7 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
         "seconds": float(seconds),
         "map": {**map_statistics(values, saliency), "reduction": reduction,
                 "clip_percentile": clip_percentile,
-                "npy_sha256": sha256_bytes(npy_bytes(values))},
+                "npy_sha256": sha256_bytes(npy_bytes(values) if npy is None else npy)},
         "info": {k: (float(v) if isinstance(v, (int, float, np.floating)) else str(v))
                  for k, v in (info or {}).items()},
     }
@@ -249,6 +261,6 @@ def reproduce_values(provenance: dict, classifier: KerasClassifier,
     rows = int(method_info.get("batch_rows", 1))
     if method in ROW_METHODS and rows > 1 and target.contrast_index is None:
         batch = np.repeat(np.asarray(model_input, np.float32)[None], rows, axis=0)
-        return attribute_rows(classifier, method, params, batch,
-                              [target.class_index] * rows, target.score)[0][0]
+        return explain_rows(classifier, batch, [target.class_index] * rows, method, params,
+                            target.score).values[0]
     return explain(classifier, model_input, target, method, params).attribution.values

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from keras import ops
-
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
@@ -32,6 +30,8 @@ def _tf(x):
 
 
 def _caffe(x):
+    from keras import ops  # here, so that reading the labels below does not start TensorFlow
+
     bgr = ops.flip(x, axis=-1)
     return bgr - ops.convert_to_tensor(_CAFFE_BGR_MEAN, dtype=x.dtype)
 

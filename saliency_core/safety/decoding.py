@@ -159,7 +159,11 @@ class DecodePool:
             self._idle.append(worker)
 
     def warm(self, limits: Limits | None = None) -> None:
-        """Start one worker now, so the first photo does not wait for its start."""
+        """Start one worker now (unless one is idle already), so the first photo does not
+        wait for its start."""
+        with self._lock:
+            if any(worker.alive() for worker in self._idle):
+                return
         limits = limits or load_limits()
         worker = _Worker(limits.decode_memory_bytes)
         self._give_back(worker)

@@ -7,22 +7,34 @@ export default function (component) {
   const { setStateValue, data } = component;
   const shared = window.__saliencyBridge || (window.__saliencyBridge = {});
 
-  const overlayPlot = () => Array.from(document.querySelectorAll(".js-plotly-plot")).find(
+  // Every overlay figure on the page: while Streamlit redraws, the old figure and the
+  // new one can both be there for a moment, and the user may drag either.
+  const overlayPlots = () => Array.from(document.querySelectorAll(".js-plotly-plot")).filter(
     (p) => p.layout && p.layout.sliders && p.layout.sliders.length &&
       (p.data || []).some((t) => t.type === "heatmap"));
 
   const attach = () => {
-    const plot = overlayPlot();
-    if (!plot || typeof plot.on !== "function" || plot.__saliencyBridge) return;
-    plot.__saliencyBridge = true;
-    plot.on("plotly_sliderchange", (event) => {
-      const value = parseFloat(event && event.step && event.step.label);
-      if (Number.isNaN(value)) return;
-      clearTimeout(shared.timer);
-      shared.timer = setTimeout(() => setStateValue("opacity", value), 300);
-    });
+    for (const plot of overlayPlots()) {
+      if (typeof plot.on !== "function" || plot.__saliencyBridge) continue;
+      plot.__saliencyBridge = true;
+      plot.on("plotly_sliderchange", (event) => {
+        const value = parseFloat(event && event.step && event.step.label);
+        if (Number.isNaN(value)) return;
+        clearTimeout(shared.timer);
+        shared.timer = setTimeout(() => setStateValue("opacity", value), 300);
+      });
+    }
   };
   attach();
+  // A new figure is listened to as soon as Plotly draws it (a slider moved in the first
+  // half second after a redraw was lost with polling alone); the poll stays as a backstop.
+  let pending = false;
+  const observer = new MutationObserver(() => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; attach(); });
+  });
+  observer.observe(document.body, { childList: true, subtree: true });
   const poll = setInterval(attach, 500);
 
   const token = data && data.scroll_token;
@@ -48,5 +60,5 @@ export default function (component) {
       setTimeout(() => scroll(20), 150);
     }
   }
-  return () => clearInterval(poll);
+  return () => { clearInterval(poll); observer.disconnect(); };
 }
