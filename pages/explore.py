@@ -22,6 +22,7 @@ from saliency_core.pipeline import display_reduction
 from saliency_core.plotting import (
     COLORMAP_LABELS,
     COLORMAPS,
+    FADE_FULL_AT,
     make_legend,
     make_overlay_figure,
     make_side_by_side_figure,
@@ -299,6 +300,12 @@ with result:
             "- **Scaled per image:** the map is normalised to 0–1 on this image "
             "(signed maps to −1…1, 0 staying 0), then clipped at the chosen percentile. The "
             "brightest pixel is always 1, even when the model barely cares about any pixel.\n"
+            "- **Fading** (*Fade weak values*, on by default): each pixel's colour covers the "
+            f"photo in proportion to its value. From {FADE_FULL_AT:g} of the scale up it gets "
+            "the full opacity of the slider; weaker values fade towards transparent (with the "
+            "square root of the value), so the photo shows through where the map is low and "
+            "the strong pixels stand out. Off, every pixel gets the same opacity and the low "
+            "end of the colour map tints the whole photo.\n"
             "- **Hover values:** the model-input pixel, the map value after scaling, and the "
             "raw attribution before scaling (after combining the colour channels).\n"
             "- **What a map cannot tell you:** whether the model is right, *why* a region "

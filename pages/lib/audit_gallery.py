@@ -118,7 +118,7 @@ def model_identity(model_key: str) -> ModelIdentity:
 
 def _thumbnail(result: ImageResult, audit: AuditSettings) -> bytes:
     overlay = blend_overlay(result.view, result.saliency, audit.colormap, audit.opacity,
-                            audit.reduction == "signed")
+                            audit.reduction == "signed", audit.fade)
     height, width = overlay.shape[:2]
     scale = min(1.0, THUMB_SIDE / max(height, width))
     if scale < 1.0:
