@@ -99,7 +99,7 @@ with gallery:
         st.stop()
     records = audit_gallery.run_audit(files, classifier, model_key, token, audit)
     good = [r for r in records if not r.reason]
-    skipped = found.skipped + [(r.name, r.reason) for r in records if r.reason]
+    skipped = audit_gallery.skipped_files(found, records)
     st.markdown(f"**{len(good)} images explained** with {METHODS[method].label}"
                 + (f" · {len(skipped)} skipped" if skipped else ""))
     if skipped:
@@ -152,14 +152,15 @@ with gallery:
 
     st.subheader("Export")
     col_csv, col_zip = st.columns(2)
-    col_csv.download_button("Summary (CSV)", data=audit_gallery.summary_bytes(records),
+    col_csv.download_button("Summary (CSV)", data=audit_gallery.summary_bytes(records, found),
                             file_name="summary.csv", mime="text/csv",
                             icon=":material/table:", key="audit_csv", on_click="ignore")
     identity = audit_gallery.model_identity(model_key)
     session = jobs.session_id()  # the download runs outside this script
     col_zip.download_button(
         "Overlays, raw maps and provenance (ZIP)",
-        data=lambda: audit_gallery.export_zip(files, classifier, audit, identity, session),
+        data=lambda: audit_gallery.export_zip(files, found, classifier, audit, identity,
+                                              session),
         file_name="audit.zip", mime="application/zip", icon=":material/folder_zip:",
         key="audit_zip", on_click="ignore",
         help="The files the command line writes: STEM.png, STEM.npy and STEM.json per image, "
