@@ -93,7 +93,7 @@ with gallery:
     if not files:
         st.info("Upload images (several at once) or a .zip of them to begin.")
         if found.skipped:
-            with st.expander(f"Skipped {len(found.skipped)} files"):
+            with st.expander(f"Skipped files ({len(found.skipped)})"):
                 st.markdown("\n".join(f"- {layout.escape_markdown(n)}: "
                                       f"{layout.escape_markdown(r)}" for n, r in found.skipped))
         st.stop()
@@ -103,7 +103,7 @@ with gallery:
     st.markdown(f"**{len(good)} images explained** with {METHODS[method].label}"
                 + (f" · {len(skipped)} skipped" if skipped else ""))
     if skipped:
-        with st.expander(f"Skipped {len(skipped)} files"):
+        with st.expander(f"Skipped files ({len(skipped)})"):
             st.markdown("\n".join(f"- {layout.escape_markdown(n)}: {layout.escape_markdown(r)}"
                                   for n, r in skipped))
 
@@ -143,7 +143,7 @@ with gallery:
                 st.markdown(f"**{layout.escape_markdown(shorten_label(record.class_name))}** "
                             f"· {100 * record.probability:.1f}%  \n"
                             f"Border share {record.border_share:.2f}  \n"
-                            f"{layout.escape_markdown(record.name)}")
+                            f"{layout.breakable_name(record.name)}")
                 if st.button("Open in Explore", key=f"open_{place}_{record.digest[:12]}",
                              icon=":material/visibility:"):
                     name, data = data_by_digest[record.digest]

@@ -347,23 +347,26 @@ with result:
                + (f" − {contrast_label} (class {contrast_index})" if signed_contrast else "")
                + f" · {chosen.name}")
     png_key = (request, reduction, clip_at, cmap, opacity, fade)
+    st.markdown("**Download**")
     col_png, col_npy, col_json = st.columns(3)
     col_png.download_button(
-        "Download overlay (PNG)",
+        "Overlay PNG",
         data=lambda: _download_bytes("png", png_key, lambda: render_overlay_png(
             view, saliency, cmap, opacity, legend, caption, fade)),
         file_name=f"{stem}.png", mime="image/png", icon=":material/image:",
         key="download_png", on_click="ignore",
-        help="The overlay at the current opacity, with its colour bar and a caption line.")
+        help="Download the overlay at the current opacity, with its colour bar and a caption "
+             "line, as a PNG image.")
     col_npy.download_button(
-        "Download raw map (.npy)",
+        "Raw map .npy",
         data=lambda: _download_bytes("npy", request, lambda: _npy_bytes(values)),
         file_name=f"{stem}.npy", mime="application/octet-stream",
         icon=":material/data_array:", key="download_npy", on_click="ignore",
-        help="The attribution at the model's input resolution, shape (H, W, 3) (or "
+        help="Download the raw map as a NumPy .npy file: the attribution at the model's input "
+             "resolution, shape (H, W, 3) (or "
              "(H, W, 1) for Grad-CAM and occlusion), before channel reduction and scaling.")
     col_json.download_button(
-        "Download provenance (JSON)",
+        "Provenance",
         data=lambda: _download_bytes("json", (request, reduction, clip_at), lambda:
                                      audit_gallery.provenance_json(
                                          model_key, classifier, image, chosen.name, fit,
@@ -372,7 +375,8 @@ with result:
                                          params, explanation, reduction, clip_at)),
         file_name=f"{stem}.json", mime="application/json", icon=":material/description:",
         key="download_json", on_click="ignore",
-        help="Everything needed to reproduce this map: the model and its weights' hash, the "
+        help="Download the provenance as JSON: everything needed to reproduce this map: the "
+             "model and its weights' hash, the "
              "image's hash, the class, the method with every parameter, library versions and "
              "the map's statistics (the same record as the Audit page and command line).")
 
