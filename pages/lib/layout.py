@@ -37,13 +37,13 @@ def escape_markdown(text: str) -> str:
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 
 
-_BREAK_AFTER = "/\\_-."
+_BREAK_AFTER = "/\\_-"
 
 
 def breakable_name(text: str) -> str:
     """A file or model name escaped for Markdown (:func:`escape_markdown`) that wraps
-    after ``/``, ``\\``, ``_``, ``-`` and ``.`` instead of in the middle of a word: an
-    invisible zero-width space follows each of them."""
+    after ``/``, ``\\``, ``_`` and ``-`` instead of in the middle of a word (an invisible
+    zero-width space follows each of them); never inside ``cat.png``."""
     return escape_markdown("".join(ch + "\u200b" if ch in _BREAK_AFTER else ch
                                    for ch in str(text)))
 
