@@ -179,6 +179,27 @@ def test_figures_have_the_model_input_shape():
     np.testing.assert_array_equal(marked[row, col], [0xC0, 0x39, 0x2B])
 
 
+def test_the_taylor_chart_holds_every_curve_it_draws():
+    """A prediction that runs away from the actual change (as the most salient pixels'
+    does at large nudges) stays inside the plot, and so do the random draws' error bars
+    (issue 24: the red curves ran off the top)."""
+    model, image = TanhModel(), an_image()
+    steps = compute_steps(model, image, Target(0))
+    test = run_taylor_test(model, image, steps.gradient, steps.reduced, Target(0), k=20,
+                           epsilons=make_epsilons(0.01, 100))
+    most = test.curves["most"]
+    assert most.predicted[-1] > 1.5 * most.actual[-1]  # tanh saturates, the line does not
+    figure = make_taylor_figure(test)
+    low, high = figure.layout.yaxis.range
+    for trace in figure.data:
+        if trace.xaxis != "x":
+            continue
+        errors = (np.asarray(trace.error_y.array) if trace.error_y.array is not None
+                  else np.zeros(len(trace.y)))
+        y = np.asarray(trace.y, dtype=float)
+        assert np.nanmax(y + errors) <= high and np.nanmin(y - errors) >= low, trace.name
+
+
 def test_changes_within_float_rounding_are_left_out_of_the_verdict():
     model, image = TanhModel(), an_image()
     steps = compute_steps(model, image, Target(0))

@@ -181,10 +181,11 @@ def make_taylor_figure(test: TaylorTest, unit: str = "logit") -> go.Figure:
     """The Taylor test as two panels over the nudge size ``eps`` (log axis).
 
     Left: the predicted change ``w . dI`` (dashed) and the actual change (solid),
-    one colour per pixel selection; the y range follows the actual changes, so a
-    prediction that runs away leaves the top. Right: actual / predicted, where 1
-    means the straight line is exact and a band marks the test's tolerance; points
-    whose predicted change is below the test's noise floor are left out. The
+    one colour per pixel selection; the y range holds every curve, the error bars
+    and a prediction that runs away from the actual change included. Right:
+    actual / predicted, where 1 means the straight line is exact and a band marks
+    the test's tolerance; points whose predicted change is below the test's noise
+    floor are left out. The
     random selection is the mean over draws (its spread as error bars). Where the
     most salient pixels' prediction misses by more than the tolerance, both panels
     are shaded.
@@ -231,8 +232,10 @@ def make_taylor_figure(test: TaylorTest, unit: str = "logit") -> go.Figure:
         for col in (1, 2):
             fig.add_vrect(x0=breaks, x1=float(x[-1]), fillcolor="#f59e0b", opacity=0.14,
                           line_width=0, layer="below", row=1, col=col)
-    actual = np.concatenate([c.actual for c in test.curves.values()])
-    top, bottom = float(np.nanmax(actual)), float(np.nanmin(actual))
+    drawn = np.concatenate([values for c in test.curves.values()
+                            for values in (c.actual + c.spread, c.actual - c.spread,
+                                           c.predicted)])
+    top, bottom = float(np.nanmax(drawn)), float(np.nanmin(drawn))
     pad = 0.1 * max(top - min(bottom, 0.0), 1e-9)
     fig.update_xaxes(type="log", title={"text": "ε (grey levels)"})
     fig.update_yaxes(title={"text": f"score change ({unit})"},
