@@ -14,7 +14,6 @@ from browser_support import screenshot
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 CELL = "[class*='st-key-compare_cell_']"
-PIPELINE = "[class*='st-key-lesson_pipeline_']"
 
 BOX = "e => { const r = e.getBoundingClientRect(); " \
       "return {x: r.x, y: r.y, right: r.right, bottom: r.bottom}; }"
@@ -37,6 +36,9 @@ def open_compare(page, server: str) -> list[dict]:
     label box, in page order."""
     page.goto(server + "/compare?sample=chelsea")
     page.get_by_role("heading", name="Compare").first.wait_for(timeout=120_000)
+    page.get_by_text("Perturbation", exact=True).first.wait_for(timeout=120_000)
+    page.wait_for_timeout(1000)  # the pickers have their chips
+    assert_chips_fit(page)
     page.wait_for_function(
         f"document.querySelectorAll(\"{CELL} .js-plotly-plot .hm image\").length == 12",
         timeout=300_000)
@@ -93,7 +95,6 @@ def test_compare_cells_are_units_on_a_desktop_and_a_phone(server, page, phone):
         lefts = [c["cell"]["x"] for c in cells[3 * row:3 * row + 3]]
         assert len(tops) == 1 and lefts == sorted(lefts) and len(set(lefts)) == 3, cells
         assert min(c["cell"]["right"] - c["cell"]["x"] for c in cells) > 200
-    assert_chips_fit(page)
     screenshot(page, "compare-1400")
 
     cells = open_compare(phone, server)  # 390 x 844: one cell a line, labels on their maps
@@ -107,13 +108,19 @@ def test_compare_cells_are_units_on_a_desktop_and_a_phone(server, page, phone):
     assert [h.inner_text() for h in headings] == ["Vanilla gradient", "SmoothGrad",
                                                   "Integrated Gradients", "Grad-CAM"]
     assert all(h.evaluate("e => e.scrollWidth <= e.clientWidth") for h in headings)
-    assert_chips_fit(phone)
     screenshot(phone, "compare-phone")
+
+
+def pipeline_charts(page):
+    """The charts of the pipeline (their panel titles are numbered steps)."""
+    return page.locator("[data-testid='stPlotlyChart']").filter(
+        has=page.locator(".infolayer g.annotation", has_text="1 · input").or_(
+            page.locator(".infolayer g.annotation", has_text="6 · overlay")))
 
 
 def pipeline_titles(page) -> list[list[dict]]:
     """The panel titles of each pipeline figure: text and box."""
-    return page.eval_on_selector_all(PIPELINE, """figures => figures.map(figure =>
+    return pipeline_charts(page).evaluate_all("""figures => figures.map(figure =>
         [...figure.querySelectorAll('.infolayer g.annotation')].map(a => {
             const r = a.getBoundingClientRect();
             return {text: a.textContent, x: r.x, y: r.y, right: r.right, bottom: r.bottom};
@@ -123,10 +130,10 @@ def pipeline_titles(page) -> list[list[dict]]:
 def open_lesson(page, server: str) -> None:
     page.goto(server + "/how_it_works?sample=chelsea")
     page.get_by_role("heading", name="How it works").first.wait_for(timeout=120_000)
-    page.wait_for_function(
-        f"document.querySelectorAll(\"{PIPELINE} .js-plotly-plot .hm image\").length == 5",
-        timeout=240_000)
+    page.get_by_text("6 · overlay").first.wait_for(timeout=240_000)
     page.get_by_text("Actual ÷ predicted").first.wait_for(timeout=240_000)  # the Taylor test
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .hm image').length"
+                           " >= 5", timeout=120_000)
     assert_no_exception(page)
 
 
@@ -139,7 +146,7 @@ def toolbar_display(page) -> list[str]:
 def test_how_it_works_lays_out_its_panels_for_the_screen(server, phone, browser):
     open_lesson(phone, server)  # 390 x 844
     figures = pipeline_titles(phone)
-    assert [len(titles) for titles in figures] == [4, 4]
+    assert sum(len(titles) for titles in figures) == 8
     for titles in figures:
         for i, a in enumerate(titles):
             assert a["x"] >= 0 and a["right"] <= 390, a
@@ -147,22 +154,22 @@ def test_how_it_works_lays_out_its_panels_for_the_screen(server, phone, browser)
                 apart = (a["right"] <= b["x"] or b["right"] <= a["x"]
                          or a["bottom"] <= b["y"] or b["bottom"] <= a["y"])
                 assert apart, (a, b)
-        rows = sorted({round(t["y"]) for t in titles})
-        assert len(rows) == 2  # two panels a row
-    boxes = phone.eval_on_selector_all(PIPELINE, f"es => es.map({BOX})")
-    assert boxes[1]["y"] >= boxes[0]["bottom"]  # the second figure under the first
-    phone.locator(PIPELINE).first.tap()
+    pipeline_charts(phone).first.tap()
     display = toolbar_display(phone)
     assert display and set(display) == {"none"}, display  # no toolbar over the titles
+    boxes = pipeline_charts(phone).evaluate_all(f"es => es.map({BOX})")
+    assert len(figures) == 2 and boxes[1]["y"] >= boxes[0]["bottom"]  # one under the other
+    for titles in figures:  # two panels a row
+        assert len(titles) == 4 and len({round(t["y"]) for t in titles}) == 2, titles
     screenshot(phone, "how-it-works-phone")
 
     context = browser.new_context(viewport={"width": 1280, "height": 720})
     try:
         desktop = context.new_page()
         open_lesson(desktop, server)
-        boxes = desktop.eval_on_selector_all(PIPELINE, f"es => es.map({BOX})")
+        boxes = pipeline_charts(desktop).evaluate_all(f"es => es.map({BOX})")
         assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2  # side by side: four panels a row
-        desktop.locator(PIPELINE).first.hover()
+        pipeline_charts(desktop).first.hover()
         assert "none" not in toolbar_display(desktop)  # the toolbar stays on a desktop
         screenshot(desktop, "how-it-works-1280")
     finally:
