@@ -130,7 +130,7 @@ def open_page(title: str, caption: str, *, columns: Sequence[float], gap: str = 
         gap: the gap between the columns.
         image_heading: a subheader above the image picker (Explore's numbered steps).
         choose_fit: offer the fit, with a preview of what the model sees; otherwise use
-            the fit last set (on Explore or Live).
+            the fit last set (on Explore, Audit or Live).
         pick_class: draw the shared "Class to explain" select box (the image's top
             classes); otherwise ``class_index`` is ``None`` and the page picks its own.
         class_column: the column the class picker goes in.
