@@ -7,10 +7,9 @@ import streamlit as st
 
 from pages.lib import (
     caching,
-    image_choice,
     layout,
     method_controls,
-    own_models,
+    page,
     settings,
     trust_checks,
 )
@@ -79,30 +78,16 @@ def show_verdict(verdict) -> None:
         st.caption(verdict.rule)
 
 
-layout.page_setup()
-st.title("Trust")
-st.caption("Can this map be trusted? Checks that a map must pass to explain the model: it must "
-           "change when the model's weights are randomised and when another class is asked "
-           f"for, it must be more than an edge map, and its top pixels must matter. {PAPERS}.")
-layout.show_link_notices()
-
-model_key = settings.get("model")
-model_name = own_models.model_display_name(model_key)
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
-
-controls, checks = st.columns([1, 3], gap="large")
+opening = page.open_page(
+    "Trust", "Can this map be trusted? Checks that a map must pass to explain the model: it "
+    "must change when the model's weights are randomised and when another class is asked "
+    f"for, it must be more than an edge map, and its top pixels must matter. {PAPERS}.",
+    columns=[1, 3], pick_class=True)
+model, chosen, fit, prepared = opening.model, opening.chosen, opening.fit, opening.prepared
+model_key, model_name, classifier, token = model.key, model.name, model.classifier, model.token
+image, names, class_index, (controls, checks) = (chosen.image, model.class_names,
+                                                 opening.class_index, opening.columns)
 with controls:
-    chosen = image_choice.choose_image()
-    if chosen is None:
-        st.stop()
-    image = chosen.image
-    fit = settings.get("fit")
-    prepared = caching.prepare_image(model_key, token, classifier, image, fit)
-    names = classifier.class_names
-    class_index = settings.bind_class(image.digest, model_key, prepared.predictions, names,
-                                      label="Class to explain")
     method = settings.bind("method", st.selectbox, options=list(METHODS), label="Method",
                            format_func=lambda k: METHODS[k].label)
     params = method_controls.stored_method_params(method, classifier)
