@@ -10,7 +10,7 @@ from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS
 from saliency_core.teaching import SELECTIONS
 from saliency_core.teaching.figures import (
     SELECTION_COLOR_NAMES,
-    make_pipeline_figure,
+    make_pipeline_figures,
     make_sharp_map_figure,
     make_taylor_figure,
     mark_pixels,
@@ -89,10 +89,12 @@ st.caption("and by more than nudging as many random pixels, or the least salient
            "(section 3).")
 
 st.subheader("2 · The pipeline")
-columns = settings.bind("lesson.columns", st.radio, options=[4, 2], label="Panels per row",
-                        horizontal=True, help="Two per row reads better on a phone.")
-st.plotly_chart(make_pipeline_figure(steps, cmap, columns=columns), width="stretch",
-                config=CONFIG, key="lesson_pipeline")
+layout.hide_chart_toolbars_on_phones()  # on a phone it covered the panel titles
+# two figures of 2 x 2 panels: side by side on a wide screen, one under the other where
+# Streamlit stacks columns (a phone), so panels are never squeezed four to a phone's row
+for column, figure, key in zip(st.columns(2, gap="medium"), make_pipeline_figures(steps, cmap),
+                               ("lesson_pipeline_gradient", "lesson_pipeline_map"), strict=True):
+    column.plotly_chart(figure, width="stretch", config=CONFIG, key=key)
 low, high = float(steps.network_input.min()), float(steps.network_input.max())
 grad_low, grad_high = float(steps.gradient.min()), float(steps.gradient.max())
 st.markdown(
@@ -109,7 +111,8 @@ st.markdown(
     "all three channels.\n"
     f"5. **Normalised.** Scaled to 0–1 after clipping the top {100 - clip:g}%.\n"
     "6. **Overlay.** The map over the photo; weak values fade so the photo shows through.",
-    help="Drag over any panel to zoom; all panels follow. Double-click to zoom out.")
+    help="Drag over any panel to zoom; the other panels of its figure follow. "
+         "Double-click to zoom out.")
 
 st.subheader("3 · Test it yourself")
 st.markdown("Nudge $k$ pixels by $\\varepsilon$ grey levels along the gradient's sign and "

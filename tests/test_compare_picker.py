@@ -1,17 +1,13 @@
 """Compare's method picker: four default rows, every other method one click away by family."""
 
-import json
-
 from apptest_support import new_app
 
 from saliency_core.methods import METHODS, methods_by_family
 
 
 def rows(at) -> list[str]:
-    """The row titles (the first column's y-axis titles), top to bottom."""
-    layout = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
-    axes = sorted((int(k[5:] or 1), v) for k, v in layout.items() if k.startswith("yaxis"))
-    return [axis["title"]["text"] for _, axis in axes if axis.get("title", {}).get("text")]
+    """The row titles (each row's heading above its cells), top to bottom."""
+    return [m.value[5:] for m in at.markdown if m.value.startswith("#### ")]
 
 
 def test_family_toggles_add_and_remove_rows_and_show_what_is_in():

@@ -125,8 +125,6 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("lesson.k", 100, _lesson_k, page=LESSON_PAGE),
     Setting("lesson.eps", (0.01, 10.0), _eps_range, page=LESSON_PAGE,
             to_url=_format_eps_range),
-    Setting("lesson.columns", 4, lambda raw: {"4": 4, "2": 2}.get(raw), in_url=False,
-            page=LESSON_PAGE),
     # Live page: its method, SmoothGrad's few samples, and a pinned class (None: top-1)
     Setting("live_method", "vanilla", _choice(LIVE_METHODS), in_url=False),
     Setting("live_samples", 3, parse_index, in_url=False),
