@@ -29,9 +29,9 @@ except ImportError as exc:  # the [live] extra is not installed
     MISSING = exc.name if exc.name and exc.name.replace(".", "").isidentifier() else None
 
 FIGURES_EVERY = 5.0  # seconds between refreshes of the figures under the video
+# Seconds of a started stream without a single frame before the page says so (a camera that
+# sends nothing; a docstring here would be drawn on the page by Streamlit's "magic").
 NO_VIDEO_AFTER = 15.0
-"""Seconds of a started stream without a single frame before the page says so (a camera
-that sends nothing, e.g. a 1×1 virtual camera the browser does not encode)."""
 
 
 def pick_live_class(class_names: tuple[str, ...], session: live_stream.LiveSession

@@ -121,9 +121,11 @@ def test_a_denied_camera_says_what_to_do_and_the_app_keeps_working(server, askin
                                            "setting": "denied", "origin": server})
         page.goto(server + "/live")
         page.get_by_role("heading", name="Live").first.wait_for(timeout=120_000)
-        start_stream(page)
+        frame = start_stream(page)
         message = page.get_by_text("The browser does not let this page use the camera")
         message.wait_for(timeout=30_000)
+        # the page's words only: the component's raw "NotAllowedError" is hidden beside them
+        frame.get_by_text("NotAllowedError").wait_for(state="hidden", timeout=10_000)
         assert page.locator("[data-testid='stException']").count() == 0
         screenshot(page, "live-camera-denied")
         page.get_by_role("link", name="Explore").click()
