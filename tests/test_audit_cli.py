@@ -248,7 +248,7 @@ def test_fixed_class_by_name_and_a_sampling_method_record_every_parameter(folder
     assert record["target"]["class_index"] == 281 and record["target"]["class_choice"] == "fixed"
     # the batch size left unset is recorded as the one used: the model call's bound
     assert record["method"]["batch_size"] >= 1
-    assert record["method"]["params"] == {"noise": 0.15, "samples": 3, "aggregate": None,
+    assert record["method"]["params"] == {"noise": 0.15, "samples": 3, "aggregate": "mean",
                                           "seed": 7,
                                           "batch_size": record["method"]["batch_size"]}
     assert record["method"]["seed"] == 7
