@@ -10,7 +10,7 @@ from pages.lib import (
     jobs,
     layout,
     method_controls,
-    own_models,
+    page,
     settings,
 )
 from saliency_core.audit.batch import AuditSettings
@@ -45,16 +45,11 @@ def _sorted(records, how: str):
     return list(records)
 
 
-layout.page_setup()
-st.title("Audit")
-st.caption("Run many images through one model and method, then scan the maps for shortcuts: "
-           "a model that looks at the background, a watermark or the frame.")
-
-model_key = settings.get("model")
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
-names = classifier.class_names
+page.start_page("Audit", "Run many images through one model and method, then scan the maps "
+                "for shortcuts: a model that looks at the background, a watermark or the "
+                "frame.", notices=False)
+model = page.open_model()
+model_key, classifier, token, names = model.key, model.classifier, model.token, model.class_names
 
 controls, gallery = st.columns([1, 3], gap="large")
 with controls:

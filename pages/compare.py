@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.lib import caching, image_choice, layout, method_controls, own_models, settings
+from pages.lib import caching, layout, method_controls, page, settings
 from saliency_core.labels import shorten_label
 from saliency_core.methods import FAMILIES, METHODS, methods_by_family
 from saliency_core.plotting import (
@@ -58,28 +58,14 @@ def describe_gap(info: dict | None) -> str:
                    and abs(info["completeness gap"]) > target else "")
 
 
-layout.page_setup()
-st.title("Compare")
-st.caption("Which parts of a map hold up? Each row is one method with one colour scale shared "
-           "by its cells; each column is one class. Method parameters are the ones last set "
-           "on the Explore page.")
-layout.show_link_notices()
-
-model_key = settings.get("model")
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
-
-controls, grid = st.columns([1, 3], gap="large")
+opening = page.open_page(
+    "Compare", "Which parts of a map hold up? Each row is one method with one colour scale "
+    "shared by its cells; each column is one class. Method parameters are the ones last set "
+    "on the Explore page.", columns=[1, 3])
+model, chosen, fit, prepared = opening.model, opening.chosen, opening.fit, opening.prepared
+model_key, classifier, token = model.key, model.classifier, model.token
+image, names, top, (controls, grid) = chosen.image, model.class_names, opening.top, opening.columns
 with controls:
-    chosen = image_choice.choose_image()
-    if chosen is None:
-        st.stop()
-    image = chosen.image
-    fit = settings.get("fit")
-    prepared = caching.prepare_image(model_key, token, classifier, image, fit)
-    names = classifier.class_names
-    top = [p.index for p in prepared.predictions]
     reduction = settings.bind("reduction", st.selectbox, options=list(REDUCTIONS),
                               label="Colour channels", format_func=REDUCTIONS.get)
     cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",

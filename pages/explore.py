@@ -8,10 +8,9 @@ import streamlit as st
 from pages.lib import (
     audit_gallery,
     caching,
-    image_choice,
     layout,
     method_controls,
-    own_models,
+    page,
     settings,
 )
 from pages.lib.overlay_bridge import mount_overlay_bridge
@@ -163,29 +162,15 @@ def finish_page() -> None:
                                photo_digest=image.digest)
 
 
-layout.page_setup()
-st.title("Explore")
-st.caption("Pick an image and a class: the map shows which pixels the model's score for that "
-           "class depends on most.")
-layout.show_link_notices()
+opening = page.open_page(
+    "Explore", "Pick an image and a class: the map shows which pixels the model's score for "
+    "that class depends on most.", columns=[1, 2], image_heading="1 · Image", choose_fit=True)
+model, chosen, fit, prepared = opening.model, opening.chosen, opening.fit, opening.prepared
+model_key, model_name, classifier, token = model.key, model.name, model.classifier, model.token
+image, (controls, display) = chosen.image, opening.columns
+preds, names = prepared.predictions, classifier.class_names
 
-model_key = settings.get("model")
-model_name = own_models.model_display_name(model_key)
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
-
-controls, display = st.columns([1, 2], gap="large")
 with controls:
-    st.subheader("1 · Image")
-    chosen = image_choice.choose_image()
-    if chosen is None:
-        st.stop()
-    image = chosen.image
-    fit = image_choice.choose_fit(image, classifier.input_size)
-    prepared = caching.prepare_image(model_key, token, classifier, image, fit)
-    preds, names = prepared.predictions, classifier.class_names
-
     st.subheader("2 · Class")
     class_index = pick_class(preds, names, image.digest, model_key, prepared.probabilities)
     contrast_index = pick_contrast(preds, names, class_index)

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from pages.lib import caching, image_choice, layout, lesson, own_models, settings, trust_checks
+from pages.lib import layout, lesson, page, settings, trust_checks
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS, Target
 from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS
@@ -41,34 +41,16 @@ TERMS = {
 }
 
 
-layout.page_setup()
-st.title("How it works")
-st.caption(f"How a gradient saliency map is made from this image, step by step, and a live "
-           f"test of the idea behind it: {PAPER}. Image, model and class are shared with "
-           "Explore.")
-layout.show_link_notices()
-
-model_key = settings.get("model")
-model_name = own_models.model_display_name(model_key)
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
-
-image_column, class_column, style_column = st.columns([5, 4, 3], gap="large")
-with image_column:
-    chosen = image_choice.choose_image()
-    if chosen is None:
-        st.stop()
-image = chosen.image
-fit = settings.get("fit")
-prepared = caching.prepare_image(model_key, token, classifier, image, fit)
-names = classifier.class_names
-with class_column:
-    class_index = settings.bind_class(
-        image.digest, model_key, prepared.predictions, names, label="Class to explain",
-        with_probability=True,
-        help="The model's top classes for this image, with their probabilities. The score "
-             "explained is the class score before softmax, as in the paper.")
+opening = page.open_page(
+    "How it works", f"How a gradient saliency map is made from this image, step by step, and "
+    f"a live test of the idea behind it: {PAPER}. Image, model and class are shared with "
+    "Explore.", columns=[5, 4, 3], pick_class=True, class_column=1, class_probabilities=True,
+    class_help="The model's top classes for this image, with their probabilities. The score "
+               "explained is the class score before softmax, as in the paper.")
+model, chosen, fit, prepared = opening.model, opening.chosen, opening.fit, opening.prepared
+model_key, model_name, classifier, token = model.key, model.name, model.classifier, model.token
+image, names, class_index = chosen.image, model.class_names, opening.class_index
+image_column, class_column, style_column = opening.columns
 with style_column:
     cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
                          format_func=COLORMAP_LABELS.get)

@@ -10,7 +10,7 @@ import time
 
 import streamlit as st
 
-from pages.lib import jobs, layout, own_models, settings
+from pages.lib import jobs, layout, own_models, page, settings
 from pages.lib.image_choice import FIT_LABELS
 from saliency_core.imaging import FIT_MODES
 from saliency_core.labels import shorten_label
@@ -73,10 +73,8 @@ def show_measured(figures, fps, per_map, delay, dropped) -> None:
                         "replaced by a newer one: the map is always of a recent frame.")
 
 
-layout.page_setup()
-st.title("Live")
-st.caption("Point your camera at a mug, a hand or a pen: the map follows what the model "
-           "looks at as the object moves.")
+page.start_page("Live", "Point your camera at a mug, a hand or a pen: the map follows what "
+                "the model looks at as the object moves.", notices=False)
 if live_stream is None:
     missing = f" (the `{MISSING}` module is missing)" if MISSING else ""
     st.warning("**The Live page needs the optional camera-stream packages**, which are not "
@@ -86,10 +84,8 @@ if live_stream is None:
                "still explain a single webcam snapshot.", icon=":material/videocam_off:")
     st.stop()
 
-model_key = settings.get("model")
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
+model = page.open_model()
+model_key, classifier, token = model.key, model.classifier, model.token
 session = live_stream.live_session()
 frozen = live_stream.take_frozen()  # Freeze was pressed: open its frame before anything else
 if frozen is not None and frozen.result is not None:

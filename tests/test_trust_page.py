@@ -68,3 +68,35 @@ def test_guided_backprop_gets_a_red_verdict_in_plain_words():
                if "this map looks convincing, but it barely depends on the model" in e.value]
     assert failing and failing[0].endswith("fails."), [e.value for e in at.error]
     assert "over 3 draws" in failing[0]
+
+
+def test_checks_over_the_budget_are_refused_before_they_run(tmp_path, monkeypatch):
+    """The map is drawn within the default budget; then the operator lowers the budget
+    to a millisecond per map or check (the file is re-read when it changes): the map,
+    already computed, stays, and every check says what it would take instead of running.
+    The page goes on."""
+    config = tmp_path / "saliency_studio.toml"
+    monkeypatch.setenv("SALIENCY_STUDIO_CONFIG", str(config))  # absent: default limits
+    # a sample and method no other test checks, so no result is stored for them yet
+    at = new_app(sample="rocket", method="gradient_x_input")
+    at.switch_page("trust.py").run()
+    assert not at.exception, at.exception
+    config.write_text("[limits]\nmax_job_seconds = 0.001\n", encoding="utf-8")
+    at.button(key="run_random").click().run()
+    assert not at.exception, at.exception
+    refusals = [w.value for w in at.warning]
+    assert any(r.startswith("The cascading randomisation (3 draws) would take about")
+               and "gradient passes" in r and "the limit is 0.0 s per map or check" in r
+               for r in refusals), refusals
+    assert "when the model is randomised (Spearman" not in texts(at)
+    at.button(key="run_faith").click().run()
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("Deletion and insertion would take about")
+               and "706 forward passes" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+    at.button(key="run_methods").click().run()
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("Scoring the random orders would take about")
+               for w in at.warning), [w.value for w in at.warning]
+    assert any(w.value.startswith("Left out, each over this server's budget")
+               and "Gradient" in w.value for w in at.warning), [w.value for w in at.warning]

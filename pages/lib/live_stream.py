@@ -65,7 +65,7 @@ CAMERA_MESSAGES = {
                     "Explore page takes uploads and samples."),
     "insecure": ("**This browser only gives a camera to pages served over HTTPS or from "
                  "localhost.** Open the app at http://localhost on this machine, or serve it "
-                 "over HTTPS (see the README, *Live camera*)."),
+                 "over HTTPS (see docs/guide.md, *Live across a network*)."),
 }
 
 
