@@ -1,6 +1,7 @@
 """The pages, run headless with streamlit.testing.v1.AppTest and the real default model."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -118,10 +119,15 @@ def test_search_over_all_classes():
     assert search.options[1].startswith("golden retriever")  # [0] is the current class
     at.text_input(key="w_class_query").set_value("street sign").run()
     search = at.selectbox(key="w_class_search")
+    label = next(o for o in search.options if o.startswith("street sign (#919), "))
+    probability = label.rsplit(", ", 1)[1]  # found classes show their probability too
+    assert re.fullmatch(r"\d+\.\d{1,2}%|<0\.01%", probability), label
     search.set_value(919).run()  # "street sign"
     assert_ok(at)
     assert "class 919" in headline(at)
     assert class_radio(at).value == -1  # "Another class…" stays chosen
+    assert any(f"· probability {probability} ·" in c.value for c in at.caption), \
+        [c.value for c in at.caption]  # beside its score
 
 
 def test_model_without_weights_explains_how_to_get_them():

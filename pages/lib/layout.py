@@ -134,6 +134,11 @@ def show_link_notices() -> None:
                  f" The link named class {notice.class_index}, which is not applied here.")
         if notice.kind == "param":
             continue
+        if notice.kind == "class":
+            st.warning(f"**{escape_markdown(notice.detail)}**, so it is not applied: the "
+                       "image's own top class is shown instead (and no contrast for a "
+                       "contrast class).", icon=":material/link_off:")
+            continue
         if notice.kind == "photo":
             st.warning(
                 "**This link was made from someone's own photo, and photos are never part of "

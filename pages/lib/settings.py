@@ -187,10 +187,11 @@ class LinkNotice:
 
     Attributes:
         kind: ``"photo"`` (the link was made from an uploaded photo or snapshot),
-            ``"model"`` (it names someone's own model, not loaded here) or ``"param"``
-            (a method parameter outside the range the app allows).
-        detail: the photo's short SHA-256, the model's key, or for a parameter one
-            line saying what was refused and what is used instead.
+            ``"model"`` (it names someone's own model, not loaded here), ``"param"``
+            (a method parameter outside the range the app allows) or ``"class"`` (a
+            class the link's model does not have).
+        detail: the photo's short SHA-256, the model's key, or for a parameter or a
+            class one line saying what was refused.
         class_index: the class the link named, which was *not* applied.
     """
 
@@ -227,6 +228,8 @@ def read_query(query: dict[str, str]) -> tuple[dict[str, Any], list[LinkNotice]]
         elif name in PARAM_SETTINGS:
             notices.append(LinkNotice("param", _refused_param(name, raw), None))
     model = query.get("model", "")
+    if not model.startswith(CUSTOM_PREFIX):
+        notices += drop_missing_classes(values)
     if model.startswith(CUSTOM_PREFIX):
         notices.append(LinkNotice("model", model[:80], values.get("class")))
         values.pop("class", None)
@@ -243,6 +246,23 @@ def read_query(query: dict[str, str]) -> tuple[dict[str, Any], list[LinkNotice]]
         values.pop("class", None)
         values.pop("contrast", None)
     return values, notices
+
+
+def drop_missing_classes(values: dict[str, Any]) -> list[LinkNotice]:
+    """Take a link's ``class`` and ``contrast`` out of ``values`` when the link's registered
+    model has no such class; a notice for each (a class written back to the URL would make
+    every link copied from the page carry it on)."""
+    spec = MODELS[values.get("model", DEFAULT_MODEL_KEY)]
+    count = len(spec.class_names)
+    notices = []
+    for name, words in (("class", "class"), ("contrast", "contrast class")):
+        index = values.get(name)
+        if index is not None and index >= count:
+            del values[name]
+            notices.append(LinkNotice(
+                "class", f"The link names {words} {index}, but {spec.display_name} has "
+                         f"classes 0 to {count - 1}", index))
+    return notices
 
 
 def init_state() -> None:
