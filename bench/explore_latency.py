@@ -8,7 +8,7 @@ Measures, for the default model (and MobileNetV2 when ../shared/models is presen
 model build + weights (cold: a fresh cache, so EfficientNet-Lite0 converts its checkpoint; warm:
 from the cache), the first prediction and map (which trace the graphs), warm predictions and maps
 (median of --repeats), and the process's peak resident memory. Targets: an uploaded photo's
-top-5 and map within 10 s of upload on a 2-core machine (see the README).
+top-5 and map within 10 s of upload on a 2-core machine (see docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -10,15 +10,16 @@ from pages.lib import (
     jobs,
     layout,
     method_controls,
-    own_models,
+    page,
     settings,
 )
 from saliency_core.audit.batch import AuditSettings
 from saliency_core.audit.border import BORDER_BAND, uniform_border_share
-from saliency_core.audit.uploads import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
+from saliency_core.audit.uploads import UploadLimits
 from saliency_core.imaging import FIT_MODES
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS
+from saliency_core.safety.limits import format_bytes
 
 COLUMNS = 4
 CLASS_MODES = {"top1": "Each image's top-1 class", "fixed": "One class for all images"}
@@ -44,26 +45,24 @@ def _sorted(records, how: str):
     return list(records)
 
 
-layout.page_setup()
-st.title("Audit")
-st.caption("Run many images through one model and method, then scan the maps for shortcuts: "
-           "a model that looks at the background, a watermark or the frame.")
-
-model_key = settings.get("model")
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
-names = classifier.class_names
+page.start_page("Audit", "Run many images through one model and method, then scan the maps "
+                "for shortcuts: a model that looks at the background, a watermark or the "
+                "frame.", notices=False)
+model = page.open_model()
+model_key, classifier, token, names = model.key, model.classifier, model.token, model.class_names
 
 controls, gallery = st.columns([1, 3], gap="large")
 with controls:
     st.subheader("1 · Images")
+    upload_limits = UploadLimits.from_limits()  # the config's [limits], as in force now
     uploaded = st.file_uploader(
         "Images, or .zip files of them", accept_multiple_files=True, key="audit_upload",
-        help=f"JPEG, PNG, WebP, BMP, GIF or TIFF, each up to {MAX_FILE_BYTES // 2**20} MB; "
-             f"at most {MAX_FILES} images and {MAX_TOTAL_BYTES // 2**20} MB in all. Folders "
-             "inside a .zip are fine; other files are skipped and listed.")
-    files, found = audit_gallery.collect_files(uploaded)
+        help=f"JPEG, PNG, WebP, BMP, GIF or TIFF, each up to "
+             f"{format_bytes(upload_limits.max_file_bytes)}; at most "
+             f"{upload_limits.max_files} images and "
+             f"{format_bytes(upload_limits.max_total_bytes)} in all. Folders inside a .zip "
+             "are fine; other files are skipped and listed.")
+    files, found = audit_gallery.collect_files(uploaded, upload_limits)
     for message in found.refused:
         st.error(layout.escape_markdown(message), icon=":material/error:")
 

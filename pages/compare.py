@@ -2,13 +2,15 @@
 
 import streamlit as st
 
-from pages.lib import caching, image_choice, layout, method_controls, own_models, settings
+from pages.lib import caching, layout, method_controls, page, settings
 from saliency_core.labels import shorten_label
 from saliency_core.methods import FAMILIES, METHODS, methods_by_family
 from saliency_core.plotting import (
     COLORMAP_LABELS,
     COLORMAPS,
-    make_comparison_figure,
+    choose_cell_height,
+    make_colorbar_figure,
+    make_comparison_cell,
     make_legend,
 )
 from saliency_core.postprocess import REDUCTIONS, normalize_jointly, reduce_channels
@@ -23,8 +25,8 @@ FAMILY_HELP = {
     "perturbation": "Forward passes on covered or masked copies of the image: no gradients, "
                     "many passes.",
 }
-CONFIG = {"displaylogo": False, "scrollZoom": False,
-          "toImageButtonOptions": {"filename": "saliency-compare"}}
+# cells are small: no toolbar over the map (hovering still shows the values)
+CELL_CONFIG = {"displayModeBar": False, "scrollZoom": False}
 
 
 def pick_methods_by_family(chosen: list[str]) -> None:
@@ -45,7 +47,7 @@ def pick_methods_by_family(chosen: list[str]) -> None:
         name.markdown(f"**{FAMILIES[family]}**", help=FAMILY_HELP.get(family))
         toggles.pills(FAMILIES[family], options=keys, selection_mode="multi", key=widget,
                       format_func=lambda k: METHODS[k].label, on_change=toggled,
-                      args=(keys, widget), label_visibility="collapsed")
+                      args=(keys, widget), label_visibility="collapsed", wrap=True)
 
 
 def describe_gap(info: dict | None) -> str:
@@ -58,28 +60,14 @@ def describe_gap(info: dict | None) -> str:
                    and abs(info["completeness gap"]) > target else "")
 
 
-layout.page_setup()
-st.title("Compare")
-st.caption("Which parts of a map hold up? Each row is one method with one colour scale shared "
-           "by its cells; each column is one class. Method parameters are the ones last set "
-           "on the Explore page.")
-layout.show_link_notices()
-
-model_key = settings.get("model")
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
-
-controls, grid = st.columns([1, 3], gap="large")
+opening = page.open_page(
+    "Compare", "Which parts of a map hold up? Each row is one method with one colour scale "
+    "shared by its cells; each column is one class. Method parameters are the ones last set "
+    "on the Explore page.", columns=[1, 3])
+model, chosen, fit, prepared = opening.model, opening.chosen, opening.fit, opening.prepared
+model_key, classifier, token = model.key, model.classifier, model.token
+image, names, top, (controls, grid) = chosen.image, model.class_names, opening.top, opening.columns
 with controls:
-    chosen = image_choice.choose_image()
-    if chosen is None:
-        st.stop()
-    image = chosen.image
-    fit = settings.get("fit")
-    prepared = caching.prepare_image(model_key, token, classifier, image, fit)
-    names = classifier.class_names
-    top = [p.index for p in prepared.predictions]
     reduction = settings.bind("reduction", st.selectbox, options=list(REDUCTIONS),
                               label="Colour channels", format_func=REDUCTIONS.get)
     cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
@@ -87,27 +75,23 @@ with controls:
     score = settings.get("score")
 
 with grid:
-    left, right = st.columns(2)
-    with left:
-        methods = settings.bind("compare.methods", st.multiselect, options=list(METHODS),
-                                default=DEFAULT_METHODS, label="Methods (rows)",
-                                format_func=lambda k: METHODS[k].label,
-                                help="Rows in this order; add more with the toggles below, "
-                                     "grouped by family.")
+    # one picker per line, chips wrapping: side by side they clipped their chips
+    methods = settings.bind("compare.methods", st.multiselect, options=list(METHODS),
+                            default=DEFAULT_METHODS, label="Methods (rows)",
+                            format_func=lambda k: METHODS[k].label, wrap=True,
+                            help="Rows in this order; add more with the toggles below, "
+                                 "grouped by family.")
     class_options = top + [i for i in range(len(names)) if i not in top]
     context = f"{image.digest[:12]}_{model_key}_{fit}"
-    with right:
-        classes = settings.bind(f"compare.classes.{context}", st.multiselect,
-                                options=class_options, default=top[:3],
-                                label="Classes (columns, at most 5)", max_selections=5,
-                                format_func=lambda i: f"{shorten_label(names[i])} (#{i})")
+    classes = settings.bind(f"compare.classes.{context}", st.multiselect,
+                            options=class_options, default=top[:3],
+                            label="Classes (columns, at most 5)", max_selections=5,
+                            format_func=lambda i: f"{shorten_label(names[i])} (#{i})",
+                            wrap=True)
     pick_methods_by_family(methods)
     if not methods or not classes:
         st.info("Pick at least one method and one class.")
         st.stop()
-    st.caption("Rows: " + ", ".join(METHODS[m].label for m in methods) + ". Columns: "
-               + ", ".join(layout.escape_markdown(shorten_label(names[c])) for c in classes)
-               + ".")
     clip = settings.get("clip")
     maps, notes, shown, refused = [], [], [], []
     for method in methods:
@@ -132,17 +116,32 @@ with grid:
     for method, reason in refused:
         st.warning(f"**{METHODS[method].label} is left out: too much work for this server.** "
                    f"{layout.escape_markdown(reason)}", icon=":material/hourglass_disabled:")
-    if shown:
-        st.plotly_chart(
-            make_comparison_figure(prepared.view, maps, [METHODS[m].label for m in shown],
-                                   [shorten_label(names[c]) for c in classes], notes, cmap,
-                                   signed=reduction == "signed",
-                                   legend=make_legend(reduction == "signed")),
-            width="stretch", config=CONFIG, key="compare_chart")
-        st.caption("Each cell shows the time it took to compute, or \"from cache\" when it was "
-                   "computed before (Integrated Gradients also its completeness gap and steps). "
-                   "Maps are laid over the photo at full strength (no fading), so "
-                   "faint structure stays comparable across cells.")
+
+if shown:  # the grid spans the page: below the controls, not beside them
+    signed = reduction == "signed"
+    legend_column, _ = st.columns([2, 3])
+    legend_column.plotly_chart(make_colorbar_figure(cmap, make_legend(signed)),
+                               width="stretch", config=CELL_CONFIG, key="compare_legend")
+    height = choose_cell_height(len(classes))
+    for method, row, row_notes in zip(shown, maps, notes, strict=True):
+        # a row: the method's name, then one cell per class; each cell holds its class,
+        # its time and note, and its map, so they stay together when a phone stacks them
+        st.markdown(f"#### {METHODS[method].label}")
+        for column, class_index, saliency, note in zip(st.columns(len(classes)), classes,
+                                                        row, row_notes, strict=True):
+            with column:
+                st.markdown(f"**{layout.escape_markdown(shorten_label(names[class_index]))}**"
+                            f" (#{class_index})  \n:small[:gray[{layout.escape_markdown(note)}]]")
+                st.plotly_chart(
+                    make_comparison_cell(prepared.view, saliency, cmap, signed=signed,
+                                         height=height),
+                    width="stretch", config=CELL_CONFIG,
+                    key=f"compare_cell_{method}_{class_index}")
+    st.caption("Each row is one method, its cells on one colour scale; each cell names its "
+               "class and the time it took to compute, or \"from cache\" when it was "
+               "computed before (Integrated Gradients also its completeness gap and steps). "
+               "Maps are laid over the photo at full strength (no fading), so faint "
+               "structure stays comparable across cells.")
 
 settings.sync_query_params(settings.get("method"), share_sample=chosen.source == "Sample",
                            photo_digest=image.digest)

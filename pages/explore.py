@@ -8,10 +8,9 @@ import streamlit as st
 from pages.lib import (
     audit_gallery,
     caching,
-    image_choice,
     layout,
     method_controls,
-    own_models,
+    page,
     settings,
 )
 from pages.lib.overlay_bridge import mount_overlay_bridge
@@ -47,10 +46,11 @@ SIDE_CONFIG = {"displaylogo": False, "scrollZoom": False,
 SEARCH = -1
 
 
-def pick_class(preds, class_names, digest: str, model_key: str) -> int:
+def pick_class(preds, class_names, digest: str, model_key: str, probabilities) -> int:
     """Radio over the top classes plus a ranked search over all; returns the class index.
 
-    A new image or model goes back to its top-1 class; everything else keeps it.
+    A new image or model goes back to its top-1 class; everything else keeps it. Every
+    class shows its probability (``probabilities``, ``(K,)``), a found one as well.
     """
     top = [p.index for p in preds]
     chosen, changed = settings.class_for_image(digest, model_key, top[0], len(class_names))
@@ -85,8 +85,15 @@ def pick_class(preds, class_names, digest: str, model_key: str) -> int:
 
         st.session_state["w_class_search"] = chosen
         st.selectbox("Matching classes", options, key="w_class_search", on_change=searched,
-                     format_func=lambda i: f"{class_names[i]} (#{i})")
+                     format_func=lambda i: f"{class_names[i]} (#{i}), "
+                                           f"{format_probability(probabilities[i])}")
     return int(settings.get("class"))
+
+
+def format_probability(probability: float) -> str:
+    """A probability for a label: ``"38.5%"``, and ``"<0.01%"`` rather than a bare 0."""
+    return f"{100 * probability:.1f}%" if probability >= 0.001 else (
+        f"{100 * probability:.2f}%" if probability >= 0.0001 else "<0.01%")
 
 
 def pick_contrast(preds, class_names, class_index: int) -> int | None:
@@ -156,31 +163,17 @@ def finish_page() -> None:
                                photo_digest=image.digest)
 
 
-layout.page_setup()
-st.title("Explore")
-st.caption("Pick an image and a class: the map shows which pixels the model's score for that "
-           "class depends on most.")
-layout.show_link_notices()
+opening = page.open_page(
+    "Explore", "Pick an image and a class: the map shows which pixels the model's score for "
+    "that class depends on most.", columns=[1, 2], image_heading="1 · Image", choose_fit=True)
+model, chosen, fit, prepared = opening.model, opening.chosen, opening.fit, opening.prepared
+model_key, model_name, classifier, token = model.key, model.name, model.classifier, model.token
+image, (controls, display) = chosen.image, opening.columns
+preds, names = prepared.predictions, classifier.class_names
 
-model_key = settings.get("model")
-model_name = own_models.model_display_name(model_key)
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
-
-controls, display = st.columns([1, 2], gap="large")
 with controls:
-    st.subheader("1 · Image")
-    chosen = image_choice.choose_image()
-    if chosen is None:
-        st.stop()
-    image = chosen.image
-    fit = image_choice.choose_fit(image, classifier.input_size)
-    prepared = caching.prepare_image(model_key, token, classifier, image, fit)
-    preds, names = prepared.predictions, classifier.class_names
-
     st.subheader("2 · Class")
-    class_index = pick_class(preds, names, image.digest, model_key)
+    class_index = pick_class(preds, names, image.digest, model_key, prepared.probabilities)
     contrast_index = pick_contrast(preds, names, class_index)
     score = settings.bind("score", st.radio, options=list(SCORE_LABELS),
                           label="Score to explain", format_func=SCORE_LABELS.get,
@@ -323,6 +316,10 @@ with result:
     else:
         score_words = ("Class score (before softmax)" if score == "logit" else
                        "Probability (after softmax)")
+    shown_probability = (f" · probability {format_probability(prepared.probabilities[c])}"
+                         + (f" for {layout.escape_markdown(n)}" if signed_contrast else "")
+                         for c, n in ((class_index, class_label),
+                                      (contrast_index, contrast_label)) if c is not None)
     timing = ("from cache" if from_cache else f"computed in {explanation.seconds:.2f} s")
     gap = info.get("completeness gap") if info else None
     target = info.get("target gap") if info else None
@@ -337,7 +334,8 @@ with result:
                    "yet add up to the score change: raise **Steps**"
                    + (" (200 usually brings it under 3%)." if method == "integrated_gradients"
                       else "."))
-    st.caption(f"{score_words}: {explanation.attribution.score:.4g} · {timing} · "
+    st.caption(f"{score_words}: {explanation.attribution.score:.4g}"
+               f"{''.join(shown_probability)} · {timing} · "
                f"model input {classifier.input_size[1]}×{classifier.input_size[0]}, shown "
                f"over the {view.shape[1]}×{view.shape[0]} region it was made from.")
 

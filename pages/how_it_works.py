@@ -3,14 +3,14 @@
 import numpy as np
 import streamlit as st
 
-from pages.lib import caching, image_choice, layout, lesson, own_models, settings, trust_checks
+from pages.lib import layout, lesson, page, settings, trust_checks
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS, Target
 from saliency_core.plotting import COLORMAP_LABELS, COLORMAPS
 from saliency_core.teaching import SELECTIONS
 from saliency_core.teaching.figures import (
     SELECTION_COLOR_NAMES,
-    make_pipeline_figure,
+    make_pipeline_figures,
     make_sharp_map_figure,
     make_taylor_figure,
     mark_pixels,
@@ -41,34 +41,16 @@ TERMS = {
 }
 
 
-layout.page_setup()
-st.title("How it works")
-st.caption(f"How a gradient saliency map is made from this image, step by step, and a live "
-           f"test of the idea behind it: {PAPER}. Image, model and class are shared with "
-           "Explore.")
-layout.show_link_notices()
-
-model_key = settings.get("model")
-model_name = own_models.model_display_name(model_key)
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
-
-image_column, class_column, style_column = st.columns([5, 4, 3], gap="large")
-with image_column:
-    chosen = image_choice.choose_image()
-    if chosen is None:
-        st.stop()
-image = chosen.image
-fit = settings.get("fit")
-prepared = caching.prepare_image(model_key, token, classifier, image, fit)
-names = classifier.class_names
-with class_column:
-    class_index = settings.bind_class(
-        image.digest, model_key, prepared.predictions, names, label="Class to explain",
-        with_probability=True,
-        help="The model's top classes for this image, with their probabilities. The score "
-             "explained is the class score before softmax, as in the paper.")
+opening = page.open_page(
+    "How it works", f"How a gradient saliency map is made from this image, step by step, and "
+    f"a live test of the idea behind it: {PAPER}. Image, model and class are shared with "
+    "Explore.", columns=[5, 4, 3], pick_class=True, class_column=1, class_probabilities=True,
+    class_help="The model's top classes for this image, with their probabilities. The score "
+               "explained is the class score before softmax, as in the paper.")
+model, chosen, fit, prepared = opening.model, opening.chosen, opening.fit, opening.prepared
+model_key, model_name, classifier, token = model.key, model.name, model.classifier, model.token
+image, names, class_index = chosen.image, model.class_names, opening.class_index
+image_column, class_column, style_column = opening.columns
 with style_column:
     cmap = settings.bind("cmap", st.selectbox, options=list(COLORMAPS), label="Colour map",
                          format_func=COLORMAP_LABELS.get)
@@ -107,10 +89,12 @@ st.caption("and by more than nudging as many random pixels, or the least salient
            "(section 3).")
 
 st.subheader("2 · The pipeline")
-columns = settings.bind("lesson.columns", st.radio, options=[4, 2], label="Panels per row",
-                        horizontal=True, help="Two per row reads better on a phone.")
-st.plotly_chart(make_pipeline_figure(steps, cmap, columns=columns), width="stretch",
-                config=CONFIG, key="lesson_pipeline")
+layout.hide_chart_toolbars_on_phones()  # on a phone it covered the panel titles
+# two figures of 2 x 2 panels: side by side on a wide screen, one under the other where
+# Streamlit stacks columns (a phone), so panels are never squeezed four to a phone's row
+for column, figure, key in zip(st.columns(2, gap="medium"), make_pipeline_figures(steps, cmap),
+                               ("lesson_pipeline_gradient", "lesson_pipeline_map"), strict=True):
+    column.plotly_chart(figure, width="stretch", config=CONFIG, key=key)
 low, high = float(steps.network_input.min()), float(steps.network_input.max())
 grad_low, grad_high = float(steps.gradient.min()), float(steps.gradient.max())
 st.markdown(
@@ -127,7 +111,8 @@ st.markdown(
     "all three channels.\n"
     f"5. **Normalised.** Scaled to 0–1 after clipping the top {100 - clip:g}%.\n"
     "6. **Overlay.** The map over the photo; weak values fade so the photo shows through.",
-    help="Drag over any panel to zoom; all panels follow. Double-click to zoom out.")
+    help="Drag over any panel to zoom; the other panels of its figure follow. "
+         "Double-click to zoom out.")
 
 st.subheader("3 · Test it yourself")
 st.markdown("Nudge $k$ pixels by $\\varepsilon$ grey levels along the gradient's sign and "

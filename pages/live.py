@@ -6,9 +6,11 @@ Without it this page says how to install it, and every other page works.
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
-from pages.lib import jobs, layout, own_models, settings
+from pages.lib import jobs, layout, own_models, page, settings
 from pages.lib.image_choice import FIT_LABELS
 from saliency_core.imaging import FIT_MODES
 from saliency_core.labels import shorten_label
@@ -27,6 +29,9 @@ except ImportError as exc:  # the [live] extra is not installed
     MISSING = exc.name if exc.name and exc.name.replace(".", "").isidentifier() else None
 
 FIGURES_EVERY = 5.0  # seconds between refreshes of the figures under the video
+# Seconds of a started stream without a single frame before the page says so (a camera that
+# sends nothing; a docstring here would be drawn on the page by Streamlit's "magic").
+NO_VIDEO_AFTER = 15.0
 
 
 def pick_live_class(class_names: tuple[str, ...], session: live_stream.LiveSession
@@ -72,10 +77,8 @@ def show_measured(figures, fps, per_map, delay, dropped) -> None:
                         "replaced by a newer one: the map is always of a recent frame.")
 
 
-layout.page_setup()
-st.title("Live")
-st.caption("Point your camera at a mug, a hand or a pen: the map follows what the model "
-           "looks at as the object moves.")
+page.start_page("Live", "Point your camera at a mug, a hand or a pen: the map follows what "
+                "the model looks at as the object moves.", notices=False)
 if live_stream is None:
     missing = f" (the `{MISSING}` module is missing)" if MISSING else ""
     st.warning("**The Live page needs the optional camera-stream packages**, which are not "
@@ -85,11 +88,12 @@ if live_stream is None:
                "still explain a single webcam snapshot.", icon=":material/videocam_off:")
     st.stop()
 
-model_key = settings.get("model")
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
+model = page.open_model()
+model_key, classifier, token = model.key, model.classifier, model.token
 session = live_stream.live_session()
+frozen = live_stream.take_frozen()  # Freeze was pressed: open its frame before anything else
+if frozen is not None and frozen.result is not None:
+    live_stream.freeze_to_explore(frozen.result, frozen.settings)
 live_limit = load_limits().max_live_frame_seconds
 
 
@@ -158,6 +162,10 @@ with display:
     context = live_stream.render_stream(session)
     problem = live_stream.show_camera_problem(live_stream.camera_state())
     playing = context.state.playing
+    if playing:
+        st.session_state.setdefault("live_playing_since", time.monotonic())
+    else:
+        st.session_state.pop("live_playing_since", None)
     if not playing and not problem:
         st.info("Press **START** and allow the camera. Frames go to this app's server only "
                 "(no other server is contacted), are explained there and come back with the "
@@ -169,7 +177,7 @@ with display:
     @st.fragment(run_every=FIGURES_EVERY if playing else None)
     def show_stream_figures() -> None:
         figures = session.worker.stats.snapshot()
-        if not playing and not figures.maps:
+        if not playing and not figures.maps and not session.worker.error:
             return  # nothing measured yet
         fps, per_map, delay, dropped = st.columns(4)
         if not figures.maps:  # starting: nothing measured yet
@@ -179,22 +187,27 @@ with display:
             dropped.metric("Frames skipped", f"{figures.dropped}")
         else:
             show_measured(figures, fps, per_map, delay, dropped)
-        result = session.latest_result()
-        if playing and result is None:
+        result, worker = session.latest_result(), session.worker
+        waited = time.monotonic() - st.session_state.get("live_playing_since", time.monotonic())
+        if worker.error:  # said instead of "Starting" when no frame could be explained
+            what = "The last frame" if result else "The camera's frames"
+            st.warning(f"**{what} could not be explained.** "
+                       f"{layout.escape_markdown(worker.error)}",
+                       icon=":material/warning:")
+        elif playing and result is None and worker.received == 0 and waited > NO_VIDEO_AFTER:
+            st.warning(f"**No video has reached the server in {waited:.0f} s.** The camera "
+                       "may send no picture (some virtual cameras do not), or the connection "
+                       "is blocked. Press STOP, choose another camera with SELECT DEVICE and "
+                       "press START again.", icon=":material/videocam_off:")
+        elif playing and result is None:
             st.caption("Starting: the first map prepares the model's gradient once "
                        "(a few seconds).")
-        if session.worker.error:
-            st.warning(f"The last frame could not be explained: "
-                       f"{layout.escape_markdown(session.worker.error)}",
-                       icon=":material/warning:")
 
     show_stream_figures()
-    if st.button("Freeze and open in Explore", icon=":material/photo_camera:",
-                 help="Send the frame on screen to Explore, with its class and these "
-                      "settings, for a closer look (all methods, hover, downloads)."):
-        frozen = session.latest_result()
-        if frozen is None:
-            st.warning("There is no explained frame yet: press START first.",
-                       icon=":material/info:")
-        else:
-            live_stream.freeze_to_explore(frozen, current)
+    st.button("Freeze and open in Explore", icon=":material/photo_camera:",
+              on_click=live_stream.freeze_now, args=(session,),
+              help="Send the frame on screen when you press it to Explore, with its class "
+                   "and these settings, for a closer look (all methods, hover, downloads).")
+    if frozen is not None:  # pressed before any frame was explained
+        st.warning("There is no explained frame yet: press START first.",
+                   icon=":material/info:")

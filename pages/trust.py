@@ -7,16 +7,16 @@ import streamlit as st
 
 from pages.lib import (
     caching,
-    image_choice,
     layout,
     method_controls,
-    own_models,
+    page,
     settings,
     trust_checks,
 )
 from saliency_core.labels import shorten_label
 from saliency_core.methods import METHODS, Target
 from saliency_core.plotting import COLORMAPS
+from saliency_core.safety.jobs import Estimate
 from saliency_core.trust import (
     DRAWS,
     MAX_DRAWS,
@@ -41,6 +41,12 @@ from saliency_core.trust.figures import (
     make_randomization_strip,
 )
 from saliency_core.trust.similarity import to_abs_map
+from saliency_core.trust.work import (
+    count_comparison_work,
+    count_faithfulness_work,
+    count_random_class_work,
+    count_randomization_work,
+)
 
 CONFIG = {"displaylogo": False, "displayModeBar": False, "scrollZoom": False}
 MODE_LABELS = {"cascading": "Cascading: from the output down, blocks stay random",
@@ -73,6 +79,11 @@ WHY_GRADCAM = (
     "different questions, so read them together, on several images.")
 
 
+def show_refusal(refusal: str) -> None:
+    """A check that would pass the server's budget, said before it runs."""
+    st.warning(refusal, icon=":material/block:")
+
+
 def show_verdict(verdict) -> None:
     """A verdict in plain words (green: passes, red: fails, amber: undecided), its rule
     underneath."""
@@ -89,30 +100,16 @@ def show_verdict(verdict) -> None:
         st.markdown(FAILED_MEANING[verdict.check])
 
 
-layout.page_setup()
-st.title("Trust")
-st.caption("Can this map be trusted? Checks that a map must pass to explain the model: it must "
-           "change when the model's weights are randomised and when another class is asked "
-           f"for, it must be more than an edge map, and its top pixels must matter. {PAPERS}.")
-layout.show_link_notices()
-
-model_key = settings.get("model")
-model_name = own_models.model_display_name(model_key)
-classifier, token = own_models.classifier_for(model_key)
-if classifier is None:
-    st.stop()
-
-controls, checks = st.columns([1, 3], gap="large")
+opening = page.open_page(
+    "Trust", "Can this map be trusted? Checks that a map must pass to explain the model: it "
+    "must change when the model's weights are randomised and when another class is asked "
+    f"for, it must be more than an edge map, and its top pixels must matter. {PAPERS}.",
+    columns=[1, 3], pick_class=True)
+model, chosen, fit, prepared = opening.model, opening.chosen, opening.fit, opening.prepared
+model_key, model_name, classifier, token = model.key, model.name, model.classifier, model.token
+image, names, class_index, (controls, checks) = (chosen.image, model.class_names,
+                                                 opening.class_index, opening.columns)
 with controls:
-    chosen = image_choice.choose_image()
-    if chosen is None:
-        st.stop()
-    image = chosen.image
-    fit = settings.get("fit")
-    prepared = caching.prepare_image(model_key, token, classifier, image, fit)
-    names = classifier.class_names
-    class_index = settings.bind_class(image.digest, model_key, prepared.predictions, names,
-                                      label="Class to explain")
     method = settings.bind("method", st.selectbox, options=list(METHODS), label="Method",
                            format_func=lambda k: METHODS[k].label)
     params = method_controls.stored_method_params(method, classifier)
@@ -160,16 +157,22 @@ with checks:
                "this image (the draw is seeded by the image, so each image gets its own). If "
                "they look the same, the map does not explain *this* class. Each title gives "
                "the Spearman of |map| and of the signed map.")
+    one_map = trust_checks.map_work(method, params, classifier)
     key_classes = ("classes", request)
     classes = trust_checks.cached_result(key_classes)
-    if classes is None and (not METHODS[method].sampling
-                            or st.button("Run the random-class check", key="run_classes")):
+    estimate, refusal = (None, None) if classes is not None else trust_checks.estimate_check(
+        classifier, "The random-class check", count_random_class_work(one_map))
+    if refusal:
+        show_refusal(refusal)
+    elif classes is None and (not METHODS[method].sampling
+                              or st.button("Run the random-class check", key="run_classes")):
         classes = trust_checks.run_check(
             key_classes, "Computing the maps of 5 other classes",
             lambda progress: check_random_classes(classifier, explain, model_input, target,
                                                   values, seed_text=image.digest,
-                                                  progress=progress))
-    if classes is None:
+                                                  progress=progress),
+            estimate=estimate)
+    if classes is None and not refusal:
         st.caption(f"{METHODS[method].label} samples many images per map, so this check "
                    "runs only when you ask.")
     else:
@@ -201,11 +204,18 @@ with checks:
     if randomised is None and st.button(f"Run the {mode} randomisation", key="run_random",
                                         type="primary"):
         randomizer = trust_checks.get_randomizer(model_key, token, classifier)
-        randomised = trust_checks.run_check(
-            key_random, f"Randomising {len(randomizer.blocks)} blocks, {draws} times",
-            lambda progress: run_randomization(
-                randomizer, explain, model_input, target, mode, draws,
-                seed_text=f"{image.digest}|{model_key}", progress=progress))
+        estimate, refusal = trust_checks.estimate_check(
+            classifier, f"The {mode} randomisation ({draws} draws)",
+            count_randomization_work(one_map, len(randomizer.blocks), draws))
+        if refusal:
+            show_refusal(refusal + " Fewer draws, or a method with fewer passes, cost less.")
+        else:
+            randomised = trust_checks.run_check(
+                key_random, f"Randomising {len(randomizer.blocks)} blocks, {draws} times",
+                lambda progress: run_randomization(
+                    randomizer, explain, model_input, target, mode, draws,
+                    seed_text=f"{image.digest}|{model_key}", progress=progress),
+                estimate=estimate)
     if randomised is not None:
         steps_said = ("blocks randomised from the output down, each step adding one"
                       if randomised.mode == "cascading" else "one block randomised at a time")
@@ -235,10 +245,16 @@ with checks:
     key_faith = ("faithfulness", request)
     faith = trust_checks.cached_result(key_faith)
     if faith is None and st.button("Run deletion and insertion", key="run_faith"):
-        faith = trust_checks.run_check(
-            key_faith, f"Scoring the map's order and {RANDOM_ORDERS} random orders",
-            lambda progress: run_faithfulness(classifier, model_input, values, target,
-                                              seed_text=image.digest, progress=progress))
+        estimate, refusal = trust_checks.estimate_check(
+            classifier, "Deletion and insertion", count_faithfulness_work())
+        if refusal:
+            show_refusal(refusal)
+        else:
+            faith = trust_checks.run_check(
+                key_faith, f"Scoring the map's order and {RANDOM_ORDERS} random orders",
+                lambda progress: run_faithfulness(classifier, model_input, values, target,
+                                                  seed_text=image.digest, progress=progress),
+                estimate=estimate)
     if faith is not None:
         step = settings.bind("trust.step", st.slider, default=8, min_value=0,
                              max_value=faith.steps, label="Step to view",
@@ -274,17 +290,44 @@ with checks:
     st.markdown(WHY_GRADCAM)
     if compared is None and st.button("Compare every method's deletion and insertion AUC",
                                       key="run_methods"):
-        explainers = {key: make_method_explainer(key, p) for key, p in all_params.items()}
         known = None if faith is None else (faith.random_deletion, faith.random_insertion)
-        parts = {RANDOM_PART: f"{RANDOM_ORDERS} random orders"
-                 + (" (from the deletion check)" if known else "")}
-        parts.update({key: METHODS[key].label for key in explainers})
-        compared = trust_checks.run_parts(
-            key_methods, f"Scoring {len(explainers)} methods", parts,
-            comparison_weights(explainers, random_known=known is not None),
-            lambda progress: compare_methods(classifier, model_input, target, explainers,
-                                             seed_text=image.digest, random_curves=known,
-                                             progress=progress))
+        # Each method's part is checked like one map (its map and two curves): one that
+        # would pass the budget alone is left out and named, the others run.
+        part_works = count_comparison_work(
+            {key: trust_checks.map_work(key, p, classifier) for key, p in all_params.items()},
+            random_known=known is not None)
+        estimates, left_out, refused = [], [], None
+        for key, work in part_works.items():
+            label = METHODS[key].label if key in METHODS else "Scoring the random orders"
+            estimate, refusal = trust_checks.estimate_check(classifier, label, work)
+            if refusal and key in METHODS:
+                left_out.append(key)
+            elif refusal:
+                refused = refusal
+            else:
+                estimates.append(estimate)
+        explainers = {key: make_method_explainer(key, p) for key, p in all_params.items()
+                      if key not in left_out}
+        if left_out:
+            show_refusal("Left out, each over this server's budget for one map or check on "
+                         "this model: " + ", ".join(METHODS[k].label for k in left_out)
+                         + ". Explore says what each would take and which setting brings it "
+                         "within the budget.")
+        if refused or not explainers:
+            show_refusal(refused or "No method fits this server's budget on this model.")
+        else:
+            total = Estimate(seconds=sum(e.seconds for e in estimates),
+                             peak_bytes=max(e.peak_bytes for e in estimates))
+            parts = {RANDOM_PART: f"{RANDOM_ORDERS} random orders"
+                     + (" (from the deletion check)" if known else "")}
+            parts.update({key: METHODS[key].label for key in explainers})
+            compared = trust_checks.run_parts(
+                key_methods, f"Scoring {len(explainers)} methods", parts,
+                comparison_weights(explainers, random_known=known is not None),
+                lambda progress: compare_methods(classifier, model_input, target, explainers,
+                                                 seed_text=image.digest, random_curves=known,
+                                                 progress=progress),
+                estimate=total)
     if compared is not None:
         scores, random_deletion, random_insertion = compared
         st.plotly_chart(make_method_auc_figure(scores, [METHODS[s.method].label for s in scores],

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,29 +174,53 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
-def collect_images(paths: Sequence[str]) -> list[tuple[str, Path]]:
-    """``(name, path)`` of every image: files as given, folders searched recursively.
+def collect_images(paths: Sequence[str]
+                   ) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
+    """``(images, skipped)``: ``(name, path)`` of every image, files as given and folders
+    searched recursively, and ``(name, reason)`` of every link in a folder that is not
+    followed.
 
     In folders only files with an image suffix count, hidden files and folders
-    are left out, and names are relative to the folder; order is sorted.
+    are left out, and names are relative to the folder; order is sorted. A link
+    to a file is followed; a link that loops, leads nowhere or leads to a folder
+    is listed in ``skipped`` with its reason (a folder link could loop back or
+    leave the folder given).
 
     Raises:
         UsageError: a path does not exist.
     """
     found: list[tuple[str, Path]] = []
+    skipped: list[tuple[str, str]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for file in sorted(path.rglob("*")):
                 relative = file.relative_to(path)
-                if (file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES
-                        and not any(part.startswith(".") for part in relative.parts)):
+                if any(part.startswith(".") for part in relative.parts):
+                    continue
+                problem = unfollowed_link(file) if file.is_symlink() else None
+                if problem is not None:
+                    skipped.append((relative.as_posix(), problem))
+                elif file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
                     found.append((relative.as_posix(), file))
         elif path.is_file():
             found.append((path.name, path))
         else:
             raise UsageError(f"{raw} is neither a file nor a folder")
-    return found
+    return found, skipped
+
+
+def unfollowed_link(link: Path) -> str | None:
+    """Why the walk does not follow the symbolic link ``link``; ``None`` for a link to a file."""
+    try:
+        mode = link.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link that loops back on itself"
+        return f"a symbolic link to nothing ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "a link to a folder, not followed (give the folder itself to include it)"
+    return None
 
 
 def parse_params(method: str, items: Sequence[str]) -> dict:
@@ -325,13 +351,15 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     check_engine_options(args)
-    images = collect_images(args.paths)
+    images, links = collect_images(args.paths)
     params = parse_params(args.method, args.param)
     try:
         destination = plan_destination(args.out, args.paths, [path for _, path in images])
     except DestinationError as exc:
         raise UsageError(str(exc)) from None
     if not images:
+        for name, reason in links:
+            print(f"skipped {name}: {reason}", file=sys.stderr)
         print("nothing to do: no image files were found", file=sys.stderr)
         return 1
     if args.engine == "local":
@@ -345,20 +373,22 @@ def run_explain(args: argparse.Namespace) -> int:
 
     with contextlib.ExitStack() as stack:
         try:
-            folder = run_engine(args, images, params, destination, stack)
+            folder = run_engine(args, images, params, destination, stack, links)
         except EngineError as exc:
             print(f"{getattr(args, 'prog', DEFAULT_PROG)} explain: error: {exc}",
                   file=sys.stderr)
             return 1
-    print(f"explained {folder.processed} of {len(images)} images ({folder.skipped} skipped); "
+    print(f"explained {folder.processed} of {len(images) + len(links)} images "
+          f"({folder.skipped} skipped); "
           f"results in {folder.out}", file=sys.stderr)
     return 0 if folder.processed else 1
 
 
 def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params: dict,
-               destination, stack: contextlib.ExitStack):
+               destination, stack: contextlib.ExitStack,
+               skipped: Sequence[tuple[str, str]] = ()):
     """Explain ``images`` with the chosen engine, writing to ``destination``; the finished
-    folder.
+    folder. ``skipped`` ``(name, reason)`` are listed first, as skipped files are.
 
     Ray, if chosen, is started (or joined) on ``stack`` before the model is loaded; the
     output folder is made only once the model and class are known to be usable.
@@ -367,9 +397,10 @@ def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params:
         UsageError: a wrong argument.
         saliency_core.audit.engine.EngineError: the engine cannot go on.
     """
-    from saliency_core.audit.batch import AuditSettings
+    from saliency_core.audit.batch import AuditSettings, ImageFailure
     from saliency_core.audit.destination import DestinationError
-    from saliency_core.audit.engine import OutputFolder, iter_local, plan_files
+    from saliency_core.audit.engine import FileOutcome, OutputFolder, iter_local, plan_files
+    from saliency_core.audit.outputs import summary_row
 
     session = workers = None
     if args.engine == "ray":
@@ -405,7 +436,9 @@ def run_engine(args: argparse.Namespace, images: list[tuple[str, Path]], params:
         outcomes = iter_local(classifier, identity, settings, files)
     # closing: a stopped run (a file that appeared meanwhile, Ctrl-C) ends the engine's
     # threads or actors at once, not when the generator is collected
-    with OutputFolder(out, len(files)) as folder, contextlib.closing(outcomes):
+    with OutputFolder(out, len(files) + len(skipped)) as folder, contextlib.closing(outcomes):
+        for name, reason in skipped:
+            folder.write(FileOutcome(summary_row(ImageFailure(name, reason)), {}))
         for outcome in outcomes:
             folder.write(outcome)
     return folder

@@ -446,42 +446,90 @@ def make_topk_figure(names: Sequence[str], probabilities: Sequence[float],
     return fig
 
 
-def make_comparison_figure(view: np.ndarray, maps: Sequence[Sequence[np.ndarray]],
-                           row_labels: Sequence[str], column_labels: Sequence[str],
-                           cell_notes: Sequence[Sequence[str]], colormap: str = "viridis",
-                           opacity: float = DEFAULT_OPACITY, signed: bool = False,
-                           legend: MapLegend | None = None, fade: bool = False) -> go.Figure:
-    """A grid of overlays: one row per method, one column per class.
+COMPARISON_LAYOUT_WIDTH = 820
+"""Width in CSS pixels that a row of Compare cells is sized to fill: the page's main
+column beside the sidebar at 1280 px, the narrowest desktop (a classroom projector)."""
+
+
+def choose_cell_height(columns: int, gap: int = 16) -> int:
+    """Height in CSS pixels of one Compare cell when a row holds ``columns`` cells.
+
+    A cell's width is not known in Python (the browser lays the row out), so the
+    height is the width a cell gets at :data:`COMPARISON_LAYOUT_WIDTH`, between 200
+    and 300 px. On a phone the cells stack, one per line, and this is the size of
+    the map there too: never smaller than 200 px.
+    """
+    share = (COMPARISON_LAYOUT_WIDTH - gap * (max(columns, 1) - 1)) / max(columns, 1)
+    return int(min(300, max(200, share)))
+
+
+def make_comparison_cell(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
+                         opacity: float = DEFAULT_OPACITY, signed: bool = False,
+                         height: int = 260,
+                         fade: bool = False) -> go.Figure:
+    """One cell of the Compare grid: a map over the photo, with no labels of its own.
+
+    A cell is a small figure, not a panel of one big figure, so that the page can lay
+    cells out on any width (a row per method on a desktop, one cell per line on a
+    phone) and put each cell's class, time and note right above its own map. The
+    image keeps its aspect ratio and sits at the top left of the figure, so a cell
+    wider or taller than the map leaves room at the right or below, never between a
+    label and its map.
 
     Args:
-        view: ``(H, W, 3)`` uint8 image shown under every map.
-        maps: ``maps[row][column]`` is an ``(h, w)`` map, already normalised so
-            that each row shares one scale (``[0, 1]``, or ``[-1, 1]`` if signed).
-        row_labels, column_labels: method and class names.
-        cell_notes: a short note per cell (e.g. the time it took).
-        legend: the colour bar's title and end labels.
+        view: ``(H, W, 3)`` uint8 image shown under the map.
+        saliency: ``(h, w)`` map, already normalised with the other cells of its row
+            (``[0, 1]``, or ``[-1, 1]`` if signed); resized over the view.
+        colormap: a key of :data:`COLORMAPS` (ignored when signed).
+        opacity: the map's weight over the photo.
+        signed: diverging colours around 0.
+        height: the figure's height in pixels (see :func:`choose_cell_height`).
         fade: weak values fade out over the photo.
+
+    Returns:
+        A figure with an image trace and a heat map (no colour bar: the page shows
+        one for the whole grid, :func:`make_colorbar_figure`).
     """
-    rows, cols = len(row_labels), len(column_labels)
-    titles = [f"{escape_plotly(column_labels[c])}<br><sup>{escape_plotly(cell_notes[r][c])}</sup>"
-              for r in range(rows) for c in range(cols)]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
-                        horizontal_spacing=0.02, vertical_spacing=0.08 / max(rows, 1))
-    for r in range(rows):
-        for c in range(cols):
-            fig.add_trace(_image_trace(view), row=r + 1, col=c + 1)
-            heat = _heatmap_trace(view.shape, maps[r][c], colormap, opacity, signed,
-                                  show_colorbar=(r == 0 and c == 0), legend=legend, fade=fade)
-            fig.add_trace(heat, row=r + 1, col=c + 1)
-        fig.update_yaxes(title_text=escape_plotly(row_labels[r]), row=r + 1, col=1)
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="",
-                     autorange="reversed")
-    for i in range(1, rows * cols + 1):
-        suffix = "" if i == 1 else str(i)
-        fig.update_layout({f"yaxis{suffix}": {"scaleanchor": f"x{suffix}"}})
-    fig.update_layout(height=80 + 230 * rows, margin={"l": 60, "r": 10, "t": 60, "b": 10},
-                      dragmode=False)
+    fig = go.Figure([_image_trace(view),
+                     _heatmap_trace(view.shape, saliency, colormap, opacity, signed,
+                                    show_colorbar=False, fade=fade)])
+    _image_axes(fig, constrain="domain")
+    fig.update_xaxes(constraintoward="left")  # under its label, which is left-aligned
+    fig.update_yaxes(constraintoward="top")
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0},
+                      dragmode=False,
+                      hoverlabel={"bgcolor": "white", "font": {"color": "#1f2933"}})
+    return fig
+
+
+def make_colorbar_figure(colormap: str = "viridis", legend: MapLegend | None = None,
+                         height: int = 64) -> go.Figure:
+    """A horizontal colour bar on its own, for a grid of maps that share its scale.
+
+    Args:
+        colormap: a key of :data:`COLORMAPS` (ignored when ``legend.signed``).
+        legend: the bar's title and end labels (default: an unsigned map's).
+        height: the figure's height in pixels.
+    """
+    legend = legend or make_legend()
+    low = -1.0 if legend.signed else 0.0
+    values = np.linspace(low, 1.0, 256, dtype=np.float32)
+    fig = go.Figure(go.Heatmap(
+        z=values[None, :], x=values, colorscale=_explicit_colorscale(colormap, legend.signed),
+        zmin=low, zmax=1.0, showscale=False, hoverinfo="skip"))
+    ends = [(low, "left", legend.low), (1.0, "right", legend.high)]
+    if legend.signed:
+        ends.insert(1, (0.0, "center", "0"))
+    for x, anchor, text in ends:  # under the bar, inside its ends: never cut off
+        fig.add_annotation(x=x, y=0, xref="x", yref="paper", xanchor=anchor, yanchor="top",
+                           text=escape_plotly(text), showarrow=False)
+    fig.update_xaxes(visible=False, range=[low, 1.0], fixedrange=True)
+    fig.update_yaxes(visible=False, fixedrange=True)
+    fig.update_layout(height=height, margin={"l": 4, "r": 4, "t": 22, "b": 22},
+                      dragmode=False, font={"size": 13},
+                      title={"text": escape_plotly(legend.title), "x": 0.5, "xanchor": "center",
+                             "y": 1.0, "yanchor": "top", "yref": "container",
+                             "font": {"size": 13}})
     return fig
 
 

@@ -1,6 +1,7 @@
 """The pages, run headless with streamlit.testing.v1.AppTest and the real default model."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -118,10 +119,15 @@ def test_search_over_all_classes():
     assert search.options[1].startswith("golden retriever")  # [0] is the current class
     at.text_input(key="w_class_query").set_value("street sign").run()
     search = at.selectbox(key="w_class_search")
+    label = next(o for o in search.options if o.startswith("street sign (#919), "))
+    probability = label.rsplit(", ", 1)[1]  # found classes show their probability too
+    assert re.fullmatch(r"\d+\.\d{1,2}%|<0\.01%", probability), label
     search.set_value(919).run()  # "street sign"
     assert_ok(at)
     assert "class 919" in headline(at)
     assert class_radio(at).value == -1  # "Another class…" stays chosen
+    assert any(f"· probability {probability} ·" in c.value for c in at.caption), \
+        [c.value for c in at.caption]  # beside its score
 
 
 def test_model_without_weights_explains_how_to_get_them():
@@ -207,21 +213,16 @@ def test_compare_page_renders_a_grid_of_methods_and_classes():
     assert methods.value == ["vanilla", "smoothgrad", "integrated_gradients", "gradcam"]
     classes = next(m for m in at.multiselect if m.label.startswith("Classes (columns"))
     assert len(classes.value) == 3  # the top-3 by default
-    chart = at.get("plotly_chart")[0]
-    import json
-
-    figure = json.loads(chart.proto.spec)
-    heatmaps = [t for t in figure["data"] if t["type"] == "heatmap"]
-    assert len(heatmaps) == 4 * 3
-    titles = [a["text"] for a in figure["layout"]["annotations"] if "<sup>" in a["text"]]
-    assert len(titles) == 12  # every cell shows its time, or that it came from the cache
-    assert all(" s" in t or "from cache" in t for t in titles), titles
-    ig = [t for t in titles[6:9]]  # the third row: Integrated Gradients
+    cells = [c for c in at.get("plotly_chart") if "compare_cell_" in c.proto.id]
+    assert len(cells) == 4 * 3  # one figure per cell
+    notes = [m.value.replace("\\", "") for m in at.markdown if ":small[:gray[" in m.value]
+    assert len(notes) == 12  # every cell shows its time, or that it came from the cache
+    assert all(" s" in t or "from cache" in t for t in notes), notes
+    ig = notes[6:9]  # the third row: Integrated Gradients
     assert all("gap " in t and " steps" in t for t in ig), ig
     methods.set_value(["vanilla", "occlusion"]).run()
     assert_ok(at)
-    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert len([t for t in figure["data"] if t["type"] == "heatmap"]) == 2 * 3
+    assert len([c for c in at.get("plotly_chart") if "compare_cell_" in c.proto.id]) == 2 * 3
 
 
 def test_method_picker_parameters_and_contrast():
@@ -279,7 +280,7 @@ def test_own_model_upload_is_usable_on_every_page(tmp_path):
     assert class_radio(at).label == "Class to explain (top 2)"  # not "top 5" for 2 classes
     at.switch_page("compare.py").run()
     assert_ok(at)
-    assert len(at.get("plotly_chart")) == 1
+    assert any("compare_cell_" in c.proto.id for c in at.get("plotly_chart"))
 
 
 def test_own_model_with_code_is_refused_in_the_ui(tmp_path):
@@ -647,7 +648,5 @@ def test_guided_methods_are_offered_on_explore_and_compare_like_the_others(metho
     at.switch_page("compare.py").run()
     at.multiselect(key="w_compare.methods").set_value(["vanilla", method]).run()
     assert_ok(at)
-    import json
-
-    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert len([t for t in figure["data"] if t["type"] == "heatmap"]) == 2 * 3
+    cells = [c.proto.id for c in at.get("plotly_chart") if "compare_cell_" in c.proto.id]
+    assert len(cells) == 2 * 3 and sum(f"compare_cell_{method}_" in c for c in cells) == 3

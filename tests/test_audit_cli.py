@@ -151,7 +151,7 @@ def test_overlapped_batches_give_the_same_outputs_in_order_as_one_after_another(
     from saliency_core.audit.engine import explain_files, iter_local, plan_files, split_batches
     from saliency_core.audit.outputs import ModelIdentity
 
-    files = plan_files(collect_images([str(folder)]))
+    files = plan_files(collect_images([str(folder)])[0])
     identity = ModelIdentity("efficientnet_lite0", None, None, "lite")
     for method in ("vanilla", "gradcam"):
         settings = AuditSettings(method=method, batch_size=1)
@@ -248,7 +248,7 @@ def test_fixed_class_by_name_and_a_sampling_method_record_every_parameter(folder
     assert record["target"]["class_index"] == 281 and record["target"]["class_choice"] == "fixed"
     # the batch size left unset is recorded as the one used: the model call's bound
     assert record["method"]["batch_size"] >= 1
-    assert record["method"]["params"] == {"noise": 0.15, "samples": 3, "aggregate": None,
+    assert record["method"]["params"] == {"noise": 0.15, "samples": 3, "aggregate": "mean",
                                           "seed": 7,
                                           "batch_size": record["method"]["batch_size"]}
     assert record["method"]["seed"] == 7
@@ -355,3 +355,25 @@ def test_the_command_line_explains_with_guided_backprop(folder, tmp_path):
     assert record["method"]["key"] == "guided_backprop"
     assert float(record["info"]["ReLUs with guided gradients"]) > 0
     assert np.load(out / "cat.npy").shape == (224, 224, 3)
+
+
+def test_links_the_folder_walk_does_not_follow_are_listed_as_skipped(folder, tmp_path, capsys):
+    """A symbolic link that loops, one to nothing and one to a folder are neither images nor
+    silently dropped: summary.csv and the progress lines list each with its reason; a link
+    to a photo is followed."""
+    (folder / "loop.png").symlink_to("loop.png")
+    (folder / "gone.jpg").symlink_to("missing.jpg")
+    (folder / "again").symlink_to(".")
+    (folder / "sub" / "cat-link.png").symlink_to(folder / "cat.png")
+    out = tmp_path / "out"
+    assert run_cli(folder, "--out", out) == 0
+    err = capsys.readouterr().err
+    with (out / "summary.csv").open(newline="", encoding="utf-8") as handle:
+        rows = {row["file"]: row for row in csv.DictReader(handle)}
+    assert rows["loop.png"]["status"] == "skipped"
+    assert rows["loop.png"]["reason"] == "a symbolic link that loops back on itself"
+    assert rows["gone.jpg"]["reason"].startswith("a symbolic link to nothing")
+    assert rows["again"]["reason"].startswith("a link to a folder, not followed")
+    assert rows["sub/cat-link.png"]["status"] == "ok"
+    assert "skipped loop.png: a symbolic link that loops back on itself" in err
+    assert "explained 4 of 8 images (4 skipped)" in err  # 3 links and broken.jpg

@@ -175,3 +175,36 @@ def test_cli_arguments_are_parsed_and_checked():
         resolve_class("1000", names)
     with pytest.raises(UsageError, match="close: golden retriever"):
         resolve_class("golden", names)
+
+
+class _RecordOnlyClassifier:
+    """What :func:`make_provenance` reads of a model (no TensorFlow)."""
+
+    class_names = ("a", "b", "c")
+    num_classes = 3
+    input_size = (8, 8)
+    head_note = "logits"
+    batch_size = 4
+
+    def default_cam_layer(self):
+        return "conv"
+
+
+@pytest.mark.parametrize("method, params, aggregate", [
+    ("smoothgrad", {}, "mean"), ("smoothgrad_sq", {}, "square"), ("vargrad", {}, "variance"),
+    ("smoothgrad", {"aggregate": "square"}, "square")])
+def test_provenance_records_the_aggregate_smoothgrad_used(method, params, aggregate):
+    """The record names the aggregation the method ran with, never ``null`` (SmoothGrad's
+    constructor takes ``None`` for its class's own default)."""
+    from saliency_core.audit.provenance import make_provenance
+    from saliency_core.methods import Target, get_method
+
+    record = make_provenance(
+        model_key="m", model_file=None, weights_sha256=None, preprocessing="raw",
+        classifier=_RecordOnlyClassifier(), image_name="x.png", image_sha256="0" * 64,
+        image_size=(8, 8), fit="crop", probabilities=np.array([0.2, 0.5, 0.3]),
+        target=Target(1), method=method, params=params,
+        values=np.random.default_rng(0).random((8, 8, 3)), seconds=0.1)
+    recorded = record["method"]["params"]
+    assert recorded["aggregate"] == aggregate
+    assert get_method(method, **recorded).aggregate == aggregate

@@ -146,3 +146,22 @@ def test_the_pages_count_its_csv_and_its_zip_list_every_skipped_file(monkeypatch
         audit_gallery.model_identity(DEFAULT_MODEL_KEY), session="test")))
     assert skipped_rows(exported.read("summary.csv")) == shown
     assert sorted(n for n in exported.namelist() if n.endswith(".png")) == ["cat.png"]
+
+
+def test_the_audit_upload_limits_come_from_the_config_files_limits(monkeypatch, tmp_path):
+    """``[limits] max_audit_files`` (and the other ``max_audit_*``) bound the Audit page's
+    uploads as every other limit, and the uploader's help says the limits in force."""
+    config = tmp_path / "saliency_studio.toml"
+    config.write_text("[limits]\nmax_audit_files = 2\nmax_audit_file_bytes = 3000000\n")
+    monkeypatch.setenv("SALIENCY_STUDIO_CONFIG", str(config))
+    at = audit_app()
+    assert "at most 2 images" in at.file_uploader(key="audit_upload").help
+    assert "each up to 3 MB" in at.file_uploader(key="audit_upload").help
+    at.file_uploader(key="audit_upload").set_value([
+        ("cat.png", read_sample("chelsea"), "image/png"),
+        ("cup.png", read_sample("coffee"), "image/png"),
+        ("rocket.jpg", read_sample("rocket"), "image/jpeg")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(cards(at)) == 2
+    listed = " ".join(m.value.replace("\\", "") for m in at.markdown)
+    assert "rocket.jpg" in listed and "over the limit of 2 images" in listed

@@ -408,8 +408,10 @@ def test_pool_size_follows_the_cluster_and_refuses_what_cannot_fit():
     assert pool_size(RayOptions(gpus_per_worker=0.5), {"CPU": 8.0, "GPU": 2.0}, 10) == 4
     with pytest.raises(RayRunError, match="= 3 CPUs, but the cluster has 2"):
         pool_size(RayOptions(workers=3, cpus_per_worker=1.0), two_cpus, batches=10)
-    with pytest.raises(RayRunError, match="= 1 GPUs, but the cluster has 0"):
+    with pytest.raises(RayRunError, match="^1 worker x 1 GPU = 1 GPU, but the cluster has 0"):
         pool_size(RayOptions(gpus_per_worker=1.0), two_cpus, batches=10)
+    with pytest.raises(RayRunError, match="^3 workers x 0.5 GPUs = 1.5 GPUs, but the cluster"):
+        pool_size(RayOptions(workers=3, gpus_per_worker=0.5), {"CPU": 8.0, "GPU": 1.0}, 10)
 
 
 def test_actors_get_the_limits_file_and_caches_only_on_a_local_ray(tmp_path, monkeypatch):

@@ -279,6 +279,30 @@ def set_plotly_opacity(page, value: str) -> None:
     page.mouse.click(step["x"] + step["width"] / 2, rail["y"] + rail["height"] / 2)
 
 
+def set_slider_and_wait(page, label: str, value: int, param: str, attempts: int = 3) -> None:
+    """Move a Streamlit slider (step 1) with the keyboard until the link has ``value``.
+
+    Keys pressed while a rerun redraws the slider can be lost, as for a user, who then
+    presses again: so does this helper, from the value the slider shows.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    for attempt in range(attempts):
+        box = page.locator("[data-testid='stSlider']").filter(has_text=label)
+        slider = box.get_by_role("slider")
+        slider.wait_for(timeout=60_000)
+        now = int(float(box.locator("[data-testid='stSliderThumbValue']").inner_text()))
+        slider.focus()
+        for _ in range(abs(value - now)):
+            page.keyboard.press("ArrowRight" if value > now else "ArrowLeft")
+        try:
+            wait_for_url_param(page, param, str(value), 60)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == attempts - 1:
+                raise
+
+
 def set_opacity_and_wait(page, value: str, attempts: int = 3) -> None:
     """Move the overlay's opacity slider until the server has the value (in the link).
 
@@ -335,13 +359,7 @@ def set_up_smoothgrad_cividis_07(page) -> None:
     """SmoothGrad with 30 samples, Cividis and opacity 0.7 on the sample, as a user does."""
     wait_for_overlay(page)
     choose(page, "Method", "SmoothGrad")
-    slider = page.locator("[data-testid='stSlider']").filter(has_text="Samples").get_by_role(
-        "slider")
-    slider.wait_for(timeout=60_000)
-    slider.focus()
-    for _ in range(5):  # 25 -> 30
-        page.keyboard.press("ArrowRight")
-    wait_for_url_param(page, "smoothgrad.samples", "30", 120)
+    set_slider_and_wait(page, "Samples", 30, "smoothgrad.samples")  # from 25
     choose(page, "Colour map", "Cividis")
     wait_for_url_param(page, "cmap", "cividis", 120)
     wait_for_overlay(page)

@@ -9,10 +9,11 @@ corner carries the class label's black band, which the fake camera never shows.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, OVERLAY, screenshot
+from browser_support import CHROMIUM, CHROMIUM_ARGS, OVERLAY, SERVER_PIDS, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 STREAM = "iframe[title*='webrtc']"
@@ -60,6 +61,11 @@ def metric(page, label: str) -> str:
     return box.locator("[data-testid='stMetricValue']").inner_text()
 
 
+def server_threads(server: str) -> int:
+    """The threads of the server's process now."""
+    return len(os.listdir(f"/proc/{SERVER_PIDS[server]}/task"))
+
+
 def test_the_stream_comes_back_with_the_overlay_changes_and_reports_its_rate(server, browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     requests: list[str] = []
@@ -68,6 +74,9 @@ def test_the_stream_comes_back_with_the_overlay_changes_and_reports_its_rate(ser
         page = context.new_page()
         page.goto(server + "/live")
         page.get_by_role("heading", name="Live").first.wait_for(timeout=120_000)
+        page.wait_for_selector(STREAM, timeout=120_000)
+        time.sleep(2)  # the page's own threads have started
+        idle = server_threads(server)
         frame = start_stream(page)
         first = wait_for_overlay_frames(page, frame)
         # 4:3 like the camera's frames (the browser may lower the resolution when busy)
@@ -95,6 +104,12 @@ def test_the_stream_comes_back_with_the_overlay_changes_and_reports_its_rate(ser
         assert page.get_by_text("Using your earlier file, live-").count() == 1
         assert page.locator("[data-testid='stException']").count() == 0
         screenshot(page, "live-frozen-in-explore")
+        # the stream's threads (media, codecs, the map worker) end with it, not minutes later
+        for _ in range(120):
+            if server_threads(server) <= idle + 2:
+                break
+            time.sleep(0.5)
+        assert server_threads(server) <= idle + 2, (idle, server_threads(server))
     finally:
         context.close()
     outside = [u for u in requests if not u.startswith((server, "data:", "blob:"))]
@@ -121,9 +136,11 @@ def test_a_denied_camera_says_what_to_do_and_the_app_keeps_working(server, askin
                                            "setting": "denied", "origin": server})
         page.goto(server + "/live")
         page.get_by_role("heading", name="Live").first.wait_for(timeout=120_000)
-        start_stream(page)
+        frame = start_stream(page)
         message = page.get_by_text("The browser does not let this page use the camera")
         message.wait_for(timeout=30_000)
+        # the page's words only: the component's raw "NotAllowedError" is hidden beside them
+        frame.get_by_text("NotAllowedError").wait_for(state="hidden", timeout=10_000)
         assert page.locator("[data-testid='stException']").count() == 0
         screenshot(page, "live-camera-denied")
         page.get_by_role("link", name="Explore").click()
@@ -131,3 +148,26 @@ def test_a_denied_camera_says_what_to_do_and_the_app_keeps_working(server, askin
         assert page.locator("[data-testid='stException']").count() == 0
     finally:
         context.close()
+
+
+def test_a_camera_that_sends_no_picture_is_said_instead_of_starting_forever(server, browser,
+                                                                             tmp_path):
+    """A 1×1 virtual camera: the browser sends no video at all, and the page used to say
+    "Starting" for ever."""
+    one_pixel = tmp_path / "one-pixel.y4m"
+    one_pixel.write_bytes(b"YUV4MPEG2 W1 H1 F15:1 Ip A1:1 C420jpeg\n"
+                          + b"".join(b"FRAME\n" + bytes([8 * i, 128, 128]) for i in range(30)))
+    instance = browser.browser_type.launch(
+        executable_path=CHROMIUM,
+        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={one_pixel}"])
+    try:
+        page = instance.new_context(viewport={"width": 1280, "height": 720}).new_page()
+        page.goto(server + "/live")
+        page.get_by_role("heading", name="Live").first.wait_for(timeout=120_000)
+        start_stream(page)
+        page.get_by_text("No video has reached the server in").wait_for(timeout=90_000)
+        assert page.get_by_text("Starting: the first map").count() == 0
+        assert page.locator("[data-testid='stException']").count() == 0
+        screenshot(page, "live-no-video")
+    finally:
+        instance.close()

@@ -100,3 +100,27 @@ def test_guided_backprop_fails_in_red_and_plain_words_on_desktop_and_phone(serve
             screenshot(page, f"trust-guided-backprop-{name}")
         finally:
             context.close()
+
+
+def test_starting_another_check_says_it_stopped_the_running_one(server, page):
+    """Starting deletion and insertion while the randomisation runs stops the
+    randomisation at once, and the page says so (a toast), instead of silently."""
+    page.goto(f"{server}/trust?method=smoothgrad")
+    page.get_by_role("heading", name="Trust").first.wait_for(timeout=120_000)
+    page.get_by_text("Edge-detector control").first.wait_for(timeout=120_000)
+    # the SmoothGrad map first (the page runs until then; its layout still moves)
+    page.wait_for_function(
+        "() => !document.querySelector(\"[data-testid='stStatusWidget']\")"
+        " || !document.querySelector(\"[data-testid='stStatusWidget']\").innerText"
+        ".includes('Running')", timeout=180_000)
+    page.get_by_role("button", name="Run the cascading randomisation").click(timeout=120_000)
+    page.wait_for_function("() => document.body.innerText.includes('Computing randomising')",
+                           timeout=60_000)  # its progress bar: it runs
+    page.get_by_role("button", name="Run deletion and insertion").click(timeout=120_000)
+    toast = page.locator("[data-testid='stToast']").filter(has_text="Stopped")
+    toast.first.wait_for(timeout=60_000)
+    text = toast.first.inner_text()
+    assert "you asked for" in text and "random" in text.lower(), text
+    page.get_by_text("of 20 random orders (AUC", exact=False).first.wait_for(timeout=300_000)
+    assert page.get_by_text("when the model is randomised (Spearman", exact=False).count() == 0
+    assert_no_exception(page)

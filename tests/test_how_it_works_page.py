@@ -32,7 +32,13 @@ def test_the_lesson_follows_explore_and_its_link_carries_k(default_classifier):
     assert at.title[0].value == "How it works"
     assert at.selectbox(key="w_class").value == chosen_class  # shared with Explore
     assert len(at.get("latex")) == 4
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("plotly_chart")) == 3  # the pipeline's two figures, the Taylor test
+    # the pipeline: two figures of 2 x 2 panels in two columns, which a phone stacks
+    # (test_browser_phone.py looks at both widths); no setting to pick panels per row
+    pipeline = [c for c in at.columns if any("lesson_pipeline_" in chart.proto.id
+                                             for chart in c.get("plotly_chart"))]
+    assert len(pipeline) == 2 and all(len(c.get("plotly_chart")) == 1 for c in pipeline)
+    assert not [r for r in at.radio if r.label == "Panels per row"]
     verdicts = [e.value for e in at.info] + [e.value for e in at.success] + \
         [e.value for e in at.warning]
     assert any("straight line" in v for v in verdicts), verdicts
@@ -76,7 +82,7 @@ def test_a_small_own_model_offers_only_the_ks_it_has_pixels_for(tmp_path):
     assert not at.exception, at.exception
     assert not [e.value for e in at.error], [e.value for e in at.error]
     assert at.select_slider(key="w_lesson.k").value == 10  # of 64 pixels: 10 or 20 offered
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("plotly_chart")) == 3
     at.select_slider(key="w_lesson.k").set_value(20).run()
     assert not at.exception, at.exception
 
@@ -94,10 +100,10 @@ def test_the_sharp_map_section_shows_guided_backprop_unchanged_by_a_random_top()
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     assert any(s.value == "4 · Why a sharp map can still be wrong" for s in at.subheader)
-    assert len(at.get("plotly_chart")) == 2  # the lesson's figure waits for the button
+    assert len(at.get("plotly_chart")) == 3  # the lesson's figure waits for the button
     at.button(key="run_sharp").click().run()
     assert not at.exception, at.exception
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 4
     said = " ".join(m.value for m in at.markdown)
     assert "Guided Backpropagation's map keeps a Spearman of" in said
     assert "barely depends on the model's top" in said  # the default model and the cat

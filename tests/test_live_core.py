@@ -98,7 +98,7 @@ def frame(height: int, width: int, bright: str = "left") -> np.ndarray:
     return pixels
 
 
-@pytest.mark.parametrize("shape", [(480, 640), (640, 480), (97, 31), (1, 1), (720, 1280)])
+@pytest.mark.parametrize("shape", [(480, 640), (640, 480), (97, 31), (16, 16), (720, 1280)])
 @pytest.mark.parametrize("fit", ["crop", "squash"])
 def test_a_frame_of_any_size_and_orientation_comes_back_the_same_size(classifier, shape, fit):
     pixels = frame(*shape)
@@ -207,6 +207,22 @@ def test_bad_settings_and_frames_are_refused(classifier):
         LiveSettings(classifier, opacity=1.5)
     with pytest.raises(ValueError):
         process_frame(np.zeros((10, 10), np.uint8), LiveSettings(classifier))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (480, 2), (15, 640)])
+def test_a_frame_too_small_to_explain_is_refused_in_words_a_user_can_act_on(classifier, shape):
+    """A 1×1 virtual camera used to be "explained" (one colour, meaningless); the worker
+    keeps the refusal as its error, which the page shows instead of "Starting"."""
+    from saliency_core.live import FrameTooSmallError
+
+    with pytest.raises(FrameTooSmallError, match=f"sends {shape[1]}×{shape[0]} frames, too "
+                                                 "small to explain .* at least 16×16 pixels"):
+        process_frame(frame(*shape), LiveSettings(classifier))
+    worker = LatestFrameWorker(lambda pixels: process_frame(pixels, LiveSettings(classifier)))
+    worker.submit(frame(*shape), start_thread=False)
+    assert worker.process_next()
+    assert worker.latest() is None and "Choose another camera" in worker.error
+    assert worker.received == 1
 
 
 def test_composite_fades_weak_values_and_keeps_the_size():

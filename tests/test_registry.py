@@ -97,3 +97,20 @@ def test_uploaded_weights_are_validated_and_kept(monkeypatch):
     assert np.isfinite(model.predict(x, verbose=0)).all()
     source.path.unlink()
     assert not os.path.exists(source.path)
+
+
+def test_provenance_hashes_the_file_the_registry_names(monkeypatch, tmp_path):
+    """Provenance asks the registry's public :func:`weights_file` which file a registered
+    model's weights come from (the default model's: its checkpoint)."""
+    import hashlib
+
+    from saliency_core.audit.provenance import registered_weights_sha256
+
+    checkpoint = tmp_path / "lite0.pth"
+    checkpoint.write_bytes(b"stand-in checkpoint")
+    monkeypatch.setattr(registry, "_lite0_checkpoint", lambda: checkpoint)
+    assert registry.weights_file(registry.DEFAULT_MODEL_KEY) == checkpoint
+    assert registered_weights_sha256(registry.DEFAULT_MODEL_KEY) == hashlib.sha256(
+        b"stand-in checkpoint").hexdigest()
+    monkeypatch.setattr(registry, "weights_file", lambda key, scope=None: None)
+    assert registered_weights_sha256("vgg16") is None  # no weights on this machine yet

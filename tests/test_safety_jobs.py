@@ -116,6 +116,31 @@ def test_a_rerun_within_the_grace_picks_the_job_up_instead_of_restarting_it():
     assert job.wait(3) and job.outcome() == "x" and started == ["x"]
 
 
+def test_asking_for_something_else_stops_the_abandoned_job_at_once_and_names_it():
+    """A session that left a running check and a queued map and now asks for another
+    result gets both stopped at once (not after the grace), with their labels for the
+    page to show; a job someone still waits for, or another session's, is left alone."""
+    queue = AdmissionQueue(grace_seconds=30, max_running=2)
+    release, started = threading.Event(), []
+    check = queue.submit("check", "s", "the randomisation", HEAVY,
+                         blocking(release, started, "check"))
+    other = queue.submit("other", "t", "someone's map", HEAVY,
+                         blocking(release, started, "other"))
+    assert wait_until(lambda: len(started) == 2)
+    queued = queue.submit("map", "s", "SmoothGrad", HEAVY, blocking(release, started, "map"))
+    queue.leave(check)
+    queue.leave(queued)
+    kept = queue.submit("kept", "s", "the edge check", LIGHT, blocking(release, started, "k"))
+    assert sorted(queue.supersede("s", "new")) == ["SmoothGrad", "the randomisation"]
+    assert check.wait(3) and check.state == "cancelled"
+    assert queued.state == "cancelled" and "map" not in started
+    assert not other.cancelled and not kept.cancelled
+    assert queue.supersede("s", "new") == []  # nothing left to stop
+    release.set()
+    assert other.wait(3) and other.outcome() == "other"
+    assert kept.wait(3) and kept.outcome() == "k"
+
+
 def test_a_queued_job_nobody_waits_for_is_dropped_without_running():
     queue = AdmissionQueue(max_running=1, light_slots=0, grace_seconds=0.1)
     release, started = threading.Event(), []

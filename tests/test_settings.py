@@ -83,3 +83,15 @@ def test_lesson_settings_are_written_only_by_their_page(monkeypatch):
     assert not any(k.startswith("lesson.") for k in explore)
     assert lesson["lesson.k"] == "100" and lesson["lesson.eps"] == "0.003-100"
     assert settings.read_query(lesson)[0]["lesson.eps"] == (0.003, 100.0)
+
+
+def test_a_class_the_links_model_does_not_have_is_dropped_with_a_notice():
+    values, notices = settings.read_query({"class": "999999", "contrast": "1000",
+                                           "cmap": "inferno"})
+    assert "class" not in values and "contrast" not in values and values["cmap"] == "inferno"
+    assert [(n.kind, n.class_index) for n in notices] == [("class", 999999), ("class", 1000)]
+    assert "has classes 0 to 999" in notices[0].detail
+    assert settings.read_query({"class": "999", "contrast": "0"})[0] == {"class": 999,
+                                                                         "contrast": 0}
+    values, notices = settings.read_query({"photo": "0123456789ab", "class": "5000"})
+    assert values["pending_photo"] == ("0123456789ab", None, None)  # not kept for the photo

@@ -157,3 +157,28 @@ def test_no_import_cycle_inside_the_core():
     through others, a module that imports it back (the safety layer never imports the model
     registry, which imports it)."""
     assert find_import_cycles(_core_import_graph()) == []
+
+
+def test_no_module_reaches_into_another_project_modules_private_names():
+    """``registry._lite0_checkpoint()`` from another module broke silently when the registry
+    changed; modules use each other's public functions."""
+    project = {".".join(p.relative_to(ROOT).with_suffix("").parts)
+               for folder in ("saliency_core", "pages") for p in (ROOT / folder).rglob("*.py")}
+    reached = []
+    for folder in ("saliency_core", "pages"):
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            modules = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    modules.update(alias.asname or alias.name for alias in node.names
+                                   if f"{node.module}.{alias.name}" in project)
+                elif isinstance(node, ast.Import):
+                    modules.update(alias.asname for alias in node.names
+                                   if alias.asname and alias.name in project)
+            reached += [f"{path.relative_to(ROOT)}:{node.lineno} {node.value.id}.{node.attr}"
+                        for node in ast.walk(tree)
+                        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                        and node.value.id in modules and node.attr.startswith("_")
+                        and not node.attr.startswith("__")]
+    assert not reached, reached

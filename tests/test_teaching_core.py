@@ -14,7 +14,7 @@ from saliency_core.teaching import (
     run_taylor_test,
     select_pixels,
 )
-from saliency_core.teaching.figures import make_pipeline_figure, make_taylor_figure, mark_pixels
+from saliency_core.teaching.figures import make_pipeline_figures, make_taylor_figure, mark_pixels
 
 SHAPE = (12, 10, 3)
 
@@ -149,19 +149,23 @@ def test_nudge_sizes_are_round_values_between_the_ends():
 def test_figures_have_the_model_input_shape():
     model, image = TanhModel(), an_image()
     steps = compute_steps(model, image, Target(0))
-    fig = make_pipeline_figure(steps, "cividis")
-    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    gradient, mapped = make_pipeline_figures(steps, "cividis")
+    traces = [*gradient.data, *mapped.data]
+    heatmaps = [t for t in traces if t.type == "heatmap"]
     assert len(heatmaps) == 5  # three channels, max over channels, normalised
     assert all(np.shape(t.z) == SHAPE[:2] for t in heatmaps)
     reduced = next(t for t in heatmaps if t.name == "max over channels")
     assert np.shape(reduced.customdata) == SHAPE  # hover: three channels + reduced value
-    assert len([t for t in fig.data if t.type == "image"]) == 3
-    assert fig.layout.coloraxis.cmid == 0.0 and fig.layout.coloraxis.cmin == \
-        -fig.layout.coloraxis.cmax
-    narrow = make_pipeline_figure(steps, columns=2)  # four rows of two, for phones
-    assert [t.name for t in narrow.data] == [t.name for t in fig.data]
-    assert {t.xaxis for t in narrow.data} == {t.xaxis for t in fig.data}
-    assert narrow.layout.xaxis2.domain[0] > 0.4 and narrow.layout.yaxis3.domain[1] < 0.8
+    assert len([t for t in traces if t.type == "image"]) == 3
+    assert gradient.layout.coloraxis.cmid == 0.0 and gradient.layout.coloraxis.cmin == \
+        -gradient.layout.coloraxis.cmax
+    # two panels a row in each figure, in the order of the steps; zooming one zooms its row
+    for figure, names in ((gradient, ["input", "dS/dred", "dS/dgreen", "dS/dblue"]),
+                          (mapped, ["|dS/dI|", "max over channels", "normalised", "overlay"])):
+        assert [t.name for t in figure.data] == names
+        assert [t.xaxis for t in figure.data] == ["x", "x2", "x3", "x4"]
+        assert figure.layout.xaxis2.domain[0] > 0.4 and figure.layout.yaxis3.domain[1] < 0.6
+        assert figure.layout.xaxis4.matches == "x" and figure.layout.yaxis4.matches == "y"
     test = run_taylor_test(model, image, steps.gradient, steps.reduced, Target(0), k=4,
                            epsilons=make_epsilons(0.01, 100))
     taylor = make_taylor_figure(test)
@@ -173,6 +177,27 @@ def test_figures_have_the_model_input_shape():
     assert marked.shape == SHAPE and marked.dtype == np.uint8
     row, col = np.unravel_index(test.pixels["most"][0], SHAPE[:2])
     np.testing.assert_array_equal(marked[row, col], [0xC0, 0x39, 0x2B])
+
+
+def test_the_taylor_chart_holds_every_curve_it_draws():
+    """A prediction that runs away from the actual change (as the most salient pixels'
+    does at large nudges) stays inside the plot, and so do the random draws' error bars
+    (issue 24: the red curves ran off the top)."""
+    model, image = TanhModel(), an_image()
+    steps = compute_steps(model, image, Target(0))
+    test = run_taylor_test(model, image, steps.gradient, steps.reduced, Target(0), k=20,
+                           epsilons=make_epsilons(0.01, 100))
+    most = test.curves["most"]
+    assert most.predicted[-1] > 1.5 * most.actual[-1]  # tanh saturates, the line does not
+    figure = make_taylor_figure(test)
+    low, high = figure.layout.yaxis.range
+    for trace in figure.data:
+        if trace.xaxis != "x":
+            continue
+        errors = (np.asarray(trace.error_y.array) if trace.error_y.array is not None
+                  else np.zeros(len(trace.y)))
+        y = np.asarray(trace.y, dtype=float)
+        assert np.nanmax(y + errors) <= high and np.nanmin(y - errors) >= low, trace.name
 
 
 def test_changes_within_float_rounding_are_left_out_of_the_verdict():

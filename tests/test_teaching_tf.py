@@ -14,7 +14,7 @@ from saliency_core.methods import Target
 from saliency_core.models.preprocessing import get_preprocessor
 from saliency_core.samples import SAMPLES, read_sample
 from saliency_core.teaching import compute_steps, make_epsilons, run_taylor_test
-from saliency_core.teaching.figures import make_pipeline_figure
+from saliency_core.teaching.figures import make_pipeline_figures
 from saliency_core.tf_adapter import KerasClassifier
 
 SIZE = 16
@@ -83,8 +83,7 @@ def test_the_pipeline_figure_has_the_default_models_input_size(default_classifie
     image, _view = fit_to_model(load_image(read_sample("coffee")).pixels,
                                 default_classifier.input_size, "crop")
     steps = compute_steps(default_classifier, image, Target(967))
-    fig = make_pipeline_figure(steps)
-    for trace in fig.data:
+    for trace in (t for fig in make_pipeline_figures(steps) for t in fig.data):
         if trace.type == "heatmap":
             assert np.shape(trace.z) == default_classifier.input_size
     assert steps.network_input.shape == (*default_classifier.input_size, 3)

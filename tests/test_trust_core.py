@@ -595,3 +595,60 @@ def test_the_auc_chart_writes_no_label_over_its_bars():
         "20 random orders, lowest to highest AUC",
         f"random orders' mean AUC ({randoms[0].auc:.3f} deletion, {randoms[1].auc:.3f} "
         "insertion)"}
+
+
+class _CountingScorer:
+    """The classifier seen by the scoring code, counting the images it scores."""
+
+    def __init__(self, classifier):
+        self._classifier, self.images = classifier, 0
+
+    def __getattr__(self, name):
+        return getattr(self._classifier, name)
+
+    def probabilities(self, images):
+        self.images += len(images)
+        return self._classifier.probabilities(images)
+
+    def logits(self, images):
+        self.images += len(images)
+        return self._classifier.logits(images)
+
+
+def test_each_check_declares_at_least_the_passes_it_makes(tiny, randomizer):
+    """The Trust page checks a check's cost before it runs from these counts, so they
+    may overcount, never undercount."""
+    from saliency_core.methods.base import Work
+    from saliency_core.trust.work import (
+        count_comparison_work,
+        count_faithfulness_work,
+        count_random_class_work,
+        count_randomization_work,
+    )
+
+    classifier, images, labels = tiny
+    target = Target(int(labels[0]))
+    maps = []
+    explain_vanilla = make_method_explainer("vanilla")
+
+    def explain(model, image, aim):
+        maps.append(1)
+        return explain_vanilla(model, image, aim)
+
+    values = explain_vanilla(classifier, images[0], target)
+    run_randomization(randomizer, explain, images[0], target, "cascading", 2)
+    assert len(maps) == count_randomization_work(Work(gradient=1), len(randomizer.blocks),
+                                                 2).gradient
+    maps.clear()
+    check_random_classes(classifier, explain, images[0], target, values, count=1)
+    assert len(maps) == count_random_class_work(Work(gradient=1), 1).gradient
+    for steps, orders in ((32, RANDOM_ORDERS), (7, 3)):  # 7 steps do not divide 32 x 32
+        scorer = _CountingScorer(classifier)
+        run_faithfulness(scorer, images[0], values, target, steps=steps, random_orders=orders)
+        assert 0 < scorer.images <= count_faithfulness_work(orders, steps).forward
+    scorer = _CountingScorer(classifier)
+    compare_methods(scorer, images[0], target, {"vanilla": explain_vanilla}, steps=7,
+                    random_orders=3)
+    declared = count_comparison_work({"vanilla": Work()}, random_known=False,
+                                     random_orders=3, steps=7)
+    assert 0 < scorer.images <= sum(w.forward for w in declared.values())

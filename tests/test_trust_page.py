@@ -86,3 +86,35 @@ def test_the_page_says_what_a_failed_faithfulness_test_means_and_why_gradcam_spl
     why = next(m.value for m in at.markdown if "worst on deletion and best on insertion"
                in m.value)
     assert "Grad-CAM paints whole regions" in why and "speckles on a blur" in why
+
+
+def test_checks_over_the_budget_are_refused_before_they_run(tmp_path, monkeypatch):
+    """The map is drawn within the default budget; then the operator lowers the budget
+    to a millisecond per map or check (the file is re-read when it changes): the map,
+    already computed, stays, and every check says what it would take instead of running.
+    The page goes on."""
+    config = tmp_path / "saliency_studio.toml"
+    monkeypatch.setenv("SALIENCY_STUDIO_CONFIG", str(config))  # absent: default limits
+    # a sample and method no other test checks, so no result is stored for them yet
+    at = new_app(sample="rocket", method="gradient_x_input")
+    at.switch_page("trust.py").run()
+    assert not at.exception, at.exception
+    config.write_text("[limits]\nmax_job_seconds = 0.001\n", encoding="utf-8")
+    at.button(key="run_random").click().run()
+    assert not at.exception, at.exception
+    refusals = [w.value for w in at.warning]
+    assert any(r.startswith("The cascading randomisation (3 draws) would take about")
+               and "gradient passes" in r and "the limit is 0.0 s per map or check" in r
+               for r in refusals), refusals
+    assert "when the model is randomised (Spearman" not in texts(at)
+    at.button(key="run_faith").click().run()
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("Deletion and insertion would take about")
+               and "706 forward passes" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+    at.button(key="run_methods").click().run()
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("Scoring the random orders would take about")
+               for w in at.warning), [w.value for w in at.warning]
+    assert any(w.value.startswith("Left out, each over this server's budget")
+               and "Gradient" in w.value for w in at.warning), [w.value for w in at.warning]

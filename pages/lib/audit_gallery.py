@@ -34,7 +34,7 @@ from saliency_core.audit.outputs import (
     summary_row,
 )
 from saliency_core.audit.provenance import make_provenance, registered_weights_sha256
-from saliency_core.audit.uploads import CollectedFiles, collect_uploads
+from saliency_core.audit.uploads import CollectedFiles, UploadLimits, collect_uploads
 from saliency_core.imaging import LoadedImage
 from saliency_core.methods import METHODS, Target, Work
 from saliency_core.models.registry import MODELS
@@ -80,8 +80,10 @@ def record_store() -> caching.BoundedStore:
     return caching.BoundedStore(max_entries=2000)
 
 
-def collect_files(uploaded) -> tuple[list[UploadedFile], CollectedFiles]:
-    """The images of the current uploads (zips opened), kept in session state.
+def collect_files(uploaded, limits: UploadLimits | None = None
+                  ) -> tuple[list[UploadedFile], CollectedFiles]:
+    """The images of the current uploads (zips opened, within ``limits``, default the
+    config's ``[limits]``), kept in session state.
 
     The files are collected and hashed once per set of uploads; coming back from
     another page (the uploader is empty then) reuses them.
@@ -90,7 +92,7 @@ def collect_files(uploaded) -> tuple[list[UploadedFile], CollectedFiles]:
     kept = st.session_state.get("audit_files")
     if uploaded:
         if kept is None or kept[0] != ids:
-            found = collect_uploads([(f.name, f.getvalue()) for f in uploaded])
+            found = collect_uploads([(f.name, f.getvalue()) for f in uploaded], limits)
             files = [(name, data, hashlib.sha256(data).hexdigest())
                      for name, data in found.images]
             found.images = []  # the bytes live in ``files`` only

@@ -28,7 +28,7 @@ from saliency_core.pipeline import (
     explain,
     explain_classes,
     load_classifier,
-    predict,
+    top_k,
 )
 from saliency_core.safety.limits import load_limits
 from saliency_core.tf_adapter import KerasClassifier
@@ -111,8 +111,9 @@ def prediction_store() -> BoundedStore:
 
 def cached_predictions(digest: str, model_key: str, token: str, fit: str,
                        classifier: KerasClassifier, model_input: np.ndarray
-                       ) -> list[Prediction]:
-    """Top predictions keyed by image hash, model, weights and fit (one forward pass)."""
+                       ) -> tuple[list[Prediction], np.ndarray]:
+    """Top predictions and every class's probability ``(K,)``, keyed by image hash, model,
+    weights and fit (one forward pass)."""
     key = ("predict", digest, model_key, token, fit)
     store = prediction_store()
     found = store.get(key)
@@ -120,10 +121,13 @@ def cached_predictions(digest: str, model_key: str, token: str, fit: str,
         return found
     estimate = jobs.check_work(classifier, "the top classes", Work(forward=1))
 
-    def compute(progress) -> list[Prediction]:
-        predictions = predict(classifier, model_input, k=min(TOP_K, len(classifier.class_names)))
-        store.put(key, predictions)
-        return predictions
+    def compute(progress) -> tuple[list[Prediction], np.ndarray]:
+        probabilities = classifier.probabilities(np.asarray(model_input)[None])[0]
+        done = (top_k(probabilities, classifier.class_names,
+                      min(TOP_K, len(classifier.class_names))),
+                np.asarray(probabilities, np.float32))
+        store.put(key, done)
+        return done
 
     return jobs.run_job(key, "the top classes", estimate, compute)
 
@@ -137,21 +141,24 @@ class PreparedImage:
         view: ``(H, W, 3)`` uint8, the part of the photo the model sees.
         token: the weights token of the model (a cache key).
         predictions: the top-k classes, best first (k = 5, or fewer classes).
+        probabilities: ``(K,)`` every class's probability (a class found by search
+            shows its own).
     """
 
     model_input: np.ndarray
     view: np.ndarray
     token: str
     predictions: list[Prediction]
+    probabilities: np.ndarray
 
 
 def prepare_image(model_key: str, token: str, classifier: KerasClassifier,
                   image: LoadedImage, fit: str) -> PreparedImage:
-    """Fit ``image`` to the model and predict its top classes (cached)."""
+    """Fit ``image`` to the model and predict its classes (cached)."""
     model_input, view = fit_to_model(image.pixels, classifier.input_size, fit)
-    predictions = cached_predictions(image.digest, model_key, token, fit, classifier,
-                                     model_input)
-    return PreparedImage(model_input, view, token, predictions)
+    predictions, probabilities = cached_predictions(image.digest, model_key, token, fit,
+                                                    classifier, model_input)
+    return PreparedImage(model_input, view, token, predictions, probabilities)
 
 
 class BoundedStore:

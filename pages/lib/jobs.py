@@ -86,6 +86,10 @@ def run_job(key: Hashable, label: str, estimate: Estimate,
         ``compute``'s result.
     """
     q = queue()
+    stopped = q.supersede(session_id(), key)
+    if stopped:  # never silently: the page says what it stopped, and for what
+        st.toast(f"Stopped {', '.join(stopped)}: you asked for {label} instead.",
+                 icon=":material/stop_circle:")
     job = q.submit(key, session_id(), label, estimate, compute)
     try:
         if not job.wait(SHOW_AFTER_SECONDS):

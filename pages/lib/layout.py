@@ -122,6 +122,23 @@ def page_setup() -> None:
     settings.init_state()
 
 
+PHONE_WIDTH = 640
+"""Viewport width (CSS px) at and below which Streamlit stacks ``st.columns``."""
+
+
+def hide_chart_toolbars_on_phones() -> None:
+    """Hide the Plotly toolbar of the page's charts on screens up to :data:`PHONE_WIDTH`.
+
+    On a phone the toolbar shows as soon as a chart is touched and covers the
+    panel titles under it; pinching and double-tapping still zoom. Streamlit
+    tells Python nothing about the screen, so this is a CSS media query in a
+    style-only element (which takes no room on the page).
+    """
+    st.html(f"<style>@media (max-width: {PHONE_WIDTH}px) {{ "
+            "[data-testid='stPlotlyChart'] .modebar-container { display: none !important; } "
+            "}</style>")
+
+
 ICON = Path(__file__).parent / "assets" / "icon.png"
 
 
@@ -144,6 +161,11 @@ def show_link_notices() -> None:
         named = ("" if notice.class_index is None else
                  f" The link named class {notice.class_index}, which is not applied here.")
         if notice.kind == "param":
+            continue
+        if notice.kind == "class":
+            st.warning(f"**{escape_markdown(notice.detail)}**, so it is not applied: the "
+                       "image's own top class is shown instead (and no contrast for a "
+                       "contrast class).", icon=":material/link_off:")
             continue
         if notice.kind == "photo":
             st.warning(

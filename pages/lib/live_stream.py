@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,7 @@ CAMERA_MESSAGES = {
                     "Explore page takes uploads and samples."),
     "insecure": ("**This browser only gives a camera to pages served over HTTPS or from "
                  "localhost.** Open the app at http://localhost on this machine, or serve it "
-                 "over HTTPS (see the README, *Live camera*)."),
+                 "over HTTPS (see docs/guide.md, *Live across a network*)."),
 }
 
 
@@ -129,6 +130,67 @@ class LiveSession:
         output = self.worker.latest()
         return None if output is None else output.result
 
+    def end(self) -> None:
+        """The stream ended: end the map worker's thread now (not after its idle timeout);
+        the next stream starts with a fresh worker and fresh figures."""
+        ended, self.worker = self.worker, LatestFrameWorker(self._process)
+        ended.stop()
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """What Freeze took when it was pressed: the explained frame on screen (``None``
+    before the first one) and the settings it was explained with."""
+
+    result: LiveResult | None
+    settings: LiveSettings | None
+
+
+FROZEN_KEY = "live_frozen"
+
+
+def freeze_now(session: LiveSession) -> None:
+    """The Freeze button's callback: take the frame on screen at once.
+
+    A callback runs before the script of the click's run; the page's body (the model
+    checks, the stream component) takes a while, during which newer frames come (once
+    about 6 s of them), so the body only acts on what was taken here."""
+    boxed = session.box.get()
+    st.session_state[FROZEN_KEY] = Frozen(session.latest_result(),
+                                          None if boxed is None else boxed[0])
+
+
+def take_frozen() -> Frozen | None:
+    """What Freeze took in this run's callback, once; ``None`` if it was not pressed."""
+    return st.session_state.pop(FROZEN_KEY, None)
+
+
+def end_stream() -> threading.Thread | None:
+    """Stop this session's stream when the visitor is on another page: the WebRTC peer
+    connection (its media and codec threads) and the map worker.
+
+    The stream component is gone from the page, but its server side would otherwise wait
+    for the browser to close the connection, or for the network to time out. The work
+    runs on a thread of its own, so the next page does not wait; it is returned (tests
+    join it), or ``None`` when nothing runs.
+    """
+    context = st.session_state.get(STREAM_KEY)
+    # streamlit-webrtc has no public way to stop a stream whose component is not drawn
+    webrtc = None if context is None else context._get_worker()  # noqa: SLF001
+    session = st.session_state.get("live_session")
+    if webrtc is None and (session is None or not session.worker.running):
+        return None
+
+    def stop() -> None:
+        if webrtc is not None:
+            webrtc.stop()  # first: no frame reaches the map worker afterwards
+        if session is not None:
+            session.end()
+
+    thread = threading.Thread(target=stop, name="live-stream-end", daemon=True)
+    thread.start()
+    return thread
+
 
 def live_session() -> LiveSession:
     """This browser session's :class:`LiveSession` (created on first use)."""
@@ -176,18 +238,21 @@ def show_camera_problem(state: str | None) -> bool:
     return True
 
 
-def freeze_to_explore(result: LiveResult, current: LiveSettings) -> None:
-    """Send the explained frame to Explore with the same class, method, colours and fit."""
+def freeze_to_explore(result: LiveResult, current: LiveSettings | None) -> None:
+    """Send the explained frame to Explore with the same class, method, colours and fit
+    (``current``: the settings it was explained with; ``None`` keeps Explore's)."""
     data = encode_png(result.source)
     digest = hashlib.sha256(data).hexdigest()
     name = f"live-{time.strftime('%Y%m%d-%H%M%S')}.png"
     image_choice.keep_as_upload(name, data, digest)
-    settings.put("method", current.method)
-    if current.method == "smoothgrad":
-        settings.put(settings.param_setting_name("smoothgrad", "samples"), current.samples)
-    settings.put("fit", current.fit)
-    settings.put("cmap", current.colormap)
-    settings.put("opacity", current.opacity)
+    if current is not None:
+        settings.put("method", current.method)
+        if current.method == "smoothgrad":
+            settings.put(settings.param_setting_name("smoothgrad", "samples"),
+                         current.samples)
+        settings.put("fit", current.fit)
+        settings.put("cmap", current.colormap)
+        settings.put("opacity", current.opacity)
     settings.put("score", "logit")
     settings.put("class", result.class_index)
     settings.put("contrast", None)

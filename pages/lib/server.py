@@ -20,7 +20,7 @@
   ``Limits.orphan_upload_seconds``.
 
 A public server still wants a reverse proxy in front (TLS, request rates,
-connection counts, body sizes): see the README's Safety section.
+connection counts, body sizes): see docs/safety.md.
 """
 
 from __future__ import annotations

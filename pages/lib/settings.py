@@ -125,8 +125,6 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("lesson.k", 100, _lesson_k, page=LESSON_PAGE),
     Setting("lesson.eps", (0.01, 10.0), _eps_range, page=LESSON_PAGE,
             to_url=_format_eps_range),
-    Setting("lesson.columns", 4, lambda raw: {"4": 4, "2": 2}.get(raw), in_url=False,
-            page=LESSON_PAGE),
     # Live page: its method, SmoothGrad's few samples, and a pinned class (None: top-1)
     Setting("live_method", "vanilla", _choice(LIVE_METHODS), in_url=False),
     Setting("live_samples", 3, parse_index, in_url=False),
@@ -189,10 +187,11 @@ class LinkNotice:
 
     Attributes:
         kind: ``"photo"`` (the link was made from an uploaded photo or snapshot),
-            ``"model"`` (it names someone's own model, not loaded here) or ``"param"``
-            (a method parameter outside the range the app allows).
-        detail: the photo's short SHA-256, the model's key, or for a parameter one
-            line saying what was refused and what is used instead.
+            ``"model"`` (it names someone's own model, not loaded here), ``"param"``
+            (a method parameter outside the range the app allows) or ``"class"`` (a
+            class the link's model does not have).
+        detail: the photo's short SHA-256, the model's key, or for a parameter or a
+            class one line saying what was refused.
         class_index: the class the link named, which was *not* applied.
     """
 
@@ -229,6 +228,8 @@ def read_query(query: dict[str, str]) -> tuple[dict[str, Any], list[LinkNotice]]
         elif name in PARAM_SETTINGS:
             notices.append(LinkNotice("param", _refused_param(name, raw), None))
     model = query.get("model", "")
+    if not model.startswith(CUSTOM_PREFIX):
+        notices += drop_missing_classes(values)
     if model.startswith(CUSTOM_PREFIX):
         notices.append(LinkNotice("model", model[:80], values.get("class")))
         values.pop("class", None)
@@ -245,6 +246,23 @@ def read_query(query: dict[str, str]) -> tuple[dict[str, Any], list[LinkNotice]]
         values.pop("class", None)
         values.pop("contrast", None)
     return values, notices
+
+
+def drop_missing_classes(values: dict[str, Any]) -> list[LinkNotice]:
+    """Take a link's ``class`` and ``contrast`` out of ``values`` when the link's registered
+    model has no such class; a notice for each (a class written back to the URL would make
+    every link copied from the page carry it on)."""
+    spec = MODELS[values.get("model", DEFAULT_MODEL_KEY)]
+    count = len(spec.class_names)
+    notices = []
+    for name, words in (("class", "class"), ("contrast", "contrast class")):
+        index = values.get(name)
+        if index is not None and index >= count:
+            del values[name]
+            notices.append(LinkNotice(
+                "class", f"The link names {words} {index}, but {spec.display_name} has "
+                         f"classes 0 to {count - 1}", index))
+    return notices
 
 
 def init_state() -> None:

@@ -19,6 +19,9 @@ import streamlit as st
 
 from pages.lib import jobs
 from pages.lib.caching import BoundedStore
+from saliency_core.methods import METHODS
+from saliency_core.methods.base import Work
+from saliency_core.safety.budget import OverBudgetError
 from saliency_core.safety.jobs import Estimate
 from saliency_core.safety.limits import load_limits
 from saliency_core.tf_adapter import KerasClassifier
@@ -26,6 +29,21 @@ from saliency_core.trust import ModelRandomizer
 
 MAX_RANDOMIZERS = 1
 MAX_RESULTS = 48
+
+
+def map_work(method: str, params: dict, classifier: KerasClassifier) -> Work:
+    """The passes of one map of ``method`` at the model's input size."""
+    return METHODS[method](**params).work(classifier.input_size)
+
+
+def estimate_check(classifier: KerasClassifier, label: str,
+                   work: Work) -> tuple[Estimate | None, str | None]:
+    """``(estimate, None)`` when ``work`` fits the budget, else ``(None, why not)``: a
+    check is refused before it runs, with its estimate, like a map."""
+    try:
+        return jobs.check_work(classifier, label, work), None
+    except OverBudgetError as exc:
+        return None, str(exc)
 
 
 @st.cache_resource(max_entries=MAX_RANDOMIZERS, show_spinner=False)

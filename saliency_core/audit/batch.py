@@ -79,16 +79,22 @@ def method_parameters(method: str, params: dict | None = None) -> dict:
     """Every constructor parameter of ``method`` with the value used (defaults filled in).
 
     E.g. SmoothGrad gives ``noise``, ``samples``, ``aggregate``, ``seed`` and
-    ``batch_size``; the ``base`` method object is left out.
+    ``batch_size``; the ``base`` method object is left out. A parameter left at
+    ``None`` whose method class names its default (``default_<name>``, as SmoothGrad's
+    ``default_aggregate``: ``"mean"``, SmoothGrad²'s ``"square"``) is recorded as that
+    default, the value the method used.
     """
+    cls = METHODS[method]
     given = dict(params or {})
     values = {}
-    for name, parameter in inspect.signature(METHODS[method].__init__).parameters.items():
+    for name, parameter in inspect.signature(cls.__init__).parameters.items():
         if name == "self" or name == "base" or parameter.kind in (
                 parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
         default = None if parameter.default is inspect.Parameter.empty else parameter.default
         values[name] = given.pop(name, default)
+        if values[name] is None:
+            values[name] = getattr(cls, f"default_{name}", None)
     if given:
         raise ValueError(f"{method} has no parameter {', '.join(sorted(given))}; known: "
                          f"{', '.join(values) or 'none'}")

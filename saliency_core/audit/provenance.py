@@ -84,15 +84,13 @@ def registered_weights_sha256(key: str, scope: str | None = None) -> str | None:
     The default model's is its PyTorch checkpoint's (the converted cache is made
     from it), so it is the same on every machine and on the first start.
     """
-    from saliency_core.models import registry
+    from saliency_core.models.registry import WeightsUnavailableError, weights_file
 
-    if key == registry.DEFAULT_MODEL_KEY:
-        return sha256_file(registry._lite0_checkpoint())  # noqa: SLF001 (the one checkpoint)
     try:
-        source = registry.find_local_weights(registry.get_spec(key), scope)
-    except registry.WeightsUnavailableError:
+        path = weights_file(key, scope)
+    except WeightsUnavailableError:
         return None
-    return None if source is None else sha256_file(source.path)
+    return None if path is None else sha256_file(path)
 
 
 def map_statistics(values: np.ndarray, saliency: np.ndarray) -> dict:

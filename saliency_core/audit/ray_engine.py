@@ -187,14 +187,19 @@ def pool_size(options: RayOptions, resources: dict, batches: int) -> int:
         workers = int(cpus // 2)
     workers = max(1, min(workers, batches))
     if options.gpus_per_worker > 0 and workers * options.gpus_per_worker > gpus:
-        raise RayRunError(f"{workers} workers x {options.gpus_per_worker:g} GPU = "
-                          f"{workers * options.gpus_per_worker:g} GPUs, but the cluster has "
-                          f"{gpus:g} (lower --workers or --gpus-per-worker)")
+        raise RayRunError(f"{count(workers, 'worker')} x {count(options.gpus_per_worker, 'GPU')}"
+                          f" = {count(workers * options.gpus_per_worker, 'GPU')}, but the "
+                          f"cluster has {gpus:g} (lower --workers or --gpus-per-worker)")
     if workers * options.cpus_per_worker > cpus:
-        raise RayRunError(f"{workers} workers x {options.cpus_per_worker:g} CPU = "
-                          f"{workers * options.cpus_per_worker:g} CPUs, but the cluster has "
-                          f"{cpus:g} (lower --workers or --cpus-per-worker)")
+        raise RayRunError(f"{count(workers, 'worker')} x {count(options.cpus_per_worker, 'CPU')}"
+                          f" = {count(workers * options.cpus_per_worker, 'CPU')}, but the "
+                          f"cluster has {cpus:g} (lower --workers or --cpus-per-worker)")
     return workers
+
+
+def count(number: float, noun: str) -> str:
+    """``number`` and ``noun``, plural unless the number is exactly 1: "1 GPU", "0.5 CPUs"."""
+    return f"{number:g} {noun}" + ("" if number == 1 else "s")
 
 
 def _actor_env(local: bool) -> dict[str, str]:

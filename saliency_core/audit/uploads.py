@@ -1,6 +1,7 @@
 """Many uploaded files, or ``.zip`` archives of them, checked before anything is read.
 
-Limits (per file as on Explore, and in total) bound memory. A zip's declared
+Limits (per file as on Explore, and in total; the ``max_audit_*`` fields of the
+config's ``[limits]``) bound memory. A zip's declared
 unpacked sizes and member count are checked from its central directory before
 any member is extracted, and a member is read with a hard cap on the bytes
 actually produced, so a zip that lies about its sizes cannot get past them.
@@ -16,40 +17,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saliency_core.imaging import ImageError
+from saliency_core.safety.limits import DEFAULT_LIMITS, Limits, format_bytes, load_limits
 
-MAX_FILE_BYTES = 50 * 1024 * 1024
-"""Largest image file, as on Explore."""
-MAX_TOTAL_BYTES = 200 * 1024 * 1024
-"""Largest total of all images of one audit (uploaded, or unpacked from zips)."""
-MAX_FILES = 500
-"""Most images in one audit."""
-MAX_ZIP_MEMBERS = 2000
-"""Most entries (files and folders) in one zip."""
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
-def read_image_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+def read_image_file(path: str | Path, max_bytes: int | None = None) -> bytes:
     """The bytes of an image file, refusing files larger than ``max_bytes`` before reading.
+
+    Args:
+        path: the file.
+        max_bytes: default ``Limits.max_audit_file_bytes`` of the config in force.
 
     Raises:
         ImageError: the file is too large.
         OSError: it cannot be read.
     """
+    if max_bytes is None:
+        max_bytes = load_limits().max_audit_file_bytes
     size = Path(path).stat().st_size
     if size > max_bytes:
-        raise ImageError(f"The file is {size / 2**20:.0f} MB; images may be at most "
-                         f"{max_bytes / 2**20:.0f} MB.")
+        raise ImageError(f"The file is {format_bytes(size)}; images may be at most "
+                         f"{format_bytes(max_bytes)}.")
     return Path(path).read_bytes()
 
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """Limits of one audit's uploads (defaults above)."""
+    """Limits of one audit's uploads: the ``max_audit_*`` fields of
+    :class:`saliency_core.safety.limits.Limits` (set in the config's ``[limits]``)."""
 
-    max_file_bytes: int = MAX_FILE_BYTES
-    max_total_bytes: int = MAX_TOTAL_BYTES
-    max_files: int = MAX_FILES
-    max_zip_members: int = MAX_ZIP_MEMBERS
+    max_file_bytes: int = DEFAULT_LIMITS.max_audit_file_bytes
+    max_total_bytes: int = DEFAULT_LIMITS.max_audit_total_bytes
+    max_files: int = DEFAULT_LIMITS.max_audit_files
+    max_zip_members: int = DEFAULT_LIMITS.max_audit_zip_members
+
+    @classmethod
+    def from_limits(cls, limits: Limits | None = None) -> UploadLimits:
+        """The audit limits of ``limits`` (default: the config file's, as in force now)."""
+        limits = load_limits() if limits is None else limits
+        return cls(limits.max_audit_file_bytes, limits.max_audit_total_bytes,
+                   limits.max_audit_files, limits.max_audit_zip_members)
 
 
 @dataclass
@@ -79,10 +87,6 @@ def is_image_name(name: str) -> bool:
             and base.lower().endswith(IMAGE_SUFFIXES))
 
 
-def _mb(nbytes: int) -> str:
-    return f"{nbytes / 2**20:.0f} MB"
-
-
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
     """A member's bytes, stopping (ValueError) if it produces more than ``cap`` bytes."""
     with archive.open(info) as handle:
@@ -93,13 +97,14 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> b
 
 
 def add_zip(collected: CollectedFiles, name: str, data: bytes,
-            limits: UploadLimits = UploadLimits()) -> None:
+            limits: UploadLimits | None = None) -> None:
     """Add the images of a zip archive to ``collected``, after checking its directory.
 
     The member count and the declared unpacked sizes (each image, and all of
     them with what is already collected) are checked before anything is
-    extracted; a refused zip adds nothing.
+    extracted; a refused zip adds nothing. ``limits`` default: the config's.
     """
+    limits = UploadLimits.from_limits() if limits is None else limits
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
@@ -117,8 +122,8 @@ def add_zip(collected: CollectedFiles, name: str, data: bytes,
         room = limits.max_total_bytes - collected.total_bytes
         if declared > room:
             collected.refused.append(
-                f"{name} unpacks to {_mb(declared)} of images; all images together may be at "
-                f"most {_mb(limits.max_total_bytes)}.")
+                f"{name} unpacks to {format_bytes(declared)} of images; all images "
+                f"together may be at most {format_bytes(limits.max_total_bytes)}.")
             return
         if len(images) + len(collected.images) > limits.max_files:
             collected.refused.append(
@@ -133,7 +138,7 @@ def add_zip(collected: CollectedFiles, name: str, data: bytes,
                 continue
             if member.file_size > limits.max_file_bytes:
                 collected.skipped.append((member_name, f"larger than "
-                                                       f"{_mb(limits.max_file_bytes)}"))
+                                                       f"{format_bytes(limits.max_file_bytes)}"))
                 continue
             if member.flag_bits & 0x1:
                 collected.skipped.append((member_name, "encrypted"))
@@ -147,16 +152,18 @@ def add_zip(collected: CollectedFiles, name: str, data: bytes,
 
 
 def collect_uploads(files: list[tuple[str, bytes]],
-                    limits: UploadLimits = UploadLimits()) -> CollectedFiles:
+                    limits: UploadLimits | None = None) -> CollectedFiles:
     """Images from uploaded files: images kept, zips opened, anything else skipped.
 
     Args:
         files: ``(file name, bytes)`` in upload order.
+        limits: default :meth:`UploadLimits.from_limits`, the config file's ``[limits]``.
 
     Returns:
         The images (at most ``limits.max_files``, ``limits.max_total_bytes`` in
         total, each at most ``limits.max_file_bytes``) and what was left out.
     """
+    limits = UploadLimits.from_limits() if limits is None else limits
     collected = CollectedFiles()
     for name, data in files:
         if name.lower().endswith(".zip"):
@@ -164,12 +171,12 @@ def collect_uploads(files: list[tuple[str, bytes]],
         elif not is_image_name(name):
             collected.skipped.append((name, "not an image file"))
         elif len(data) > limits.max_file_bytes:
-            collected.skipped.append((name, f"larger than {_mb(limits.max_file_bytes)}"))
+            collected.skipped.append((name, f"larger than {format_bytes(limits.max_file_bytes)}"))
         elif len(collected.images) >= limits.max_files:
             collected.skipped.append((name, f"over the limit of {limits.max_files} images"))
         elif collected.total_bytes + len(data) > limits.max_total_bytes:
             collected.skipped.append((name, f"over the total of "
-                                            f"{_mb(limits.max_total_bytes)}"))
+                                            f"{format_bytes(limits.max_total_bytes)}"))
         else:
             collected.images.append((name, data))
     return collected

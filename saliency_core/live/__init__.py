@@ -6,9 +6,17 @@ Nothing here knows about Streamlit or WebRTC. :mod:`.frames` turns one RGB frame
 frames are dropped, never queued); :mod:`.stats` measures the achieved rate and delay.
 """
 
-from saliency_core.live.frames import LIVE_METHODS, LiveResult, LiveSettings, process_frame
+from saliency_core.live.frames import (
+    LIVE_METHODS,
+    MIN_FRAME_SIDE,
+    FrameTooSmallError,
+    LiveResult,
+    LiveSettings,
+    process_frame,
+)
 from saliency_core.live.stats import LiveStats, StatsSnapshot
 from saliency_core.live.worker import LatestFrameWorker, LatestSlot, SettingsBox
 
-__all__ = ["LIVE_METHODS", "LatestFrameWorker", "LatestSlot", "LiveResult", "LiveSettings",
-           "LiveStats", "SettingsBox", "StatsSnapshot", "process_frame"]
+__all__ = ["LIVE_METHODS", "MIN_FRAME_SIDE", "FrameTooSmallError", "LatestFrameWorker",
+           "LatestSlot", "LiveResult", "LiveSettings", "LiveStats", "SettingsBox",
+           "StatsSnapshot", "process_frame"]

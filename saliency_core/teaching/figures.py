@@ -36,7 +36,8 @@ PIPELINE_TITLES = (
     "5 · normalised",
     "6 · overlay",
 )
-"""Panel titles, row by row (two rows of four)."""
+"""Panel titles in order: the first four are the gradient figure's, the last four the
+map figure's (:func:`make_pipeline_figures`)."""
 
 SELECTION_COLORS = {"most": "#c0392b", "random": "#6b7280", "least": "#2563eb"}
 """Line colours of the pixel selections (also used to mark the pixels)."""
@@ -56,78 +57,10 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
-def make_pipeline_figure(steps: GradientSteps, colormap: str = "viridis",
-                         opacity: float = 0.6, columns: int = 4) -> go.Figure:
-    """Every step of the vanilla map as eight linked panels (two rows of four, or four
-    rows of two with ``columns=2`` for narrow screens).
-
-    Row 1: the fitted input, then the signed gradient ``dS_c/dI`` of each colour
-    channel on one diverging scale centred on 0. Row 2: ``|w|`` shown as an RGB
-    image, ``max_c |w_c|``, the normalised map, and the overlay. Zooming one panel
-    zooms all. Hovering a gradient panel shows that channel's value; hovering the
-    "max over channels" panel shows all three channels and the reduced value.
-
-    Args:
-        steps: from :func:`~saliency_core.teaching.steps.compute_steps`; every
-            array is ``(H, W)`` or ``(H, W, 3)`` at the model's input size.
-        colormap: the sequential colour map of the reduced and normalised maps.
-        opacity: the map's weight in the overlay panel.
-        columns: panels per row, 4 or 2.
-
-    Returns:
-        The figure; each heat map's ``z`` is ``(H, W)``.
-    """
-    if columns not in (2, 4):
-        raise ValueError("columns must be 4 or 2")
-    height, width = steps.reduced.shape
-    rows = 8 // columns
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=PIPELINE_TITLES,
-                        horizontal_spacing=0.015 if columns == 4 else 0.03,
-                        vertical_spacing=0.07 if columns == 4 else 0.04)
-
-    def place(panel: int) -> dict:
-        """Row and column of panel 1..8, filled row by row."""
-        return {"row": (panel - 1) // columns + 1, "col": (panel - 1) % columns + 1}
-
-    where = "pixel x %{x}, y %{y}"
-    fig.add_trace(make_image_trace(_to_uint8(steps.model_input), "input"), **place(1))
-    for channel, name in enumerate(("red", "green", "blue")):
-        fig.add_trace(go.Heatmap(
-            z=steps.gradient[..., channel], coloraxis=_GRADIENT_AXIS, name=f"dS/d{name}",
-            hovertemplate=f"{where}<br>∂S/∂I {name}: %{{z:.3g}}<extra></extra>"),
-            **place(2 + channel))
-    magnitude = steps.magnitude / _robust_max(steps.magnitude) * 255.0
-    fig.add_trace(make_image_trace(_to_uint8(magnitude), "|dS/dI|", lossless=True), **place(5))
-    fig.add_trace(go.Heatmap(
-        z=steps.reduced, customdata=steps.gradient, coloraxis=_REDUCED_AXIS,
-        name="max over channels",
-        hovertemplate=(f"{where}<br>∂S/∂I red %{{customdata[0]:.3g}}<br>"
-                       "∂S/∂I green %{customdata[1]:.3g}<br>"
-                       "∂S/∂I blue %{customdata[2]:.3g}<br>"
-                       "max |∂S/∂I| %{z:.3g}<extra></extra>")),
-        **place(6))
-    fig.add_trace(go.Heatmap(
-        z=steps.normalised, coloraxis=_NORMALISED_AXIS, name="normalised",
-        hovertemplate=f"{where}<br>normalised %{{z:.3f}}<extra></extra>"), **place(7))
-    overlay = blend_overlay(_to_uint8(steps.model_input), steps.normalised, colormap,
-                            opacity, fade=True)
-    fig.add_trace(make_image_trace(overlay, "overlay"), **place(8))
-
-    limit = _robust_max(steps.gradient)
-    fig.update_layout(
-        height=540 if columns == 4 else 900, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        font={"size": 15},
-        hoverlabel={"bgcolor": "white", "font": {"color": "#1f2933", "size": 15}},
-        **{_GRADIENT_AXIS: {
-            "colorscale": SIGNED_COLORSCALE, "cmin": -limit, "cmax": limit, "cmid": 0.0,
-            "colorbar": {"title": {"text": "∂S/∂I", "side": "right"}, "len": 0.45,
-                         "y": 0.77, "thickness": 14, "exponentformat": "e"}},
-           _REDUCED_AXIS: {"colorscale": make_colorscale(colormap), "cmin": 0.0,
-                           "cmax": _robust_max(steps.reduced), "showscale": False},
-           _NORMALISED_AXIS: {"colorscale": make_colorscale(colormap), "cmin": 0.0, "cmax": 1.0,
-                              "colorbar": {"title": {"text": "normalised", "side": "right"},
-                                           "len": 0.45, "y": 0.23, "thickness": 14}}})
-    for axis in range(1, 9):
+def _pipeline_panels(fig: go.Figure, height: int, width: int) -> None:
+    """Image axes for the four panels of a 2 x 2 pipeline figure: no ticks, the
+    model input's pixel grid, aspect kept, and zooming one panel zooms the others."""
+    for axis in range(1, 5):
         suffix = "" if axis == 1 else str(axis)
         fig.layout[f"xaxis{suffix}"].update(
             matches="x" if axis > 1 else None, range=[-0.5, width - 0.5], constrain="domain",
@@ -136,7 +69,86 @@ def make_pipeline_figure(steps: GradientSteps, colormap: str = "viridis",
             matches="y" if axis > 1 else None, range=[height - 0.5, -0.5], autorange=False,
             scaleanchor=f"x{suffix}", constrain="domain",
             showticklabels=False, showgrid=False, zeroline=False, ticks="")
-    return fig
+
+
+def _horizontal_colorbar(title: str) -> dict:
+    """A colour bar under the panels: beside them it took a third of a phone's width."""
+    return {"title": {"text": title, "side": "top"}, "orientation": "h", "x": 0.5,
+            "xanchor": "center", "len": 0.9, "y": -0.02, "yanchor": "top", "thickness": 12}
+
+
+def make_pipeline_figures(steps: GradientSteps, colormap: str = "viridis",
+                          opacity: float = 0.6) -> tuple[go.Figure, go.Figure]:
+    """Every step of the vanilla map as two figures of 2 x 2 panels.
+
+    The first shows the gradient: the fitted input, then the signed gradient
+    ``dS_c/dI`` of each colour channel on one diverging scale centred on 0. The
+    second turns it into the map: ``|w|`` shown as an RGB image, ``max_c |w_c|``,
+    the normalised map, and the overlay. Two figures of two columns, not one of
+    four, so a page can put them side by side on a wide screen (four panels a
+    row) and one under the other on a phone (two a row) without knowing the
+    width. Zooming one panel zooms the other three of its figure. Hovering a
+    gradient panel shows that channel's value; hovering "max over RGB" shows all
+    three channels and the reduced value. Colour bars sit under the panels.
+
+    Args:
+        steps: from :func:`~saliency_core.teaching.steps.compute_steps`; every
+            array is ``(H, W)`` or ``(H, W, 3)`` at the model's input size.
+        colormap: the sequential colour map of the reduced and normalised maps.
+        opacity: the map's weight in the overlay panel.
+
+    Returns:
+        ``(gradient figure, map figure)``; each heat map's ``z`` is ``(H, W)``.
+    """
+    height, width = steps.reduced.shape
+    where = "pixel x %{x}, y %{y}"
+    layout = {"height": 500, "margin": {"l": 4, "r": 4, "t": 30, "b": 64},
+              "font": {"size": 14},
+              "hoverlabel": {"bgcolor": "white", "font": {"color": "#1f2933", "size": 14}}}
+
+    def grid(titles: tuple[str, ...]) -> go.Figure:
+        return make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.03,
+                             vertical_spacing=0.09)
+
+    gradient = grid(PIPELINE_TITLES[:4])
+    gradient.add_trace(make_image_trace(_to_uint8(steps.model_input), "input"), row=1, col=1)
+    for channel, name in enumerate(("red", "green", "blue")):
+        gradient.add_trace(go.Heatmap(
+            z=steps.gradient[..., channel], coloraxis=_GRADIENT_AXIS, name=f"dS/d{name}",
+            hovertemplate=f"{where}<br>∂S/∂I {name}: %{{z:.3g}}<extra></extra>"),
+            row=(channel + 1) // 2 + 1, col=(channel + 1) % 2 + 1)
+    limit = _robust_max(steps.gradient)
+    gradient.update_layout(**layout, **{_GRADIENT_AXIS: {
+        "colorscale": SIGNED_COLORSCALE, "cmin": -limit, "cmax": limit, "cmid": 0.0,
+        "colorbar": {**_horizontal_colorbar("∂S/∂I (red raises the score, blue lowers it)"),
+                     "exponentformat": "e", "nticks": 5}}})
+    _pipeline_panels(gradient, height, width)
+
+    mapped = grid(PIPELINE_TITLES[4:])
+    magnitude = steps.magnitude / _robust_max(steps.magnitude) * 255.0
+    mapped.add_trace(make_image_trace(_to_uint8(magnitude), "|dS/dI|", lossless=True),
+                     row=1, col=1)
+    mapped.add_trace(go.Heatmap(
+        z=steps.reduced, customdata=steps.gradient, coloraxis=_REDUCED_AXIS,
+        name="max over channels",
+        hovertemplate=(f"{where}<br>∂S/∂I red %{{customdata[0]:.3g}}<br>"
+                       "∂S/∂I green %{customdata[1]:.3g}<br>"
+                       "∂S/∂I blue %{customdata[2]:.3g}<br>"
+                       "max |∂S/∂I| %{z:.3g}<extra></extra>")), row=1, col=2)
+    mapped.add_trace(go.Heatmap(
+        z=steps.normalised, coloraxis=_NORMALISED_AXIS, name="normalised",
+        hovertemplate=f"{where}<br>normalised %{{z:.3f}}<extra></extra>"), row=2, col=1)
+    overlay = blend_overlay(_to_uint8(steps.model_input), steps.normalised, colormap,
+                            opacity, fade=True)
+    mapped.add_trace(make_image_trace(overlay, "overlay"), row=2, col=2)
+    mapped.update_layout(**layout, **{
+        _REDUCED_AXIS: {"colorscale": make_colorscale(colormap), "cmin": 0.0,
+                        "cmax": _robust_max(steps.reduced), "showscale": False},
+        _NORMALISED_AXIS: {"colorscale": make_colorscale(colormap), "cmin": 0.0, "cmax": 1.0,
+                           "colorbar": {**_horizontal_colorbar("normalised map"),
+                                        "nticks": 6}}})
+    _pipeline_panels(mapped, height, width)
+    return gradient, mapped
 
 
 def mark_pixels(model_input: np.ndarray, pixels: dict[str, np.ndarray],
@@ -169,10 +181,11 @@ def make_taylor_figure(test: TaylorTest, unit: str = "logit") -> go.Figure:
     """The Taylor test as two panels over the nudge size ``eps`` (log axis).
 
     Left: the predicted change ``w . dI`` (dashed) and the actual change (solid),
-    one colour per pixel selection; the y range follows the actual changes, so a
-    prediction that runs away leaves the top. Right: actual / predicted, where 1
-    means the straight line is exact and a band marks the test's tolerance; points
-    whose predicted change is below the test's noise floor are left out. The
+    one colour per pixel selection; the y range holds every curve, the error bars
+    and a prediction that runs away from the actual change included. Right:
+    actual / predicted, where 1 means the straight line is exact and a band marks
+    the test's tolerance; points whose predicted change is below the test's noise
+    floor are left out. The
     random selection is the mean over draws (its spread as error bars). Where the
     most salient pixels' prediction misses by more than the tolerance, both panels
     are shaded.
@@ -219,8 +232,10 @@ def make_taylor_figure(test: TaylorTest, unit: str = "logit") -> go.Figure:
         for col in (1, 2):
             fig.add_vrect(x0=breaks, x1=float(x[-1]), fillcolor="#f59e0b", opacity=0.14,
                           line_width=0, layer="below", row=1, col=col)
-    actual = np.concatenate([c.actual for c in test.curves.values()])
-    top, bottom = float(np.nanmax(actual)), float(np.nanmin(actual))
+    drawn = np.concatenate([values for c in test.curves.values()
+                            for values in (c.actual + c.spread, c.actual - c.spread,
+                                           c.predicted)])
+    top, bottom = float(np.nanmax(drawn)), float(np.nanmin(drawn))
     pad = 0.1 * max(top - min(bottom, 0.0), 1e-9)
     fig.update_xaxes(type="log", title={"text": "ε (grey levels)"})
     fig.update_yaxes(title={"text": f"score change ({unit})"},

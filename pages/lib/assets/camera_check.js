@@ -13,14 +13,29 @@ export default function (component) {
       setStateValue("camera", state);
     }
   };
-  const streamText = () => {
-    let text = "";
+  const DENIED = /NotAllowedError|Access denied|Permission denied/;
+  const UNAVAILABLE = /NotFoundError|NotReadableError|OverconstrainedError|Device not available/;
+  const streamDocuments = () => {
+    const found = [];
     for (const frame of document.querySelectorAll("iframe")) {
       try {
-        if ((frame.title || "").includes("webrtc")) text += frame.contentDocument.body.innerText;
+        if ((frame.title || "").includes("webrtc")) found.push(frame.contentDocument);
       } catch (e) { /* another origin: nothing to read */ }
     }
-    return text;
+    return found;
+  };
+  // textContent, not innerText: it still holds an alert hidden below
+  const streamText = () => streamDocuments().map((d) => d.body.textContent).join(" ");
+  // The page says what a denied or missing camera means in its own words; the component's
+  // raw error ("NotAllowedError: Permission denied") beside it would only confuse.
+  const hideRawErrors = () => {
+    for (const doc of streamDocuments()) {
+      for (const alert of doc.querySelectorAll("[role=alert]")) {
+        if (DENIED.test(alert.textContent) || UNAVAILABLE.test(alert.textContent)) {
+          alert.style.display = "none";
+        }
+      }
+    }
   };
   const check = async () => {
     if (!window.isSecureContext || !navigator.mediaDevices ||
@@ -29,12 +44,14 @@ export default function (component) {
       return;
     }
     const shown = streamText();
-    if (/NotAllowedError|Access denied|Permission denied/.test(shown)) {
+    if (DENIED.test(shown)) {
       report("denied");
+      hideRawErrors();
       return;
     }
-    if (/NotFoundError|NotReadableError|OverconstrainedError|Device not available/.test(shown)) {
+    if (UNAVAILABLE.test(shown)) {
       report("unavailable");
+      hideRawErrors();
       return;
     }
     try {
