@@ -54,7 +54,7 @@ os.environ.setdefault("SALIENCY_STUDIO_OFFLINE", "1")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--disable-background-networking", "--use-fake-device-for-media-stream",
         "--use-fake-ui-for-media-stream"]
-FIGURES = ("Maps per second", "Time per map", "Delay")
+FIGURES = ("Maps/s", "Time per map", "Delay")
 WARM_LINE = "the default model is loaded and traced"
 STREAM = "iframe[title*='webrtc']"
 # The share of dark pixels along the left edge of the returned video's top-left corner,
@@ -302,7 +302,7 @@ def main() -> None:
           "| × floor | ms per map | delay ms | load (1 min) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        rate = row["Maps per second"]
+        rate = row["Maps/s"]
         print(f"| {row['sessions']} | {row['session']} | {row['start']:.1f} s | "
               f"{row['first map']:.1f} s | {rate:.1f} | {floor:.1f} | {rate / floor:.2f} | "
               f"{row['Time per map']:.0f} | {row['Delay']:.0f} | {row['load']:.1f} |")

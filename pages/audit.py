@@ -92,17 +92,17 @@ with gallery:
     if not files:
         st.info("Upload images (several at once) or a .zip of them to begin.")
         if found.skipped:
-            with st.expander(f"Skipped {len(found.skipped)} files"):
+            with st.expander(f"Skipped files ({len(found.skipped)})"):
                 st.markdown("\n".join(f"- {layout.escape_markdown(n)}: "
                                       f"{layout.escape_markdown(r)}" for n, r in found.skipped))
         st.stop()
     records = audit_gallery.run_audit(files, classifier, model_key, token, audit)
     good = [r for r in records if not r.reason]
-    skipped = found.skipped + [(r.name, r.reason) for r in records if r.reason]
+    skipped = audit_gallery.skipped_files(found, records)
     st.markdown(f"**{len(good)} images explained** with {METHODS[method].label}"
                 + (f" · {len(skipped)} skipped" if skipped else ""))
     if skipped:
-        with st.expander(f"Skipped {len(skipped)} files"):
+        with st.expander(f"Skipped files ({len(skipped)})"):
             st.markdown("\n".join(f"- {layout.escape_markdown(n)}: {layout.escape_markdown(r)}"
                                   for n, r in skipped))
 
@@ -142,7 +142,7 @@ with gallery:
                 st.markdown(f"**{layout.escape_markdown(shorten_label(record.class_name))}** "
                             f"· {100 * record.probability:.1f}%  \n"
                             f"Border share {record.border_share:.2f}  \n"
-                            f"{layout.escape_markdown(record.name)}")
+                            f"{layout.breakable_name(record.name)}")
                 if st.button("Open in Explore", key=f"open_{place}_{record.digest[:12]}",
                              icon=":material/visibility:"):
                     name, data = data_by_digest[record.digest]
@@ -151,14 +151,15 @@ with gallery:
 
     st.subheader("Export")
     col_csv, col_zip = st.columns(2)
-    col_csv.download_button("Summary (CSV)", data=audit_gallery.summary_bytes(records),
+    col_csv.download_button("Summary (CSV)", data=audit_gallery.summary_bytes(records, found),
                             file_name="summary.csv", mime="text/csv",
                             icon=":material/table:", key="audit_csv", on_click="ignore")
     identity = audit_gallery.model_identity(model_key)
     session = jobs.session_id()  # the download runs outside this script
     col_zip.download_button(
         "Overlays, raw maps and provenance (ZIP)",
-        data=lambda: audit_gallery.export_zip(files, classifier, audit, identity, session),
+        data=lambda: audit_gallery.export_zip(files, found, classifier, audit, identity,
+                                              session),
         file_name="audit.zip", mime="application/zip", icon=":material/folder_zip:",
         key="audit_zip", on_click="ignore",
         help="The files the command line writes: STEM.png, STEM.npy and STEM.json per image, "

@@ -21,6 +21,7 @@ from saliency_core.pipeline import display_reduction
 from saliency_core.plotting import (
     COLORMAP_LABELS,
     COLORMAPS,
+    FADE_FULL_AT,
     make_legend,
     make_overlay_figure,
     make_side_by_side_figure,
@@ -292,6 +293,12 @@ with result:
             "- **Scaled per image:** the map is normalised to 0–1 on this image "
             "(signed maps to −1…1, 0 staying 0), then clipped at the chosen percentile. The "
             "brightest pixel is always 1, even when the model barely cares about any pixel.\n"
+            "- **Fading** (*Fade weak values*, on by default): each pixel's colour covers the "
+            f"photo in proportion to its value. From {FADE_FULL_AT:g} of the scale up it gets "
+            "the full opacity of the slider; weaker values fade towards transparent (with the "
+            "square root of the value), so the photo shows through where the map is low and "
+            "the strong pixels stand out. Off, every pixel gets the same opacity and the low "
+            "end of the colour map tints the whole photo.\n"
             "- **Hover values:** the model-input pixel, the map value after scaling, and the "
             "raw attribution before scaling (after combining the colour channels).\n"
             "- **What a map cannot tell you:** whether the model is right, *why* a region "
@@ -338,23 +345,26 @@ with result:
                + (f" − {contrast_label} (class {contrast_index})" if signed_contrast else "")
                + f" · {chosen.name}")
     png_key = (request, reduction, clip_at, cmap, opacity, fade)
+    st.markdown("**Download**")
     col_png, col_npy, col_json = st.columns(3)
     col_png.download_button(
-        "Download overlay (PNG)",
+        "Overlay PNG",
         data=lambda: _download_bytes("png", png_key, lambda: render_overlay_png(
             view, saliency, cmap, opacity, legend, caption, fade)),
         file_name=f"{stem}.png", mime="image/png", icon=":material/image:",
         key="download_png", on_click="ignore",
-        help="The overlay at the current opacity, with its colour bar and a caption line.")
+        help="Download the overlay at the current opacity, with its colour bar and a caption "
+             "line, as a PNG image.")
     col_npy.download_button(
-        "Download raw map (.npy)",
+        "Raw map .npy",
         data=lambda: _download_bytes("npy", request, lambda: _npy_bytes(values)),
         file_name=f"{stem}.npy", mime="application/octet-stream",
         icon=":material/data_array:", key="download_npy", on_click="ignore",
-        help="The attribution at the model's input resolution, shape (H, W, 3) (or "
+        help="Download the raw map as a NumPy .npy file: the attribution at the model's input "
+             "resolution, shape (H, W, 3) (or "
              "(H, W, 1) for Grad-CAM and occlusion), before channel reduction and scaling.")
     col_json.download_button(
-        "Download provenance (JSON)",
+        "Provenance",
         data=lambda: _download_bytes("json", (request, reduction, clip_at), lambda:
                                      audit_gallery.provenance_json(
                                          model_key, classifier, image, chosen.name, fit,
@@ -363,7 +373,8 @@ with result:
                                          params, explanation, reduction, clip_at)),
         file_name=f"{stem}.json", mime="application/json", icon=":material/description:",
         key="download_json", on_click="ignore",
-        help="Everything needed to reproduce this map: the model and its weights' hash, the "
+        help="Download the provenance as JSON: everything needed to reproduce this map: the "
+             "model and its weights' hash, the "
              "image's hash, the class, the method with every parameter, library versions and "
              "the map's statistics (the same record as the Audit page and command line).")
 

@@ -59,11 +59,15 @@ def pick_live_class(class_names: tuple[str, ...], session: live_stream.LiveSessi
                          format_func=lambda i: f"{shorten_label(class_names[i])} (#{i})")
 
 
+MAPS_PER_SECOND = "Maps/s"
+"""The rate's label: "Maps per second" was cut off in a quarter of the page at 1280 px."""
+
+
 def show_measured(figures, fps, per_map, delay, dropped) -> None:
     """The stream's figures in four metric columns."""
-    fps.metric("Maps per second", f"{figures.fps:.1f}",
-               help="Frames explained per second over the last 5 s (refreshed every "
-                    f"{FIGURES_EVERY:.0f} s; the video shows it live).")
+    fps.metric(MAPS_PER_SECOND, f"{figures.fps:.1f}",
+               help="Maps per second: frames explained per second over the last 5 s "
+                    f"(refreshed every {FIGURES_EVERY:.0f} s; the video shows it live).")
     per_map.metric("Time per map", f"{1000 * figures.seconds_per_map:.0f} ms",
                    help="Fitting, predicting and explaining one frame.")
     delay.metric("Delay", f"{1000 * figures.delay:.0f} ms",
@@ -177,7 +181,7 @@ with display:
             return  # nothing measured yet
         fps, per_map, delay, dropped = st.columns(4)
         if not figures.maps:  # starting: nothing measured yet
-            for column, label in ((fps, "Maps per second"), (per_map, "Time per map"),
+            for column, label in ((fps, MAPS_PER_SECOND), (per_map, "Time per map"),
                                   (delay, "Delay")):
                 column.metric(label, "—")
             dropped.metric("Frames skipped", f"{figures.dropped}")

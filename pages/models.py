@@ -58,13 +58,12 @@ if "models_flash" in st.session_state:
     st.success(st.session_state.pop("models_flash"), icon=":material/check_circle:")
 
 statuses = {key: _status(key) for key in MODELS}  # one weights look-up per model and run
-st.dataframe(
+st.table(  # an HTML table: long cells wrap between words instead of being cut off
     [{"model": spec.display_name, "input": f"{spec.input_size[1]}×{spec.input_size[0]}",
       "input scaling": PREPROCESSING_LABELS.get(spec.preprocessing, spec.preprocessing),
       "weights": statuses[key],
       "environment variable": "" if key == DEFAULT_MODEL_KEY else spec.env_var}
-     for key, spec in MODELS.items()],
-    hide_index=True, width="stretch")
+     for key, spec in MODELS.items()])
 warm = warm_state()
 if warm.ready.is_set() and warm.seconds is not None:
     st.caption(f"{MODELS[DEFAULT_MODEL_KEY].display_name} was loaded and traced "

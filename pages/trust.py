@@ -57,6 +57,26 @@ PAPERS = ("Adebayo et al. 2018, *Sanity Checks for Saliency Maps*, "
 
 
 GUIDED = ("guided_backprop", "guided_gradcam")
+FAILED_MEANING = {
+    "deletion": "A failed deletion test means: blurring away the pixels this map calls most "
+                "important hurts the model's confidence no more than blurring pixels picked "
+                "at random, so this map does not show what the model needs for this image.",
+    "insertion": "A failed insertion test means: showing the model only the pixels this map "
+                 "calls most important brings its confidence back no faster than showing "
+                 "pixels picked at random, so this map does not point to what is enough for "
+                 "the model on this image.",
+}
+"""What a failed deletion or insertion verdict means, in a sentence a teacher can read out."""
+WHY_GRADCAM = (
+    "**Why can one method be worst on deletion and best on insertion (often Grad-CAM)?** "
+    "Grad-CAM paints whole regions, one value per cell of a coarse grid, while gradient "
+    "methods pick single pixels. Deletion rewards maps that find the scattered pixels the "
+    "score is most sensitive to: blurring those few pixels all over the object drops the "
+    "score fast, but blurring one of Grad-CAM's regions first leaves the rest of the object "
+    "sharp and recognisable. Insertion rewards the opposite: revealing one whole region "
+    "sharply, as Grad-CAM's order does, gives the model a piece of the object it recognises, "
+    "while revealing scattered pixels gives it speckles on a blur. The two tests ask "
+    "different questions, so read them together, on several images.")
 
 
 def show_refusal(refusal: str) -> None:
@@ -76,6 +96,8 @@ def show_verdict(verdict) -> None:
         st.error(text, icon=":material/cancel:")
     if verdict.rule:
         st.caption(verdict.rule)
+    if verdict.outcome == "fails" and verdict.check in FAILED_MEANING:
+        st.markdown(FAILED_MEANING[verdict.check])
 
 
 opening = page.open_page(
@@ -218,7 +240,8 @@ with checks:
                f"in the map's order, 1/32 of them per step, and the class probability is "
                f"measured; the same for {RANDOM_ORDERS} random orders (seeded by the image), "
                "scored in the same batches. A faithful map makes the probability fall faster "
-               "and rise faster than random orders do; the verdict counts how many it beats.")
+               "and rise faster than random orders do; the verdict counts how many it beats. "
+               + FAILED_MEANING["deletion"] + " " + FAILED_MEANING["insertion"])
     key_faith = ("faithfulness", request)
     faith = trust_checks.cached_result(key_faith)
     if faith is None and st.button("Run deletion and insertion", key="run_faith"):
@@ -264,6 +287,7 @@ with checks:
     key_methods = ("methods", dataclasses.replace(request, method="*", params=tuple(
         (key, tuple(sorted(p.items()))) for key, p in all_params.items())))
     compared = trust_checks.cached_result(key_methods)
+    st.markdown(WHY_GRADCAM)
     if compared is None and st.button("Compare every method's deletion and insertion AUC",
                                       key="run_methods"):
         known = None if faith is None else (faith.random_deletion, faith.random_insertion)

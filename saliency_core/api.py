@@ -388,13 +388,13 @@ def _class_index(value: int | str | None, names: tuple[str, ...], what: str) -> 
 def explain(model: KerasClassifier, image: ImageSource, method: str = "vanilla", *,
             target: int | str | None = None, contrast: int | str | None = None,
             score: str = "logit", fit: str = "crop", reduction: str | None = None,
-            clip_percentile: float | None = 99.5, progress: ProgressCallback | None = None,
+            clip_percentile: float | None = 98.0, progress: ProgressCallback | None = None,
             **params: Any) -> Explanation:
     """Explain one image: the attribution of a class score to the pixels.
 
     The defaults are the app's: the top-1 class, the pre-softmax score (Simonyan et
     al. 2013, arXiv 1312.6034), the centre crop, max |w| over colour channels and
-    clipping at the 99.5th percentile; a method's parameters default to the app's
+    clipping at the 98th percentile; a method's parameters default to the app's
     too. The same settings give the same map as Explore.
 
     Args:
@@ -504,7 +504,7 @@ def _legend(explanation: Explanation):
 
 
 def overlay_figure(explanation: Explanation, *, colormap: str = "viridis",
-                   opacity: float = 0.5, fade: bool = True, title: str | None = None
+                   opacity: float = 0.6, fade: bool = True, title: str | None = None
                    ) -> go.Figure:
     """Explore's overlay: the photo the model saw with the map on top, a titled colour bar,
     an opacity slider that works in the browser, and hover values.
@@ -530,7 +530,7 @@ def overlay_figure(explanation: Explanation, *, colormap: str = "viridis",
                                fade=fade)
 
 
-def overlay_png(explanation: Explanation, *, colormap: str = "viridis", opacity: float = 0.5,
+def overlay_png(explanation: Explanation, *, colormap: str = "viridis", opacity: float = 0.6,
                 fade: bool = True, caption: str | None = None) -> bytes:
     """Explore's PNG download: the overlay with its colour bar and a caption line.
 

@@ -14,7 +14,7 @@ from saliency_core.methods import Attribution, Target, get_method
 from saliency_core.methods.base import BatchedMethod, ProgressCallback
 from saliency_core.models.preprocessing import get_preprocessor
 from saliency_core.models.registry import WeightsSource, get_spec, load_registered_model
-from saliency_core.postprocess import normalize_map, reduce_channels
+from saliency_core.postprocess import DEFAULT_CLIP_PERCENTILE, normalize_map, reduce_channels
 from saliency_core.tf_adapter import KerasClassifier, RowGradients
 
 
@@ -188,7 +188,7 @@ def display_reduction(method: str, contrast: bool = False, chosen: str = "max_ab
 
 
 def to_display_map(values: np.ndarray, reduction: str = "max_abs",
-                   clip_percentile: float | None = 99.5) -> np.ndarray:
+                   clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE) -> np.ndarray:
     """Reduce ``(H, W, C)`` over channels and normalise to ``[0, 1]`` (``[-1, 1]`` signed)."""
     signed = reduction == "signed"
     return normalize_map(reduce_channels(values, reduction), clip_percentile, signed=signed)

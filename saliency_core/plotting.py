@@ -114,19 +114,64 @@ def colorize(saliency: np.ndarray, colormap: str = "viridis", signed: bool = Fal
     return colormap_lut(colormap, signed)[index]
 
 
-def fade_weights(saliency: np.ndarray, signed: bool = False) -> np.ndarray:
-    """Per-pixel weight of the map when weak values fade: ``sqrt(m)`` for ``m`` in
-    ``[0, 1]``, ``sqrt(|m|)`` for a signed map in ``[-1, 1]``.
+FADE_FULL_AT = 0.5
+"""With fading on, map values at or above this share of the scale get the full opacity."""
 
-    The photo shows through where the map is low; the square root keeps a faint
-    tint on mid values, since gradient maps are mostly low and speckled.
+DEFAULT_OPACITY = 0.6
+"""The overlay's opacity before the user moves the slider (Explore, Compare, Live, Audit)."""
+
+
+def fade_weights(saliency: np.ndarray, signed: bool = False) -> np.ndarray:
+    """Per-pixel weight of the map when weak values fade:
+    ``sqrt(min(1, m / FADE_FULL_AT))`` for ``m`` in ``[0, 1]`` (``|m|`` for a signed map
+    in ``[-1, 1]``).
+
+    The photo shows through where the map is low. Values from half the scale up are
+    drawn at the full chosen opacity and weaker ones fade with the square root, which
+    keeps a tint on mid values: gradient maps are mostly low and speckled, and with the
+    plain ``sqrt(m)`` of earlier versions a vanilla map at opacity 0.5 was a few faint
+    dots (:func:`overlay_visibility` measures it).
     """
     m = np.asarray(saliency, dtype=np.float32)
-    return np.sqrt(np.clip(np.abs(m) if signed else m, 0.0, 1.0))
+    strength = np.abs(m) if signed else m
+    return np.sqrt(np.clip(strength / np.float32(FADE_FULL_AT), 0.0, 1.0))
+
+
+def overlay_visibility(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
+                       opacity: float = DEFAULT_OPACITY, signed: bool = False,
+                       fade: bool = True, strongest: float = 0.2,
+                       difference: float = 48.0) -> float:
+    """How much of a map can be seen in its overlay: the share of the map's strongest
+    pixels whose colour in the overlay differs clearly from the photo's.
+
+    Measured on the map's own pixel grid ``(h, w)`` (the photo is resized to it), as
+    :func:`blend_overlay` draws it. A map whose strongest fifth of pixels barely tints
+    the photo reads as "no map" to a visitor, whatever its colour bar says.
+
+    Args:
+        view: ``(H, W, 3)`` uint8 photo under the map.
+        saliency: ``(h, w)`` map in ``[0, 1]`` (``[-1, 1]`` if signed).
+        colormap, opacity, signed, fade: as in :func:`blend_overlay`.
+        strongest: the share of pixels, by ``|value|``, that count as the map's evidence.
+        difference: the Euclidean RGB distance (0-441) from the photo's pixel that
+            counts as clearly visible.
+
+    Returns:
+        A share in ``[0, 1]``.
+    """
+    m = np.asarray(saliency, dtype=np.float32)
+    photo = np.asarray(Image.fromarray(np.asarray(view, dtype=np.uint8)).resize(
+        (m.shape[1], m.shape[0]), Image.Resampling.BILINEAR))
+    blended = blend_overlay(photo, m, colormap, opacity, signed, fade)
+    distance = np.sqrt(((blended.astype(np.float32) - photo.astype(np.float32)) ** 2).sum(-1))
+    strength = np.abs(m)
+    evidence = strength >= np.quantile(strength, 1.0 - strongest)
+    return float(np.mean(distance[evidence] >= difference))
 
 
 def blend_overlay(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
-                  opacity: float = 0.5, signed: bool = False, fade: bool = False) -> np.ndarray:
+                  opacity: float = DEFAULT_OPACITY, signed: bool = False,
+                  fade: bool = False) -> np.ndarray:
     """Alpha-blend a coloured map over the image, as the overlay figure shows it.
 
     Args:
@@ -303,7 +348,7 @@ def _image_axes(fig: go.Figure, **kwargs) -> None:
 
 
 def make_overlay_figure(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
-                        opacity: float = 0.5, signed: bool = False,
+                        opacity: float = DEFAULT_OPACITY, signed: bool = False,
                         title: str | None = None, legend: MapLegend | None = None,
                         raw: np.ndarray | None = None, fade: bool = False) -> go.Figure:
     """The image with the saliency map on top and a client-side opacity slider.
@@ -419,7 +464,8 @@ def choose_cell_height(columns: int, gap: int = 16) -> int:
 
 
 def make_comparison_cell(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
-                         opacity: float = 0.6, signed: bool = False, height: int = 260,
+                         opacity: float = DEFAULT_OPACITY, signed: bool = False,
+                         height: int = 260,
                          fade: bool = False) -> go.Figure:
     """One cell of the Compare grid: a map over the photo, with no labels of its own.
 
@@ -523,7 +569,7 @@ def _wrap_text(draw: ImageDraw.ImageDraw, text: str, font, width: float,
 
 
 def render_overlay_png(view: np.ndarray, saliency: np.ndarray, colormap: str = "viridis",
-                       opacity: float = 0.5, legend: MapLegend | None = None,
+                       opacity: float = DEFAULT_OPACITY, legend: MapLegend | None = None,
                        caption: str = "", fade: bool = False) -> bytes:
     """The overlay as a self-describing PNG: image, colour bar and a caption line.
 

@@ -32,7 +32,10 @@ def audit_app() -> AppTest:
 
 
 def cards(at) -> list[str]:
-    return [m.value.replace("\\", "") for m in at.markdown if "Border share" in m.value]
+    """The cards' texts, without Markdown escapes and the zero-width spaces that let file
+    names wrap after a separator."""
+    return [m.value.replace("\\", "").replace("\u200b", "") for m in at.markdown
+            if "Border share" in m.value]
 
 
 def test_three_uploads_make_three_cards_sorted_and_filtered():
@@ -86,6 +89,63 @@ def test_zip_with_a_nested_folder_and_a_non_image_then_open_in_explore():
     assert "Gradient × Input" in headline and "(class 281)" in headline, headline
     assert any("Using your earlier file, a.png" in c.value.replace("\\", "")
                for c in at.caption)
+
+
+def test_the_pages_count_its_csv_and_its_zip_list_every_skipped_file(monkeypatch):
+    """Issue 24 item 6: the page said "2 skipped" but summary.csv listed only the broken
+    JPEG, not the zip's notes.txt. The count, the list, the CSV and the ZIP must agree."""
+    import csv
+
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    from pages.lib import audit_gallery
+    from saliency_core.audit.batch import AuditSettings
+
+    downloads: dict[str, bytes] = {}
+    keep = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(self, path_or_data, mimetype, kind, filename=None):
+        if filename and isinstance(path_or_data, bytes):
+            downloads[filename] = path_or_data
+        return keep(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    jpeg = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(jpeg, "JPEG")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("trip/cat.png", read_sample("chelsea"))
+        archive.writestr("trip/notes.txt", b"not an image")
+        archive.writestr("trip/broken.jpg", jpeg.getvalue()[:200])  # cut short
+    at = audit_app()
+    at.file_uploader(key="audit_upload").set_value([
+        ("trip.zip", buffer.getvalue(), "application/zip")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    page = " ".join(m.value for m in at.markdown).replace("\\", "")
+    assert "1 images explained" in page and "2 skipped" in page, page
+    listing = next(m.value for m in at.markdown if m.value.startswith("- ")).replace("\\", "")
+    listed = [line[2:].split(": ", 1) for line in listing.split("\n")]
+    assert sorted(name for name, _ in listed) == ["trip.zip/trip/broken.jpg",
+                                                  "trip.zip/trip/notes.txt"]
+    assert all(reason for _, reason in listed)
+
+    def skipped_rows(data: bytes) -> dict[str, str]:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+        assert sum(row["status"] == "ok" for row in rows) == 1
+        return {row["file"]: row["reason"] for row in rows if row["status"] == "skipped"}
+
+    shown = {name: reason for name, reason in listed}
+    assert skipped_rows(downloads["summary.csv"]) == shown
+    ids, files, found = at.session_state["audit_files"]
+    from saliency_core.models.registry import DEFAULT_MODEL_KEY
+    from saliency_core.pipeline import load_classifier
+
+    classifier, _ = load_classifier(DEFAULT_MODEL_KEY)
+    exported = zipfile.ZipFile(io.BytesIO(audit_gallery.export_zip(
+        files, found, classifier, AuditSettings(batch_size=16),
+        audit_gallery.model_identity(DEFAULT_MODEL_KEY), session="test")))
+    assert skipped_rows(exported.read("summary.csv")) == shown
+    assert sorted(n for n in exported.namelist() if n.endswith(".png")) == ["cat.png"]
 
 
 def test_the_audit_upload_limits_come_from_the_config_files_limits(monkeypatch, tmp_path):

@@ -49,7 +49,7 @@ def test_every_page_loads_without_exceptions(server, page):
     screenshot(page, "compare")
     page.goto(server + "/models")
     page.get_by_role("heading", name="Models").first.wait_for(timeout=60_000)
-    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
+    page.locator("[data-testid='stTable']").first.wait_for(timeout=60_000)
     assert_no_exception(page)
     screenshot(page, "models")
 
@@ -116,7 +116,7 @@ def test_png_download_is_the_overlay(server, page):
     page.goto(server)
     wait_for_overlay(page)
     with page.expect_download(timeout=60_000) as info:
-        page.get_by_role("button", name="Download overlay (PNG)").click()
+        page.get_by_role("button", name="Overlay PNG").click()
     data = Path(info.value.path()).read_bytes()
     image = Image.open(io.BytesIO(data))
     assert image.format == "PNG"
@@ -165,7 +165,7 @@ def test_class_change_opacity_and_download(server, page):
     screenshot(page, "explore-second-class-opacity-0.9")
     wait_for_url_param(page, "opacity", "0.9")  # the server follows the one opacity control
     with page.expect_download(timeout=60_000) as info:
-        page.get_by_role("button", name="Download overlay (PNG)").click()
+        page.get_by_role("button", name="Overlay PNG").click()
     image = Image.open(io.BytesIO(Path(info.value.path()).read_bytes()))
     assert image.format == "PNG" and image.width > 300
     assert_no_exception(page)
@@ -624,7 +624,7 @@ def test_a_full_walk_requests_nothing_outside_the_app(server, browser):
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2",
                                timeout=180_000)
         page.get_by_role("link", name="Models").click()
-        page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
+        page.locator("[data-testid='stTable']").first.wait_for(timeout=60_000)
         page.get_by_role("link", name="Explore").click()
         wait_for_overlay(page, 120)
         page.wait_for_timeout(1000)

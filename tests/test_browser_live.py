@@ -90,10 +90,10 @@ def test_the_stream_comes_back_with_the_overlay_changes_and_reports_its_rate(ser
         assert len(sums) >= 3, sums
         page.wait_for_function(
             "() => [...document.querySelectorAll(\"[data-testid='stMetric']\")].some(m =>"
-            " m.innerText.includes('Maps per second') &&"
+            " m.innerText.includes('Maps/s') &&"
             " parseFloat(m.querySelector(\"[data-testid='stMetricValue']\").innerText) > 0)",
             timeout=30_000)
-        assert float(metric(page, "Maps per second")) > 0
+        assert float(metric(page, "Maps/s")) > 0
         assert metric(page, "Time per map").endswith(" ms")
         assert page.locator("[data-testid='stException']").count() == 0
         screenshot(page, "live-streaming")

@@ -228,6 +228,7 @@ def test_hostile_file_and_class_names_come_back_inert_from_the_audit_pages_expor
     from pages.lib import audit_gallery
     from saliency_core.audit import outputs
     from saliency_core.audit.batch import AuditSettings
+    from saliency_core.audit.uploads import CollectedFiles
     from saliency_core.models.custom import load_custom_model, make_classifier
     from saliency_core.models.preprocessing import get_preprocessor
 
@@ -243,7 +244,7 @@ def test_hostile_file_and_class_names_come_back_inert_from_the_audit_pages_expor
         files.append((name, data, hashlib.sha256(data).hexdigest()))
     identity = outputs.ModelIdentity("file", "tiny.keras", custom.digest, "raw")
     archive = zipfile.ZipFile(io.BytesIO(audit_gallery.export_zip(
-        files, classifier, AuditSettings(), identity, session="test")))
+        files, CollectedFiles(), classifier, AuditSettings(), identity, session="test")))
     rows = list(csv.DictReader(io.StringIO(archive.read("summary.csv").decode("utf-8"),
                                            newline="")))
     assert [row["file"] for row in rows] == ["'" + name for name, _, _ in files]

@@ -70,6 +70,24 @@ def test_guided_backprop_gets_a_red_verdict_in_plain_words():
     assert "over 3 draws" in failing[0]
 
 
+def test_the_page_says_what_a_failed_faithfulness_test_means_and_why_gradcam_splits():
+    """Issue 24 item 7: a failed deletion or insertion test in a sentence a teacher can read
+    out, and why Grad-CAM can be worst on deletion and best on insertion; both are on the
+    page before anything long runs."""
+    at = new_app()
+    at.switch_page("trust.py").run()
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "A failed deletion test means: blurring away the pixels this map calls most " \
+           "important hurts the model's confidence no more than blurring pixels picked at " \
+           "random" in captions
+    assert "A failed insertion test means: showing the model only the pixels this map calls " \
+           "most important brings its confidence back no faster" in captions
+    why = next(m.value for m in at.markdown if "worst on deletion and best on insertion"
+               in m.value)
+    assert "Grad-CAM paints whole regions" in why and "speckles on a blur" in why
+
+
 def test_checks_over_the_budget_are_refused_before_they_run(tmp_path, monkeypatch):
     """The map is drawn within the default budget; then the operator lowers the budget
     to a millisecond per map or check (the file is re-read when it changes): the map,

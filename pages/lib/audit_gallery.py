@@ -120,7 +120,7 @@ def model_identity(model_key: str) -> ModelIdentity:
 
 def _thumbnail(result: ImageResult, audit: AuditSettings) -> bytes:
     overlay = blend_overlay(result.view, result.saliency, audit.colormap, audit.opacity,
-                            audit.reduction == "signed")
+                            audit.reduction == "signed", audit.fade)
     height, width = overlay.shape[:2]
     scale = min(1.0, THUMB_SIDE / max(height, width))
     if scale < 1.0:
@@ -216,8 +216,24 @@ def run_audit(files: list[UploadedFile], classifier: KerasClassifier, model_key:
     return [records[p] for p in range(len(files))]
 
 
-def summary_bytes(records: list[CardRecord]) -> bytes:
-    """``summary.csv`` of the gallery, stems as the ZIP export names the files."""
+def skipped_files(found: CollectedFiles, records: list[CardRecord]) -> list[tuple[str, str]]:
+    """Every file that gave no map, with its reason: those left out while the uploads were
+    unpacked (not an image, over a limit), then the images that could not be read.
+
+    The page's count and list, ``summary.csv`` and the ZIP's ``summary.csv`` all come from
+    this one list, so they agree.
+    """
+    return list(found.skipped) + [(r.name, r.reason) for r in records if r.reason]
+
+
+def _unpacking_rows(found: CollectedFiles) -> list[dict[str, str]]:
+    return [summary_row(ImageFailure(name, reason)) for name, reason in found.skipped]
+
+
+def summary_bytes(records: list[CardRecord], found: CollectedFiles) -> bytes:
+    """``summary.csv`` of the gallery, stems as the ZIP export names the files: a row per
+    image in upload order (unreadable ones with their reason), then a row per file skipped
+    while unpacking the uploads."""
     stems = StemNamer()
     rows = []
     for record in records:
@@ -225,12 +241,13 @@ def summary_bytes(records: list[CardRecord]) -> bytes:
         if not record.reason:
             row["stem"] = stems(record.name)
         rows.append(row)
-    return summary_csv(rows)
+    return summary_csv(rows + _unpacking_rows(found))
 
 
-def export_zip(files: list[UploadedFile], classifier: KerasClassifier, audit: AuditSettings,
-               identity: ModelIdentity, session: str) -> bytes:
-    """The ZIP the command line would write: ``STEM.png/.npy/.json`` and ``summary.csv``.
+def export_zip(files: list[UploadedFile], found: CollectedFiles, classifier: KerasClassifier,
+               audit: AuditSettings, identity: ModelIdentity, session: str) -> bytes:
+    """The ZIP the command line would write: ``STEM.png/.npy/.json`` and ``summary.csv``
+    (with the same rows as :func:`summary_bytes`, skipped files included).
 
     It runs when the download is clicked, outside the page's script, so its jobs
     are waited for without a progress bar; each is within the work budget.
@@ -269,7 +286,7 @@ def export_zip(files: list[UploadedFile], classifier: KerasClassifier, audit: Au
                 for file_name, data in outputs.items():
                     archive.writestr(file_name, data)
                 rows.append(summary_row(item, stem))
-        archive.writestr("summary.csv", summary_csv(rows))
+        archive.writestr("summary.csv", summary_csv(rows + _unpacking_rows(found)))
     return buffer.getvalue()
 
 

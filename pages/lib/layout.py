@@ -37,6 +37,34 @@ def escape_markdown(text: str) -> str:
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 
 
+_BREAK_AFTER = "/\\_-"
+
+
+def breakable_name(text: str) -> str:
+    """A file or model name escaped for Markdown (:func:`escape_markdown`) that wraps
+    after ``/``, ``\\``, ``_`` and ``-`` instead of in the middle of a word (an invisible
+    zero-width space follows each of them); never inside ``cat.png``."""
+    return escape_markdown("".join(ch + "\u200b" if ch in _BREAK_AFTER else ch
+                                   for ch in str(text)))
+
+
+PICKER_CHARS = 24
+"""The longest model name the sidebar's picker shows whole at 1400 px (and on a phone)."""
+
+
+def picker_name(name: str) -> str:
+    """A model's name short enough for the sidebar's picker: a registered model's name
+    without its note in brackets ("EfficientNet-Lite0 (default, offline)" ->
+    "EfficientNet-Lite0"), an own model by its file name, shortened in the middle if
+    long. The caption under the picker gives the whole name."""
+    own = "Your model: "
+    short = name[len(own):] if name.startswith(own) else name.split(" (", 1)[0]
+    if len(short) <= PICKER_CHARS:
+        return short
+    keep = PICKER_CHARS - 1
+    return short[:keep - keep // 3] + "…" + short[len(short) - keep // 3:]
+
+
 @contextmanager
 def guarded() -> Iterator[None]:
     """Catch the unexpected at a page's top level: a short message and a reference.
@@ -169,17 +197,19 @@ def render_sidebar() -> None:
         st.markdown("### Model")
         options = own_models.model_options()
         shown = {k: own_models.model_display_name(k) for k in options}  # no state needed later
+        short = {k: picker_name(name) for k, name in shown.items()}
         key = settings.bind("model", st.selectbox, options=options,
-                            label="Classifier", format_func=shown.__getitem__,
+                            label="Classifier", format_func=short.__getitem__,
                             on_change=_model_changed,
                             help="EfficientNet-Lite0 works offline. The others need their "
                                  "ImageNet weights; your own .keras model can be uploaded. "
                                  "See the Models page.")
+        full = f"**{breakable_name(shown[key])}**. " if short[key] != shown[key] else ""
         if key.startswith(settings.CUSTOM_PREFIX):
             entry = own_models.custom_models()[key]
-            st.caption(f"{entry['classes']} classes; {escape_markdown(entry['note'])}.")
+            st.caption(f"{full}{entry['classes']} classes; {escape_markdown(entry['note'])}.")
         else:
-            st.caption(get_spec(key).summary)
+            st.caption(full + get_spec(key).summary)
         st.divider()
         st.caption(
             "Saliency Studio shows which pixels a classifier's score depends on: the "

@@ -27,8 +27,8 @@ from saliency_core.methods import METHODS
 from saliency_core.methods.base import Param
 from saliency_core.methods.params import ParamValueError, describe_allowed, parse_param
 from saliency_core.models.registry import DEFAULT_MODEL_KEY, MODELS
-from saliency_core.plotting import COLORMAPS, OPACITY_STEPS
-from saliency_core.postprocess import REDUCTIONS
+from saliency_core.plotting import COLORMAPS, DEFAULT_OPACITY, OPACITY_STEPS
+from saliency_core.postprocess import DEFAULT_CLIP_PERCENTILE, REDUCTIONS
 from saliency_core.samples import DEFAULT_SAMPLE, SAMPLES
 
 PREFS = "prefs"
@@ -118,9 +118,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("method", "vanilla", _choice(METHODS)),
     Setting("contrast", None, parse_index),  # None: no contrast; else the class S_b
     Setting("cmap", "viridis", _choice(COLORMAPS)),
-    Setting("opacity", 0.5, lambda raw: parse_decimal(raw, 0.0, 1.0)),
+    Setting("opacity", DEFAULT_OPACITY, lambda raw: parse_decimal(raw, 0.0, 1.0)),
     Setting("fade", True, _bool),  # weak values fade, so the photo shows through
-    Setting("clip", 99.5, lambda raw: parse_decimal(raw, 90.0, 100.0)),
+    Setting("clip", DEFAULT_CLIP_PERCENTILE, lambda raw: parse_decimal(raw, 90.0, 100.0)),
     Setting("reduction", "max_abs", _choice(REDUCTIONS)),
     Setting("lesson.k", 100, _lesson_k, page=LESSON_PAGE),
     Setting("lesson.eps", (0.01, 10.0), _eps_range, page=LESSON_PAGE,

@@ -21,6 +21,8 @@ from saliency_core.audit.border import border_share
 from saliency_core.imaging import ImageError, LoadedImage, fit_to_model, load_image
 from saliency_core.methods import METHODS, Target
 from saliency_core.pipeline import Prediction, explain, explain_rows, to_display_map, top_k
+from saliency_core.plotting import DEFAULT_OPACITY
+from saliency_core.postprocess import DEFAULT_CLIP_PERCENTILE
 from saliency_core.tf_adapter import KerasClassifier
 
 ROW_METHODS = ("vanilla", "gradient_x_input")
@@ -44,6 +46,8 @@ class AuditSettings:
         clip_percentile: clipping of the display map, ``None`` for none.
         colormap: colour map of the overlay.
         opacity: the map's weight in the overlay, 0 to 1.
+        fade: weak values fade so the photo shows through, as on Explore
+            (:func:`saliency_core.plotting.fade_weights`).
         batch_size: images read and explained at once.
     """
 
@@ -53,9 +57,10 @@ class AuditSettings:
     score: str = "logit"
     fit: str = "crop"
     reduction: str = "max_abs"
-    clip_percentile: float | None = 99.5
+    clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE
     colormap: str = "viridis"
-    opacity: float = 0.5
+    opacity: float = DEFAULT_OPACITY
+    fade: bool = True
     batch_size: int = 16
 
     def __post_init__(self):

@@ -82,7 +82,7 @@ def overlay_png(result: ImageResult, settings: AuditSettings) -> bytes:
     (encoded for speed: see :func:`saliency_core.plotting.encode_png`)."""
     signed = settings.reduction == "signed"
     return encode_png(blend_overlay(result.view, result.saliency, settings.colormap,
-                                    settings.opacity, signed), fast=True)
+                                    settings.opacity, signed, settings.fade), fast=True)
 
 
 def result_provenance(result: ImageResult, classifier: KerasClassifier,

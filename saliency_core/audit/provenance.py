@@ -33,6 +33,7 @@ from saliency_core.audit.border import BORDER_BAND, border_share, uniform_border
 from saliency_core.imaging import crop_box
 from saliency_core.methods import METHODS, Target
 from saliency_core.pipeline import Prediction, explain, explain_rows, to_display_map, top_k
+from saliency_core.postprocess import DEFAULT_CLIP_PERCENTILE
 from saliency_core.tf_adapter import KerasClassifier
 
 FORMAT = "saliency-studio-provenance/1"
@@ -126,7 +127,8 @@ def make_provenance(*, model_key: str, model_file: str | None, weights_sha256: s
                     image_sha256: str, image_size: tuple[int, int], fit: str,
                     probabilities: np.ndarray, target: Target, method: str, params: dict,
                     values: np.ndarray, seconds: float, reduction: str = "max_abs",
-                    clip_percentile: float | None = 99.5, class_choice: str = "fixed",
+                    clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE,
+                    class_choice: str = "fixed",
                     batch_rows: int = 1, info: dict | None = None,
                     decoded_size: tuple[int, int] | None = None,
                     fitted_size: tuple[int, int] | None = None,

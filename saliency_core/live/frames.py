@@ -28,8 +28,8 @@ from saliency_core.imaging import FIT_MODES, crop_box, fit_to_model
 from saliency_core.labels import shorten_label
 from saliency_core.methods import Target
 from saliency_core.pipeline import batches_classes, explain, explain_rows
-from saliency_core.plotting import COLORMAPS, colormap_lut
-from saliency_core.postprocess import normalize_map, reduce_channels
+from saliency_core.plotting import COLORMAPS, colormap_lut, fade_weights
+from saliency_core.postprocess import DEFAULT_CLIP_PERCENTILE, normalize_map, reduce_channels
 
 LIVE_METHODS: dict[str, str] = {
     "vanilla": "Vanilla gradient",
@@ -92,7 +92,7 @@ class LiveSettings:
     colormap: str = "viridis"
     opacity: float = 0.6
     fit: str = "crop"
-    clip_percentile: float = 99.5
+    clip_percentile: float = DEFAULT_CLIP_PERCENTILE
 
     def __post_init__(self):
         if self.method not in LIVE_METHODS:
@@ -150,8 +150,10 @@ def _palette(colormap: str) -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _alpha_table(opacity: float) -> tuple[int, ...]:
-    """Alpha of each 8-bit map value: ``opacity * sqrt(value)``."""
-    return tuple(int(round(255.0 * opacity * (i / 255.0) ** 0.5)) for i in range(256))
+    """Alpha of each 8-bit map value: ``opacity`` times Explore's fading
+    (:func:`saliency_core.plotting.fade_weights`)."""
+    weights = fade_weights(np.arange(256, dtype=np.float32) / 255.0)
+    return tuple(int(round(255.0 * opacity * float(w))) for w in weights)
 
 
 def _overlay_layers(saliency: np.ndarray, colormap: str, opacity: float,
@@ -174,7 +176,8 @@ def composite_overlay(region: np.ndarray, saliency: np.ndarray, colormap: str,
                       opacity: float) -> np.ndarray:
     """Lay a ``[0, 1]`` map ``(h, w)`` over ``region`` ``(H, W, 3)`` uint8, fading weak values.
 
-    Each pixel's alpha is ``opacity * sqrt(map)``, as Explore's "Fade weak values".
+    Each pixel's alpha is ``opacity`` times :func:`saliency_core.plotting.fade_weights`,
+    as Explore's "Fade weak values".
 
     Returns:
         ``(H, W, 3)`` uint8.
