@@ -60,7 +60,7 @@ def pick_live_class(class_names: tuple[str, ...], session: live_stream.LiveSessi
 
 
 MAPS_PER_SECOND = "Maps/s"
-"""The rate's label: "Maps per second" was cut off in a quarter of the page at 1280 px."""
+# The rate's label: "Maps per second" was cut off in a quarter of the page at 1280 px.
 
 
 def show_measured(figures, fps, per_map, delay, dropped) -> None:

@@ -66,7 +66,7 @@ FAILED_MEANING = {
                  "pixels picked at random, so this map does not point to what is enough for "
                  "the model on this image.",
 }
-"""What a failed deletion or insertion verdict means, in a sentence a teacher can read out."""
+# What a failed deletion or insertion verdict means, in a sentence a teacher can read out.
 WHY_GRADCAM = (
     "**Why can one method be worst on deletion and best on insertion (often Grad-CAM)?** "
     "Grad-CAM paints whole regions, one value per cell of a coarse grid, while gradient "

@@ -182,3 +182,27 @@ def test_no_module_reaches_into_another_project_modules_private_names():
                         and node.value.id in modules and node.attr.startswith("_")
                         and not node.attr.startswith("__")]
     assert not reached, reached
+
+
+def _script_statements(body):
+    """Statements a page script runs at its top level, inside if/with/for/try blocks too
+    (Streamlit's "magic" writes those on the page), not inside functions or classes."""
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            yield from _script_statements(getattr(node, field, []) or [])
+
+
+def test_no_page_script_writes_a_stray_string_on_the_page():
+    """A bare string in a page script (an attribute docstring, a note) is shown to every
+    visitor by Streamlit's magic; only the module docstring is not."""
+    stray = []
+    for path in sorted((ROOT / "pages").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in _script_statements(tree.body[1:]):
+            if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str)):
+                stray.append(f"{path.name}:{node.lineno}")
+    assert not stray, stray
