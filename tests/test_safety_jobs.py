@@ -187,6 +187,19 @@ def test_a_job_that_overruns_its_estimate_is_stopped():
         job.outcome()
 
 
+def test_the_overrun_limit_allows_for_the_jobs_that_share_the_cpu():
+    """An estimate is for a job alone; up to max_running + light_slots jobs share the
+    cores, so a job is stopped only beyond the factor times that many times its estimate."""
+    queue = AdmissionQueue(max_running=2, light_slots=1, overrun_factor=4.0,
+                           overrun_floor=1.0)
+    release = threading.Event()
+    job = queue.submit("k", "s", "Integrated Gradients", Estimate(seconds=10),
+                       blocking(release, [], "x"))
+    assert job.limit_seconds == pytest.approx(4.0 * 3 * 10)
+    release.set()
+    assert job.wait(3) and job.outcome() == "x"
+
+
 def test_errors_reach_the_waiters_and_checkpoint_is_a_no_op_outside_a_job():
     checkpoint()
     assert current_job() is None
