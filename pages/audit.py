@@ -57,6 +57,8 @@ with controls:
     upload_limits = UploadLimits.from_limits()  # the config's [limits], as in force now
     uploaded = st.file_uploader(
         "Images, or .zip files of them", accept_multiple_files=True, key="audit_upload",
+        # The dropzone names this limit; a .zip never needs more than all images together.
+        max_upload_size=max(1, math.ceil(upload_limits.max_total_bytes / 2**20)),
         help=f"JPEG, PNG, WebP, BMP, GIF or TIFF, each up to "
              f"{format_bytes(upload_limits.max_file_bytes)}; at most "
              f"{upload_limits.max_files} images and "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 
 import numpy as np
@@ -208,3 +209,35 @@ def test_provenance_records_the_aggregate_smoothgrad_used(method, params, aggreg
     recorded = record["method"]["params"]
     assert recorded["aggregate"] == aggregate
     assert get_method(method, **recorded).aggregate == aggregate
+
+
+def _directory_flood(entries: int) -> bytes:
+    """A zip of one member whose central directory repeats its entry ``entries`` times,
+    with an end record that declares 0xFFFF entries (zipfile reads them all anyway)."""
+    name = b"a.png"
+    local = (b"PK\x03\x04" + struct.pack("<5H3I2H", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0)
+             + name)
+    entry = (b"PK\x01\x02" + struct.pack("<6H3I5H2I", 20, 20, 0, 0, 0, 0, 0, 0, 0,
+                                         len(name), 0, 0, 0, 0, 0, 0) + name)
+    directory = entry * entries
+    end = b"PK\x05\x06" + struct.pack("<4H2IH", 0, 0, 0xFFFF, 0xFFFF, len(directory),
+                                      len(local), 0)
+    return local + directory + end
+
+
+def test_a_zip_with_more_entries_than_allowed_is_refused_before_zipfile_reads_them(
+        monkeypatch):
+    """zipfile builds an object per directory entry when it opens an archive (4 million
+    entries: 2 GB, 16 s), so the count is checked on the bytes first."""
+    import zipfile
+
+    from saliency_core.audit.uploads import count_zip_entries
+
+    flood = _directory_flood(50_000)
+    assert count_zip_entries(flood) == 50_000
+    opened = []
+    monkeypatch.setattr(zipfile, "ZipFile", lambda *a, **k: opened.append(1))
+    found = collect_uploads([("flood.zip", flood)], UploadLimits())
+    assert found.refused == ["flood.zip has 50000 entries; a zip may have at most 2000."]
+    assert not opened
+    assert count_zip_entries(b"not a zip") is None

@@ -96,6 +96,30 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> b
     return data
 
 
+_END_OF_DIRECTORY = b"PK\x05\x06"
+_DIRECTORY_ENTRY = b"PK\x01\x02"
+
+
+def count_zip_entries(data: bytes) -> int | None:
+    """An upper bound on a zip's entries, read without building them; ``None`` if there
+    is no end-of-directory record.
+
+    :class:`zipfile.ZipFile` reads the whole central directory into Python objects
+    when it opens an archive, whatever count the end record declares (a 200 MB zip
+    of 4 million 51-byte entries took 2 GB and 16 s of CPU before the entry limit
+    could be checked). Counting the directory's entry signatures is a C-speed scan
+    of bytes, so the limit is checked first. Names that happen to hold the signature
+    can only make the bound larger.
+    """
+    end = data.rfind(_END_OF_DIRECTORY, max(0, len(data) - 65_557))
+    if end < 0:
+        return None
+    size, offset = int.from_bytes(data[end + 12:end + 16], "little"), \
+        int.from_bytes(data[end + 16:end + 20], "little")
+    start = 0 if 0xFFFFFFFF in (size, offset) else max(0, min(offset, end - size))
+    return data.count(_DIRECTORY_ENTRY, start, end)
+
+
 def add_zip(collected: CollectedFiles, name: str, data: bytes,
             limits: UploadLimits | None = None) -> None:
     """Add the images of a zip archive to ``collected``, after checking its directory.
@@ -105,6 +129,11 @@ def add_zip(collected: CollectedFiles, name: str, data: bytes,
     extracted; a refused zip adds nothing. ``limits`` default: the config's.
     """
     limits = UploadLimits.from_limits() if limits is None else limits
+    entries = count_zip_entries(data)
+    if entries is not None and entries > limits.max_zip_members:
+        collected.refused.append(f"{name} has {entries} entries; a zip may have at most "
+                                 f"{limits.max_zip_members}.")
+        return
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
