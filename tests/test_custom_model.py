@@ -162,3 +162,17 @@ def test_what_keras_says_about_a_broken_layer_is_logged_never_shown(tmp_path, ca
     assert "sideways" not in message
     logged = " ".join(record.getMessage() for record in caplog.records)
     assert "sideways" in logged or "padding" in logged or "deserialized" in logged, logged
+
+
+def test_a_model_with_more_classes_than_the_limit_is_refused(tmp_path, monkeypatch):
+    """A Flatten head (3.2 million 'classes' on a 224-pixel input) passed every layer
+    check, and the Audit page's class picker then crashed the browser tab."""
+    config = tmp_path / "saliency_studio.toml"
+    config.write_text("[limits]\nmax_classes = 100\n", encoding="utf-8")
+    monkeypatch.setenv("SALIENCY_STUDIO_CONFIG", str(config))
+    flat = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 1),
+                             keras.layers.Flatten()])  # 256 scores per image
+    with pytest.raises(CustomModelError, match="outputs 256 scores per image; a classifier "
+                                               "here may have at most 100 classes"):
+        load_custom_model(save(flat, tmp_path))
+    load_custom_model(save(small_classifier(classes=100), tmp_path))  # at the limit: fine

@@ -187,6 +187,11 @@ def load_custom_model(data: bytes, labels: bytes | None = None) -> CustomModel:
         raise CustomModelError("The model's input height and width must be fixed, e.g. "
                                "keras.Input((224, 224, 3)).")
     num_classes = int(model.outputs[0].shape[-1])
+    if num_classes > limits.max_classes:
+        raise CustomModelError(
+            f"The model outputs {num_classes:,} scores per image; a classifier here may have "
+            f"at most {limits.max_classes:,} classes (is its last layer a Flatten instead of "
+            "a Dense layer with one unit per class?).")
     names = parse_labels(labels, num_classes)
     try:
         cost = ModelCost.from_dict(checked["cost"])

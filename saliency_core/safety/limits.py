@@ -45,6 +45,9 @@ class Limits:
         max_input_side: largest model input height or width, in pixels.
         max_layer_width: largest ``units``, ``filters`` or similar width of one
             layer, refused even when the layer's input size is unknown.
+        max_classes: most classes (scores per image) a model may output: every page
+            lists, sorts or offers them (a Flatten head gave 3.2 million, whose class
+            picker crashed the browser tab). ImageNet-21k has 21,843.
         max_parameters: most parameters, estimated from the config before the
             model is built and counted exactly after it is built in the child.
         max_hdf5_objects: most HDF5 groups, datasets, attributes and attribute
@@ -116,6 +119,7 @@ class Limits:
     max_config_list_items: int = 100_000
     max_input_side: int = 1024
     max_layer_width: int = 131_072
+    max_classes: int = 100_000
     max_parameters: int = 200_000_000
     max_hdf5_objects: int = 100_000
     max_hdf5_dataset_bytes: int = 1 * GIB
