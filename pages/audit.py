@@ -108,7 +108,7 @@ with gallery:
             st.markdown("\n".join(f"- {layout.escape_markdown(n)}: {layout.escape_markdown(r)}"
                                   for n, r in skipped))
 
-    col_sort, col_conf, col_border, col_class = st.columns([2, 2, 2, 3])
+    col_sort, col_conf, col_border, col_class = st.columns([3, 2, 2, 3])
     with col_sort:
         how = settings.bind("audit_sort", st.selectbox, options=list(SORTS), default="order",
                             label="Sort by", format_func=SORTS.get)
@@ -159,10 +159,11 @@ with gallery:
     identity = audit_gallery.model_identity(model_key)
     session = jobs.session_id()  # the download runs outside this script
     col_zip.download_button(
-        "Overlays, raw maps and provenance (ZIP)",
+        "All files (ZIP)",  # the longer name was cut in a half column at 1280 px
         data=lambda: audit_gallery.export_zip(files, found, classifier, audit, identity,
                                               session),
-        file_name="audit.zip", mime="application/zip", icon=":material/folder_zip:",
+        file_name="saliency-audit.zip", mime="application/zip", icon=":material/folder_zip:",
         key="audit_zip", on_click="ignore",
-        help="The files the command line writes: STEM.png, STEM.npy and STEM.json per image, "
-             "and summary.csv. The maps are computed again when you download.")
+        help="Overlays, raw maps and provenance: the files the command line writes, "
+             "STEM.png, STEM.npy and STEM.json per image, and summary.csv. The maps are "
+             "computed again when you download.")
