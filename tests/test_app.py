@@ -465,7 +465,7 @@ def test_link_from_an_upload_never_applies_its_class_to_the_sample():
     at = new_app(photo="0123456789ab", **{"class": "967", "cmap": "cividis"})
     assert_ok(at)
     warning = " ".join(w.value for w in at.warning)
-    assert "photos are never part of a link" in warning and "967" in warning
+    assert "photos are never part of a link or kept" in warning and "967" in warning
     assert "class 967" not in headline(at)  # the cat's own top-1 instead
     assert at.selectbox(key="w_cmap").value == "cividis"  # the other settings apply
     # the same photo, uploaded, gets the link's class back

@@ -422,7 +422,7 @@ def test_a_link_made_after_an_upload_never_shows_its_class_on_another_image(serv
         visitor.goto(link)
         wait_for_overlay(visitor, 180)
         notice = visitor.locator("[data-testid='stAlert']").filter(
-            has_text="photos are never part of a link")
+            has_text="photos are never part of a link or kept")
         notice.wait_for(timeout=30_000)
         assert f"class {linked_class}" in notice.inner_text()
         assert f"(class {linked_class})" not in headline_text(visitor)

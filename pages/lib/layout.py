@@ -169,9 +169,10 @@ def show_link_notices() -> None:
             continue
         if notice.kind == "photo":
             st.warning(
-                "**This link was made from someone's own photo, and photos are never part of "
-                "a link.** Its other settings are shown on the sample photo instead."
-                f"{named} Upload the same photo to see its map with that class.",
+                "**This link (or page, if you reloaded it) was made from an uploaded photo, "
+                "and photos are never part of a link or kept after the page closes.** Its "
+                f"other settings are shown on the sample photo instead.{named} Upload the "
+                "same photo again to see its map with that class.",
                 icon=":material/link_off:")
         else:
             st.warning(
