@@ -123,7 +123,10 @@ def page_setup() -> None:
 
 
 PHONE_WIDTH = 640
-"""Viewport width (CSS px) at and below which Streamlit stacks ``st.columns``."""
+_PHONE_CSS = ("<style>" + (Path(__file__).parent / "assets" / "phone.css").read_text(
+    encoding="utf-8") + "</style>")
+"""Project CSS, read from a file (``assets/phone.css``): the only HTML pages render, and
+none of it comes from a visitor (tests/test_style.py checks both)."""
 
 
 def hide_chart_toolbars_on_phones() -> None:
@@ -134,9 +137,7 @@ def hide_chart_toolbars_on_phones() -> None:
     tells Python nothing about the screen, so this is a CSS media query in a
     style-only element (which takes no room on the page).
     """
-    st.html(f"<style>@media (max-width: {PHONE_WIDTH}px) {{ "
-            "[data-testid='stPlotlyChart'] .modebar-container { display: none !important; } "
-            "}</style>")
+    st.html(_PHONE_CSS)
 
 
 ICON = Path(__file__).parent / "assets" / "icon.png"
