@@ -141,6 +141,28 @@ def test_asking_for_something_else_stops_the_abandoned_job_at_once_and_names_it(
     assert kept.wait(3) and kept.outcome() == "k"
 
 
+def test_a_job_stopped_after_the_grace_is_named_when_its_session_asks_for_another():
+    """A rerun can take longer than the grace to reach its next request: the janitor
+    stops the abandoned job first, and the page still says what was stopped, once; a
+    session asking for the same result again hears nothing (it is started again)."""
+    queue = AdmissionQueue(grace_seconds=0.1)
+    release, started = threading.Event(), []
+    job = queue.submit("check", "s", "the randomisation", HEAVY,
+                       blocking(release, started, "x"))
+    assert wait_until(lambda: started)
+    queue.leave(job)
+    assert job.wait(3) and job.state == "cancelled"
+    assert queue.supersede("t", "other") == []  # another session's: not said to it
+    assert queue.supersede("s", "faith") == ["the randomisation"]
+    assert queue.supersede("s", "faith") == []  # said once
+    again = queue.submit("check", "s", "the randomisation", HEAVY,
+                         blocking(release, started, "y"))
+    queue.leave(again)
+    assert again.wait(3)
+    assert queue.supersede("s", "check") == []  # the same result asked again
+    release.set()
+
+
 def test_a_queued_job_nobody_waits_for_is_dropped_without_running():
     queue = AdmissionQueue(max_running=1, light_slots=0, grace_seconds=0.1)
     release, started = threading.Event(), []

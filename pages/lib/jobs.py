@@ -88,8 +88,9 @@ def run_job(key: Hashable, label: str, estimate: Estimate,
     q = queue()
     stopped = q.supersede(session_id(), key)
     if stopped:  # never silently: the page says what it stopped, and for what
-        st.toast(f"Stopped {', '.join(stopped)}: you asked for {label} instead.",
-                 icon=":material/stop_circle:")
+        said = f"Stopped {', '.join(stopped)}: you asked for {label} instead."
+        st.toast(said, icon=":material/stop_circle:")
+        st.caption(f":material/stop_circle: {said}")  # stays where the new result appears
     job = q.submit(key, session_id(), label, estimate, compute)
     try:
         if not job.wait(SHOW_AFTER_SECONDS):

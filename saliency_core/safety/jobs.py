@@ -29,6 +29,7 @@ and poll :class:`Job` for their place and progress.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import itertools
 import logging
@@ -206,6 +207,11 @@ class AdmissionQueue:
         self._running: list[Job] = []
         self._by_key: dict[Hashable, Job] = {}
         self._janitor: threading.Timer | None = None
+        # Jobs the janitor stopped because their session stopped waiting, per session:
+        # (key, label), said to that session when it next asks for something else (its
+        # rerun can take longer than the grace to reach its next request).
+        self._reaped: collections.OrderedDict[str, list[tuple[Hashable, str]]] = \
+            collections.OrderedDict()
         self.started_jobs = 0  # for tests and the status line
 
     @property
@@ -237,13 +243,18 @@ class AdmissionQueue:
     def supersede(self, session: str, key: Hashable) -> list[str]:
         """Cancel at once this session's jobs that nobody waits for any more, other than
         ``key``: the session has moved on to ask for something else (a rerun that asks
-        for the same key again joins its job instead, within the grace).
+        for the same key again joins its job instead, within the grace). Jobs of the session
+        that the janitor already stopped after the grace (a rerun can take longer than the
+        grace to reach its next request) are named too, once.
 
         Returns:
             The labels of the jobs stopped, so the page can say so.
         """
         stopped = []
         with self._lock:
+            for reaped_key, label in self._reaped.pop(session, []):
+                if reaped_key != key:
+                    stopped.append(label)
             for job in list(self._queued) + list(self._running):
                 if (job.session == session and job.key != key and not job.waiters
                         and job.orphaned_at is not None and not job.cancelled):
@@ -298,12 +309,13 @@ class AdmissionQueue:
         now = time.monotonic()
         pending = False
         for job in list(self._queued) + list(self._running):
-            if job.waiters or job.orphaned_at is None:
+            if job.waiters or job.orphaned_at is None or job.cancelled:
                 continue
             if now - job.orphaned_at < self.grace_seconds:
                 pending = True
                 continue
             job.cancel()
+            self._remember_reaped_locked(job)
             if job.state == QUEUED:
                 self._queued.remove(job)
                 self._forget_locked(job)
@@ -313,6 +325,15 @@ class AdmissionQueue:
         if pending:
             self._janitor = None
             self._schedule_janitor_locked()
+
+    def _remember_reaped_locked(self, job: Job, per_session: int = 4,
+                                sessions: int = 1000) -> None:
+        said = self._reaped.setdefault(job.session, [])
+        said.append((job.key, job.label))
+        del said[:-per_session]
+        self._reaped.move_to_end(job.session)
+        while len(self._reaped) > sessions:  # sessions that never ask again
+            self._reaped.popitem(last=False)
 
     def _forget_locked(self, job: Job) -> None:
         if self._by_key.get(job.key) is job:
