@@ -53,9 +53,10 @@ FINGERPRINT = """() => {
     return z.bdata || JSON.stringify(z).slice(0, 5000);
 }"""
 NEW_MAP = f"(before) => {{ const now = ({FINGERPRINT})(); return now !== null && now !== before; }}"
-GRID_DRAWN = """(cells) => Array.from(document.querySelectorAll('.js-plotly-plot')).some(
-    p => (p.data || []).filter(t => t.type === 'heatmap').length >= cells)
+GRID_DRAWN = """(cells) => Array.from(document.querySelectorAll('.js-plotly-plot')).reduce(
+    (n, p) => n + (p.data || []).filter(t => t.type === 'heatmap').length, 0) >= cells
     && !document.querySelector('[data-testid="stProgress"]')"""
+"""Compare draws one small figure per cell (a heat map each, plus the colour bar's own)."""
 
 
 def start_server(port: int, log: Path) -> tuple[subprocess.Popen, float]:
