@@ -64,13 +64,15 @@ def cached_result(key: tuple) -> Any | None:
 
 
 def run_check(key: tuple, label: str, compute: Callable[[Callable[[float], None]], Any],
-              estimate: Estimate | None = None) -> Any:
+              estimate: Estimate | None = None,
+              draw: Callable[[float], None] | None = None) -> Any:
     """Run ``compute(progress)`` as a job in the admission queue (its place and progress
     shown) and store its result under ``key``.
 
     Args:
         estimate: the check's cost, from :func:`pages.lib.jobs.check_work` (which
             refuses it above the budget); without one it is queued as a long job.
+        draw: draws the job's progress instead of the one bar (see :func:`run_parts`).
     """
     store = result_store()
     found = store.get(key)
@@ -84,7 +86,7 @@ def run_check(key: tuple, label: str, compute: Callable[[Callable[[float], None]
 
     if estimate is None:
         estimate = Estimate(seconds=load_limits().max_job_seconds)
-    return jobs.run_job(("check", key), label.lower(), estimate, run)
+    return jobs.run_job(("check", key), label.lower(), estimate, run, draw=draw)
 
 
 def run_parts(key: tuple, label: str, parts: dict[str, str], weights: dict[str, float],
@@ -103,16 +105,6 @@ def run_parts(key: tuple, label: str, parts: dict[str, str], weights: dict[str, 
         parts: each part's key and its label, in the order they run.
         weights: each part's share of the work, in any unit.
     """
-    store = result_store()
-    found = store.get(key)
-    if found is not None:
-        return found
-
-    def run(progress):
-        result = compute(progress)
-        store.put(key, result)
-        return result
-
     total = float(sum(weights[part] for part in parts)) or 1.0
     bars: dict[str, Any] = {}
 
@@ -126,10 +118,8 @@ def run_parts(key: tuple, label: str, parts: dict[str, str], weights: dict[str, 
             word = "done" if share >= 1 else ("waiting" if share <= 0 else f"{100 * share:.0f}%")
             bars[part].progress(share, text=f"{name}: {word}")
 
-    if estimate is None:
-        estimate = Estimate(seconds=load_limits().max_job_seconds)
     try:
-        return jobs.run_job(("check", key), label.lower(), estimate, run, draw=draw)
+        return run_check(key, label, compute, estimate, draw=draw)
     finally:
         for bar in bars.values():
             bar.empty()

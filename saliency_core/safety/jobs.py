@@ -174,6 +174,12 @@ def checkpoint() -> None:
         job.check()
 
 
+def _abandoned(job: Job) -> bool:
+    """Nobody waits for ``job`` any more (since ``job.orphaned_at``), and it is not yet
+    cancelled."""
+    return not job.waiters and job.orphaned_at is not None and not job.cancelled
+
+
 class AdmissionQueue:
     """The server's queue of model jobs (see the module's docstring).
 
@@ -256,14 +262,9 @@ class AdmissionQueue:
                 if reaped_key != key:
                     stopped.append(label)
             for job in list(self._queued) + list(self._running):
-                if (job.session == session and job.key != key and not job.waiters
-                        and job.orphaned_at is not None and not job.cancelled):
-                    job.cancel()
+                if job.session == session and job.key != key and _abandoned(job):
+                    self._stop_locked(job)
                     stopped.append(job.label)
-                    if job.state == QUEUED:
-                        self._queued.remove(job)
-                        self._forget_locked(job)
-                        job._finish(CANCELLED)
             self._dispatch_locked()
         return stopped
 
@@ -309,22 +310,26 @@ class AdmissionQueue:
         now = time.monotonic()
         pending = False
         for job in list(self._queued) + list(self._running):
-            if job.waiters or job.orphaned_at is None or job.cancelled:
+            if not _abandoned(job):
                 continue
             if now - job.orphaned_at < self.grace_seconds:
                 pending = True
                 continue
-            job.cancel()
             self._remember_reaped_locked(job)
-            if job.state == QUEUED:
-                self._queued.remove(job)
-                self._forget_locked(job)
-                job._finish(CANCELLED)
-                _LOG.info("job %s (%s) dropped from the queue: nobody waits", job.id,
-                          job.label)
+            self._stop_locked(job)
         if pending:
             self._janitor = None
             self._schedule_janitor_locked()
+
+    def _stop_locked(self, job: Job) -> None:
+        """Cancel ``job``: a running one stops at its next checkpoint, a queued one is
+        dropped without running."""
+        job.cancel()
+        if job.state == QUEUED:
+            self._queued.remove(job)
+            self._forget_locked(job)
+            job._finish(CANCELLED)
+            _LOG.info("job %s (%s) dropped from the queue: nobody waits", job.id, job.label)
 
     def _remember_reaped_locked(self, job: Job, per_session: int = 4,
                                 sessions: int = 1000) -> None:
