@@ -141,6 +141,34 @@ def test_asking_for_something_else_stops_the_abandoned_job_at_once_and_names_it(
     assert kept.wait(3) and kept.outcome() == "k"
 
 
+def test_a_rerun_that_overtakes_the_run_it_replaces_still_stops_and_names_its_job():
+    """Streamlit starts a rerun in a new thread at once and stops the old run only at
+    its next element, so the new run can ask for something else while the old run still
+    waits for its job. That job is stopped and named all the same; a job another session,
+    or an untagged waiter (a video frame), also waits for is left alone."""
+    queue = AdmissionQueue(grace_seconds=30, max_running=3, per_session=3)
+    release, started = threading.Event(), []
+    old = queue.submit("check", "s", "the randomisation", HEAVY,
+                       blocking(release, started, "check"), run="run 1")
+    shared = queue.submit("map", "s", "the map", HEAVY, blocking(release, started, "map"),
+                          run="run 1")
+    queue.submit("map", "t", "the map", HEAVY, blocking(release, started, "map"), run="x")
+    frame = queue.submit("frame", "s", "a live frame", HEAVY,
+                         blocking(release, started, "frame"))
+    assert wait_until(lambda: len(started) == 3)
+    assert queue.supersede("s", "faith", run="run 1") == []  # the same run: not left behind
+    assert queue.supersede("s", "faith", run="run 2") == ["the randomisation"]
+    assert old.wait(3) and old.state == "cancelled"
+    assert not shared.cancelled and not frame.cancelled
+    queue.leave(old, "s", "run 1")  # the old run, stopped at last, leaves: nothing breaks
+    assert old.waiters == 0 and shared.waiters == 2
+    queue.leave(shared, "s", "run 1")
+    assert shared.waiters == 1 and not shared.cancelled
+    release.set()
+    assert shared.wait(3) and shared.outcome() == "map"
+    assert frame.wait(3) and frame.outcome() == "frame"
+
+
 def test_a_job_stopped_after_the_grace_is_named_when_its_session_asks_for_another():
     """A rerun can take longer than the grace to reach its next request: the janitor
     stops the abandoned job first, and the page still says what was stopped, once; a

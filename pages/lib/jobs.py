@@ -11,7 +11,11 @@ function to :func:`run_job`, which submits it to the one
 * the bar is redrawn a few times a second, and every redraw is a point where
   Streamlit stops the script when the visitor reruns, changes a setting or
   closes the tab. The ``finally`` then leaves the job, and a job nobody waits
-  for is cancelled at its next batch (:mod:`saliency_core.safety.jobs`).
+  for is cancelled at its next batch (:mod:`saliency_core.safety.jobs`);
+* each wait is tagged with its script run (the run's thread): Streamlit starts a
+  rerun in a new thread before the old run has stopped, and a job only the old
+  run still waits for is stopped, and named, as soon as the new run asks for
+  something else.
 
 Refusals (:class:`~saliency_core.safety.budget.OverBudgetError`) and overruns are
 shown by :func:`pages.lib.layout.guarded` in the project's words; the rest of the
@@ -21,6 +25,7 @@ page, and every other visitor, carries on.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -86,12 +91,13 @@ def run_job(key: Hashable, label: str, estimate: Estimate,
         ``compute``'s result.
     """
     q = queue()
-    stopped = q.supersede(session_id(), key)
+    session, run = session_id(), threading.get_ident()  # this script run's thread
+    stopped = q.supersede(session, key, run)
     if stopped:  # never silently: the page says what it stopped, and for what
         said = f"Stopped {', '.join(stopped)}: you asked for {label} instead."
         st.toast(said, icon=":material/stop_circle:")
         st.caption(f":material/stop_circle: {said}")  # stays where the new result appears
-    job = q.submit(key, session_id(), label, estimate, compute)
+    job = q.submit(key, session, label, estimate, compute, run)
     try:
         if not job.wait(SHOW_AFTER_SECONDS):
             slot = st.empty()
@@ -103,7 +109,7 @@ def run_job(key: Hashable, label: str, estimate: Estimate,
                     slot.progress(job.progress, text=_status(q, job))  # a rerun stops us here
             slot.empty()
     finally:
-        q.leave(job)
+        q.leave(job, session, run)
     return job.outcome()
 
 

@@ -90,13 +90,20 @@ class Job:
         self.progress = 0.0
         self.result: Any = None
         self.error: BaseException | None = None
-        self.waiters = 0
+        # Who waits, by the token each waiter gave (``None`` for an untagged one): a
+        # token ``(session, run)`` names one script run of a session (see supersede).
+        self._waiting: collections.Counter[Hashable] = collections.Counter()
         self.orphaned_at: float | None = None
         self.submitted = time.monotonic()
         self.started: float | None = None
         self.finished: float | None = None
         self._cancel = threading.Event()
         self._done = threading.Event()
+
+    @property
+    def waiters(self) -> int:
+        """How many callers wait for the result."""
+        return sum(self._waiting.values())
 
     # -- in the job's own thread ---------------------------------------------
     def report(self, fraction: float) -> None:
@@ -180,6 +187,17 @@ def _abandoned(job: Job) -> bool:
     return not job.waiters and job.orphaned_at is not None and not job.cancelled
 
 
+def _left_behind(job: Job, session: str, run: Hashable) -> bool:
+    """Only earlier script runs of ``session`` wait for ``job``: runs that are being
+    stopped because the session has started ``run``. Streamlit starts a rerun in a new
+    thread at once and stops the old run at its next element, so the new run can ask
+    for its next result before the old one has left the job it was waiting for."""
+    tokens = list(job._waiting)
+    return bool(tokens) and not job.cancelled and all(
+        isinstance(token, tuple) and len(token) == 2 and token[0] == session
+        and token[1] != run for token in tokens)
+
+
 class AdmissionQueue:
     """The server's queue of model jobs (see the module's docstring).
 
@@ -227,11 +245,14 @@ class AdmissionQueue:
 
     # -- public --------------------------------------------------------------
     def submit(self, key: Hashable, session: str, label: str, estimate: Estimate,
-               fn: Callable[[Callable[[float], None]], Any]) -> Job:
+               fn: Callable[[Callable[[float], None]], Any], run: Hashable = None) -> Job:
         """Queue ``fn(progress)`` under ``key``, or join the job already computing it.
 
         The caller becomes one of the job's waiters and must call :meth:`leave`
-        when it stops waiting (in a ``finally``).
+        (with the same ``run``) when it stops waiting, in a ``finally``. A caller that
+        waits from a script run of ``session`` passes that run's token (see
+        :meth:`supersede`); callers that do not (a video frame's thread) are never taken
+        for a run left behind.
         """
         with self._lock:
             job = self._by_key.get(key)
@@ -241,17 +262,19 @@ class AdmissionQueue:
                 job = Job(key, session, label, estimate, fn, limit)
                 self._by_key[key] = job
                 self._queued.append(job)
-            job.waiters += 1
+            job._waiting[self._token(session, run)] += 1
             job.orphaned_at = None
             self._dispatch_locked()
         return job
 
-    def supersede(self, session: str, key: Hashable) -> list[str]:
+    def supersede(self, session: str, key: Hashable, run: Hashable = None) -> list[str]:
         """Cancel at once this session's jobs that nobody waits for any more, other than
         ``key``: the session has moved on to ask for something else (a rerun that asks
-        for the same key again joins its job instead, within the grace). Jobs of the session
-        that the janitor already stopped after the grace (a rerun can take longer than the
-        grace to reach its next request) are named too, once.
+        for the same key again joins its job instead, within the grace). With ``run``
+        (the asking script run's token), a job that only earlier runs of the session
+        still wait for counts as abandoned too: those runs are being stopped. Jobs of the
+        session that the janitor already stopped after the grace (a rerun can take longer
+        than the grace to reach its next request) are named too, once.
 
         Returns:
             The labels of the jobs stopped, so the page can say so.
@@ -262,16 +285,24 @@ class AdmissionQueue:
                 if reaped_key != key:
                     stopped.append(label)
             for job in list(self._queued) + list(self._running):
-                if job.session == session and job.key != key and _abandoned(job):
+                if job.session == session and job.key != key and (
+                        _abandoned(job) or (run is not None
+                                            and _left_behind(job, session, run))):
                     self._stop_locked(job)
                     stopped.append(job.label)
             self._dispatch_locked()
         return stopped
 
-    def leave(self, job: Job) -> None:
-        """One waiter stops waiting; a job nobody waits for is cancelled after the grace."""
+    def leave(self, job: Job, session: str | None = None, run: Hashable = None) -> None:
+        """One waiter stops waiting (``session`` and ``run`` as given to :meth:`submit`);
+        a job nobody waits for is cancelled after the grace."""
         with self._lock:
-            job.waiters = max(0, job.waiters - 1)
+            token = self._token(session, run)
+            if job._waiting[token] > 0:
+                job._waiting[token] -= 1
+            elif job._waiting:  # an untagged leave: any one waiter
+                job._waiting[next(iter(job._waiting))] -= 1
+            job._waiting += collections.Counter()  # drop zero counts
             if job.waiters == 0 and job.state in (QUEUED, RUNNING):
                 job.orphaned_at = time.monotonic()
                 self._schedule_janitor_locked()
@@ -299,6 +330,10 @@ class AdmissionQueue:
             self._dispatch_locked()
 
     # -- internal ------------------------------------------------------------
+    @staticmethod
+    def _token(session: str | None, run: Hashable) -> Hashable:
+        return None if run is None or session is None else (session, run)
+
     def _schedule_janitor_locked(self) -> None:
         if self._janitor is not None and self._janitor.is_alive():
             return
