@@ -33,6 +33,7 @@ compare the ratios, each measured in the same run as its floor.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -187,8 +189,14 @@ def child_profile(folder: str, batch: str, repeats: str) -> list:
         for name, data in files.items():
             write_new_file(out / f"{n}-{name}", data)
 
-    def overlay():
-        return blend_overlay(result.view, result.saliency)
+    def overlay():  # as the command draws it: its colours, opacity and fading
+        return blend_overlay(result.view, result.saliency, settings.colormap,
+                             settings.opacity, settings.reduction == "signed", settings.fade)
+
+    def pillow_png(**options):
+        buffer = io.BytesIO()
+        Image.fromarray(overlay()).save(buffer, format="PNG", **options)
+        return buffer.getvalue()
 
     each = len(paths)
     steps = [
@@ -202,10 +210,11 @@ def child_profile(folder: str, batch: str, repeats: str) -> list:
         ("display map (channels, clip, normalise)", lambda: to_display_map(result.values), 1),
         ("border share", lambda: border_share(result.saliency), 1),
         ("overlay colours and blend", overlay, 1),
-        ("overlay PNG, fast zlib settings (with the blend)",
+        ("overlay PNG, the command's own writer (with the blend)",
          lambda: encode_png(overlay(), fast=True), 1),
-        ("overlay PNG, Pillow's defaults, as before (with the blend)",
-         lambda: encode_png(overlay()), 1),
+        ("overlay PNG, Pillow at zlib's fast settings, as before (with the blend)",
+         lambda: pillow_png(compress_level=1, compress_type=zlib.Z_RLE), 1),
+        ("overlay PNG, Pillow's defaults (with the blend)", lambda: pillow_png(), 1),
         (".npy bytes", lambda: npy_bytes(result.values), 1),
         ("all outputs: display map, PNG, .npy, provenance JSON", outputs, 1),
         ("write the three files", write_all, 1),

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import html
 import io
+import struct
 import threading
 import zlib
 from collections import OrderedDict
@@ -110,8 +111,12 @@ def colorize(saliency: np.ndarray, colormap: str = "viridis", signed: bool = Fal
     """Colour a map ``(H, W)`` in ``[0, 1]`` (``[-1, 1]`` if signed) to ``(H, W, 3)`` uint8."""
     m = np.asarray(saliency, dtype=np.float32)
     unit = (m + 1.0) / 2.0 if signed else m
-    index = np.clip(np.rint(unit * 255), 0, 255).astype(np.intp)
-    return colormap_lut(colormap, signed)[index]
+    scaled = unit * np.float32(255)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    # uint8 indices and np.take: a third of the time of int64 fancy indexing (an audit
+    # colours one overlay per image), with the same colours.
+    return np.take(colormap_lut(colormap, signed), scaled.astype(np.uint8), axis=0)
 
 
 FADE_FULL_AT = 0.5
@@ -190,22 +195,54 @@ def blend_overlay(view: np.ndarray, saliency: np.ndarray, colormap: str = "virid
     resized = resize_map(saliency, view.shape[:2])
     heat = colorize(resized, colormap, signed).astype(np.float32)
     alpha = opacity * (fade_weights(resized, signed)[..., None] if fade else 1.0)
-    out = (1.0 - alpha) * view.astype(np.float32) + alpha * heat
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    # (1 - alpha) * view + alpha * heat, in place (the same float32 operations, fewer
+    # full-size temporaries: an audit blends one overlay per image)
+    out = view.astype(np.float32)
+    out *= 1.0 - alpha
+    heat *= alpha
+    out += heat
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def encode_png(pixels: np.ndarray, fast: bool = False) -> bytes:
     """PNG bytes of an ``(H, W, 3)`` uint8 image.
 
-    ``fast`` trades zlib's string matching for run-length coding (``Z_RLE``, level 1):
-    a photo with a map laid over it has few repeated strings, so its file came out
-    the same size (within 1%) in a third of the time on the test photos; flat areas
-    still shrink to runs. The command line's overlays use it.
+    ``fast`` writes the file itself instead of through Pillow, for the command line's
+    overlays (one per image, so their cost is most of the audit's work beyond the
+    model). Pillow tries all five PNG row filters on every row, which cost two thirds
+    of its time even with zlib's fastest settings; here every row uses the *Up* filter
+    (the difference to the row above: one numpy subtraction) and zlib run-length coding
+    at level 1 (``Z_RLE``). On photos with a map over them this took 0.35-0.45 of
+    Pillow's fast time, and the files came out 9-12% larger. The bytes are a standard
+    PNG (signature, ``IHDR``, one ``IDAT``, ``IEND``; PNG spec, ISO/IEC 15948) that
+    decodes to exactly ``pixels``.
     """
-    buffer = io.BytesIO()
-    options = {"compress_level": 1, "compress_type": zlib.Z_RLE} if fast else {}
-    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buffer, format="PNG", **options)
-    return buffer.getvalue()
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if not fast:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        return buffer.getvalue()
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or 0 in pixels.shape:
+        raise ValueError(f"expected a non-empty (H, W, 3) image, got {pixels.shape}")
+    height, width = pixels.shape[:2]
+    rows = pixels.reshape(height, width * 3)
+    filtered = np.empty((height, width * 3 + 1), np.uint8)
+    filtered[:, 0] = 2  # filter type Up; the first row's "row above" is zeros
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as PNG says
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    data = compressor.compress(filtered) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data)
+            + _png_chunk(b"IEND", b""))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC-32 of type and data."""
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
 
 @dataclass(frozen=True)
