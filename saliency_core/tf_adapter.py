@@ -514,14 +514,16 @@ class KerasClassifier:
         """The target score of each image ``(B, H, W, 3)``, shape ``(B,)`` (no gradients)."""
         return self._run_batched(self._scores_fn, images, target)[0]
 
-    def warm_up(self) -> None:
-        """Trace the score and gradient functions (then the last convolutional layer's,
-        for Grad-CAM) on a blank image, so the first real prediction and maps do not pay
-        for tracing (the server does this for the default model when it starts)."""
+    def warm_up(self, layers: bool = True) -> None:
+        """Trace the score and gradient functions (then, with ``layers``, the last
+        convolutional layer's, for Grad-CAM) on a blank image, so the first real
+        prediction and maps do not pay for tracing (the server does this for the default
+        model when it starts). Each function is traced once: calling this again only
+        traces what is missing."""
         blank = np.zeros((1, *self.input_size, 3), np.float32)
         self.logits(blank)
         self.gradients(blank, Target(0))
-        if self._spatial_layers:
+        if layers and self._spatial_layers:
             self.layer_gradients(blank, Target(0))
 
     def spatial_layer_names(self) -> list[str]:
