@@ -308,3 +308,45 @@ def test_damaged_images_never_show_library_wording():
         message = str(info.value)
         assert not re.search(r"truncated file read|broken data stream|cannot identify|"
                              r"bytes not processed|\(\w+ error\)", message, re.I), message
+
+
+def chained_wide_dense_model(tmp_path: Path) -> bytes:
+    """A valid .keras file whose config passes the pre-build estimate: two ``Dense(100000)``
+    in a row, the second's input size stated as 8 (it is really 100000, so building it
+    asks for a 40 GB kernel)."""
+    inputs = keras.Input((1, 1, 3))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(8, name="wide_1")(x)
+    model = keras.Model(inputs, keras.layers.Dense(8, name="wide_2")(x))
+    path = tmp_path / "chained.keras"
+    model.save(path)
+
+    def widen(config):
+        for item in config["config"]["layers"]:
+            if item["class_name"] == "Dense":
+                item["config"]["units"] = 100_000
+                item.pop("build_config", None)
+
+    return build.edit_config(path.read_bytes(), widen)
+
+
+def test_a_layer_too_large_to_build_is_refused_for_its_memory_not_as_a_bad_setting(tmp_path):
+    """What the pre-build estimate misses, the checking process's memory limit stops:
+    TensorFlow's own out-of-memory error reads as memory, not as "a layer has a setting
+    Keras does not accept"."""
+    data = chained_wide_dense_model(tmp_path)
+    assert inspect_keras_archive(data, DEFAULT_LIMITS).estimated_parameters \
+        < DEFAULT_LIMITS.max_parameters
+    with pytest.raises(CustomModelError) as info:
+        load_custom_model(data)
+    message = str(info.value)
+    assert "memory" in message and "setting Keras does not accept" not in message, message
+
+
+def test_library_words_for_out_of_memory_become_a_memory_error_and_only_those():
+    with pytest.raises(MemoryError):
+        with isolation.failing_as(isolation.BUILD_MESSAGE):
+            raise RuntimeError("OOM when allocating tensor with shape[100000,100000]")
+    with pytest.raises(isolation.IsolatedLoadError, match="could not be built"):
+        with isolation.failing_as(isolation.BUILD_MESSAGE):
+            raise ValueError("RandomZoom got a factor of 7")  # 'oom' inside a word

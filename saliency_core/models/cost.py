@@ -35,6 +35,7 @@ import numpy as np
 from saliency_core.batching import GRADIENT_MEMORY_FACTOR
 from saliency_core.methods.base import Target
 from saliency_core.safety.budget import ModelCost
+from saliency_core.safety.errors import is_out_of_memory
 from saliency_core.safety.limits import MIB, Limits, format_bytes
 
 
@@ -70,12 +71,6 @@ def _release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    return isinstance(exc, MemoryError) or any(
-        word in text for word in ("resourceexhausted", "out of memory", "oom", "bad_alloc"))
 
 
 def _measure_call(call, images: np.ndarray, repeats: int = 1) -> tuple[float, int]:
@@ -148,7 +143,7 @@ def measure_cost(classifier, limits: Limits, max_batch: int = 64) -> tuple[Model
     except ModelTooCostlyError:
         raise
     except Exception as exc:
-        if _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             raise too_costly("more than the checking process may use") from exc
         raise
     if max(m1, m2 - m1) > limits.max_activation_bytes:
@@ -169,7 +164,7 @@ def measure_cost(classifier, limits: Limits, max_batch: int = 64) -> tuple[Model
         try:
             gb, mb = _measure_call(gradient, images(batch))
         except Exception as exc:
-            if not _is_out_of_memory(exc):
+            if not is_out_of_memory(exc):
                 raise
             # The linear extrapolation was wrong: count the budget as what one of a
             # quarter as many images may use, and use that smaller batch.

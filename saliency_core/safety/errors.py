@@ -23,6 +23,17 @@ def quote_name(value: object) -> str:
     return ""
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the process ran out of memory: Python's ``MemoryError``, or a
+    library's own words for it (TensorFlow's ``ResourceExhaustedError`` and "OOM when
+    allocating", C++'s ``bad_alloc``), which would otherwise read as some other failure."""
+    text = f"{type(exc).__name__} {exc}"
+    return isinstance(exc, MemoryError) or bool(_OUT_OF_MEMORY.search(text))
+
+
+_OUT_OF_MEMORY = re.compile(r"ResourceExhausted|out of memory|\bOOM\b|bad_alloc", re.IGNORECASE)
+
+
 def describe_exception(exc: BaseException, limit: int = 200) -> str:
     """A one-line description of ``exc`` for a user, never empty, never a traceback.
 

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from saliency_core.safety.errors import UnsafeUploadError
+from saliency_core.safety.errors import UnsafeUploadError, is_out_of_memory
 from saliency_core.safety.hdf5 import WeightsMismatchError
 from saliency_core.safety.jobs import checkpoint
 from saliency_core.safety.limits import Limits, format_bytes
@@ -114,6 +114,8 @@ def failing_as(message: str) -> Iterator[None]:
     except (MemoryError, UnsafeUploadError, IsolatedLoadError):
         raise
     except Exception as exc:
+        if is_out_of_memory(exc):  # e.g. TensorFlow's OOM while building a huge layer
+            raise MemoryError() from exc
         raise classify_load_failure(exc, message) from exc
 
 
@@ -176,6 +178,9 @@ def child_main() -> None:
     except IsolatedLoadError as exc:
         send("failed", str(exc), exc.detail)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+        if is_out_of_memory(exc):
+            send("memory")
+            return
         failure = classify_load_failure(exc, OPEN_MESSAGE)
         send("failed", str(failure), failure.detail)
     finally:
