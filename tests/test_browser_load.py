@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 import safety_builders as build
-from browser_support import SERVER_PIDS, launch_browser, run_server, screenshot
+from browser_support import SERVER_LOGS, SERVER_PIDS, launch_browser, run_server, screenshot
 
 from conftest import ROOT
 
@@ -207,6 +207,12 @@ def test_a_map_stops_when_its_visitor_closes_the_tab(decode_server, browser):
     assert wait_until(lambda: cpu_rate(pid, 1.0) < 0.2, 10, every=0.1)
     print(f"\nCPU back to idle {time.monotonic() - closed:.1f} s after the tab closed")
     assert healthy(url)
+    # and the operator can see it in the server's log
+    log = SERVER_LOGS[decode_server]
+    assert wait_until(lambda: re.search(r"INFO saliency_core\.safety\.jobs: job \d+ "
+                                        r"\(SmoothGrad.*\) cancelled after [0-9.]+ s: "
+                                        r"nobody waits", log.read_text()), 10), \
+        log.read_text()[-2000:]
 
 
 def cpu_rate(pid: int, seconds: float) -> float:

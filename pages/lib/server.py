@@ -96,6 +96,21 @@ def warm_up() -> None:
             _LOG.exception("Saliency Studio: tracing Grad-CAM's layer function failed")
 
 
+def show_core_log() -> None:
+    """Send the core's INFO lines to the server's log: jobs stopped because nobody waits
+    any more, and each isolated model check's outcome and peak memory. Python shows only
+    warnings from a logger without a handler, so an operator could not see a visitor's
+    job being stopped. Once per process; the command line keeps its quiet output."""
+    core = logging.getLogger("saliency_core")
+    if any(getattr(handler, "saliency_studio", False) for handler in core.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.saliency_studio = True
+    core.addHandler(handler)
+    core.setLevel(logging.INFO)
+
+
 # -------------------------------------------------------------- upload quotas
 
 
@@ -264,6 +279,7 @@ async def lifespan(app):
     from saliency_core.models.registry import remove_session_uploads
 
     remove_session_uploads()  # left by sessions of an earlier run; none is open yet
+    show_core_log()
     thread = threading.Thread(target=warm_up, name="saliency-warm-up", daemon=True)
     thread.start()
     manager = _manager()
