@@ -192,10 +192,9 @@ def _left_behind(job: Job, session: str, run: Hashable) -> bool:
     stopped because the session has started ``run``. Streamlit starts a rerun in a new
     thread at once and stops the old run at its next element, so the new run can ask
     for its next result before the old one has left the job it was waiting for."""
-    tokens = list(job._waiting)
-    return bool(tokens) and not job.cancelled and all(
-        isinstance(token, tuple) and len(token) == 2 and token[0] == session
-        and token[1] != run for token in tokens)
+    return bool(job._waiting) and not job.cancelled and all(
+        token is not None and token[0] == session and token[1] != run
+        for token in job._waiting)
 
 
 class AdmissionQueue:
@@ -298,11 +297,10 @@ class AdmissionQueue:
         a job nobody waits for is cancelled after the grace."""
         with self._lock:
             token = self._token(session, run)
-            if job._waiting[token] > 0:
+            if job._waiting[token] > 1:
                 job._waiting[token] -= 1
-            elif job._waiting:  # an untagged leave: any one waiter
-                job._waiting[next(iter(job._waiting))] -= 1
-            job._waiting += collections.Counter()  # drop zero counts
+            else:
+                job._waiting.pop(token, None)
             if job.waiters == 0 and job.state in (QUEUED, RUNNING):
                 job.orphaned_at = time.monotonic()
                 self._schedule_janitor_locked()
