@@ -192,14 +192,16 @@ def test_a_scan_bomb_decode_stops_when_its_visitor_closes_the_tab(decode_server,
 
 
 def test_a_map_stops_when_its_visitor_closes_the_tab(decode_server, browser):
-    """A long SmoothGrad job stops at its next batch once nobody waits for it: the server's
-    CPU is idle again a few seconds after the tab closes, long before the map would end."""
+    """A long RISE job (2000 forward passes, about 20 s on two cores) stops at its next
+    batch once nobody waits for it: the server's CPU is idle again a few seconds after the
+    tab closes, long before the map would end, and the log says it was cancelled. (A
+    100-sample SmoothGrad takes about 5 s here: it could end by itself before the 2 s grace
+    ran out.)"""
     url, pid = decode_server, SERVER_PIDS[decode_server]
     context, page = new_page(browser)
     try:
-        page.goto(url + "/?sample=rocket&class=812&method=smoothgrad&smoothgrad.samples=100"
-                        "&smoothgrad.noise=0.2")
-        page.get_by_text("Computing SmoothGrad").first.wait_for(timeout=180_000)
+        page.goto(url + "/?sample=rocket&class=812&method=rise&rise.masks=2000")
+        page.get_by_text("Computing RISE").first.wait_for(timeout=180_000)
         assert cpu_rate(pid, 1.0) > 0.5  # the job is running
     finally:
         context.close()
@@ -210,7 +212,7 @@ def test_a_map_stops_when_its_visitor_closes_the_tab(decode_server, browser):
     # and the operator can see it in the server's log
     log = SERVER_LOGS[decode_server]
     assert wait_until(lambda: re.search(r"INFO saliency_core\.safety\.jobs: job \d+ "
-                                        r"\(SmoothGrad.*\) cancelled after [0-9.]+ s: "
+                                        r"\(RISE.*\) cancelled after [0-9.]+ s: "
                                         r"nobody waits", log.read_text()), 10), \
         log.read_text()[-2000:]
 
